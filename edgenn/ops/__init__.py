@@ -1,0 +1,221 @@
+"""The op registry: one `OpSpec` per IR op, declared in the module of its op family.
+
+An OpSpec holds everything the compiler knows about an op: how it is read from ONNX, its shape inference,
+its float reference (numpy, the source of truth), its MAC count, and how it behaves under the channels-last
+layout change. Later stages (integer kernels, C and TFLite emitters) add their fields here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgenn.errors import EdgennError, GraphError, ShapeError, UnsupportedOpError
+from edgenn.ir import Attrs, Node, TensorType
+
+InferFn = Callable[[Sequence[TensorType | None], Attrs], list[TensorType]]
+ReferenceFn = Callable[[Sequence[np.ndarray | None], Attrs], list[np.ndarray]]
+MacsFn = Callable[[Sequence[TensorType | None], Sequence[TensorType], Attrs], int]
+
+
+class ImportContext(Protocol):
+    """What an op's ONNX reader may ask of the importer."""
+
+    opset: int
+
+    def const(self, name: str) -> np.ndarray | None: ...
+
+    def type_of(self, name: str) -> TensorType: ...
+
+
+@dataclass(frozen=True)
+class OnnxNode:
+    """An ONNX node reduced to plain Python: attribute values decoded, omitted inputs as ""."""
+
+    name: str
+    op_type: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: Mapping[str, Any]
+
+    def input(self, i: int) -> str:
+        return self.inputs[i] if i < len(self.inputs) else ""
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What an op's ONNX reader returns: the IR op, its inputs (a subset/reordering of the ONNX ones) and
+    normalized attributes. `n_outputs` says how many ONNX outputs the IR node keeps."""
+
+    op: str
+    inputs: tuple[str, ...]
+    attrs: Mapping[str, Any]
+    n_outputs: int = 1
+
+
+class Layout:
+    """How an op reacts to the channels-last rewrite (passes/channels_last.py)."""
+
+    FIXED = "fixed"  # needs its input in the original (channels-first) layout
+    SPATIAL = "spatial"  # has a channels_last attribute; its same-rank inputs are permuted
+    ELEMENTWISE = "elementwise"  # any layout, as long as all non-constant inputs share it
+    AXES = "axes"  # any layout, after `permute_attrs` maps its axis attributes
+
+
+def _no_macs(inputs: Sequence[TensorType | None], outputs: Sequence[TensorType], attrs: Attrs) -> int:
+    return 0
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    infer: InferFn
+    reference: ReferenceFn
+    from_onnx: Callable[[OnnxNode, ImportContext], Imported] | None = None
+    onnx_ops: tuple[str, ...] = ()
+    attrs: Mapping[str, Any] = field(default_factory=dict)  # defaults of IR attributes
+    macs: MacsFn = _no_macs
+    layout: str = Layout.FIXED
+    # maps attributes to a permuted input layout; returns None when the op cannot follow it
+    permute_attrs: Callable[[Attrs, tuple[int, ...]], Attrs | None] | None = None
+    fuses_activation: bool = False  # has clip_min/clip_max attributes (fused Relu/Clip)
+    examples: Callable[[], list[OpExample]] = list
+
+    def attrs_of(self, node: Node) -> dict[str, Any]:
+        return {**self.attrs, **node.attrs}
+
+    def infer_checked(self, node: Node, in_types: Sequence[TensorType | None]) -> list[TensorType]:
+        """Shape inference with errors that name the node."""
+        try:
+            out = self.infer(in_types, self.attrs_of(node))
+        except EdgennError as err:
+            raise type(err)(f"node '{node.name}' ({node.op}): {err}") from None
+        except (ValueError, IndexError, TypeError) as err:
+            raise ShapeError(f"node '{node.name}' ({node.op}): cannot infer shapes: {err}") from None
+        for t in out:
+            if any(d <= 0 for d in t.shape):
+                raise ShapeError(
+                    f"node '{node.name}' ({node.op}) would produce a zero or negative dimension {t.shape}"
+                )
+        return out
+
+    def run(self, node: Node, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+        return self.reference(inputs, self.attrs_of(node))
+
+
+@dataclass(frozen=True)
+class OpExample:
+    """A single-node ONNX case used by the contract tests: the op checked against onnxruntime."""
+
+    name: str
+    op_type: str
+    input_shapes: tuple[tuple[int, ...], ...]
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    constants: Mapping[int, np.ndarray] = field(default_factory=dict)  # input index -> initializer
+    opset: int = 17
+
+
+REGISTRY: dict[str, OpSpec] = {}
+ONNX_OPS: dict[str, OpSpec] = {}
+
+
+def register(*specs: OpSpec) -> None:
+    for spec in specs:
+        if spec.name in REGISTRY:
+            raise GraphError(f"op '{spec.name}' registered twice")
+        REGISTRY[spec.name] = spec
+        for onnx_op in spec.onnx_ops:
+            ONNX_OPS[onnx_op] = spec
+
+
+def spec_for(op: str, node_name: str = "?") -> OpSpec:
+    spec = REGISTRY.get(op)
+    if spec is None:
+        raise UnsupportedOpError(f"node '{node_name}': op '{op}' is not registered")
+    return spec
+
+
+# ---- helpers shared by the op families ----
+
+
+def same_type(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
+    """Shape inference of ops whose output looks like their first input."""
+    return [inputs[0]]
+
+
+def positive_axis(axis: int, rank: int) -> int:
+    if not -rank <= axis < rank:
+        raise ShapeError(f"axis {axis} is out of range for rank {rank}")
+    return axis % rank
+
+
+def broadcast_shape(*shapes: Sequence[int]) -> tuple[int, ...]:
+    try:
+        return tuple(int(d) for d in np.broadcast_shapes(*(tuple(s) for s in shapes)))
+    except ValueError:
+        raise ShapeError(f"shapes {' and '.join(map(str, shapes))} do not broadcast") from None
+
+
+def clip_range(values: np.ndarray, attrs: Attrs) -> np.ndarray:
+    """Apply a fused activation (clip_min/clip_max attributes; ±inf when absent)."""
+    lo, hi = attrs.get("clip_min", -math.inf), attrs.get("clip_max", math.inf)
+    if lo == -math.inf and hi == math.inf:
+        return values
+    return np.clip(values, lo, hi).astype(values.dtype, copy=False)
+
+
+def set_channels_last(attrs: Attrs, perm: tuple[int, ...]) -> Attrs:
+    """permute_attrs of the spatial ops: they carry the layout as a flag."""
+    return {**attrs, "channels_last": True}
+
+
+CLIP_ATTRS = {"clip_min": -math.inf, "clip_max": math.inf}
+
+
+def const_input(node: OnnxNode, i: int, ctx: ImportContext, what: str) -> np.ndarray | None:
+    """An input that edgenn needs as a constant (after folding); None when the input is omitted."""
+    name = node.input(i)
+    if not name:
+        return None
+    data = ctx.const(name)
+    if data is None:
+        raise UnsupportedOpError(
+            f"node '{node.name}' ({node.op_type}): input {i} ({what}) must be a constant, "
+            f"but '{name}' is computed at run time"
+        )
+    return data
+
+
+def int_tuple(values: Any) -> tuple[int, ...]:
+    return tuple(int(v) for v in np.asarray(values).reshape(-1))
+
+
+def passthrough_import(op: str, n_inputs: int | None = None) -> Callable[[OnnxNode, ImportContext], Imported]:
+    """ONNX reader for ops whose ONNX form is already the IR form (attributes copied as they are)."""
+
+    def read(node: OnnxNode, ctx: ImportContext) -> Imported:
+        inputs = node.inputs if n_inputs is None else node.inputs[:n_inputs]
+        return Imported(op, tuple(inputs), dict(node.attrs))
+
+    return read
+
+
+def _load_families() -> None:
+    from edgenn.ops import (  # noqa: F401  (each module registers its specs)
+        activation,
+        conv,
+        elementwise,
+        linear,
+        normalization,
+        pool,
+        reduce,
+        shape,
+        softmax,
+    )
+
+
+_load_families()

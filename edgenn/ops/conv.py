@@ -1,0 +1,141 @@
+"""Convolution (1-D and 2-D, grouped and depthwise), with an optional fused activation clamp.
+
+IR attributes: strides, dilations, pads (begins..., ends...), group, channels_last, clip_min, clip_max.
+Inputs: X, W, B (B may be ""). Channels-first: X [N, C, *S], W [O, C/group, *K] (ONNX).
+Channels-last: X [N, *S, C], W [O, *K, C/group] (OHWI, the TFLite filter layout).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgenn.errors import ShapeError, UnsupportedOpError
+from edgenn.ir import Attrs, TensorType
+from edgenn.ops import (
+    CLIP_ATTRS, ImportContext, Imported, Layout, OnnxNode, OpExample, OpSpec, clip_range, register,
+    set_channels_last,
+)
+from edgenn.ops.spatial import (
+    auto_pads, channels, output_size, spatial_dims, to_channels_first, to_channels_last, windows,
+)
+
+INPUT, WEIGHTS, BIAS = 0, 1, 2
+
+
+def read_conv(node: OnnxNode, ctx: ImportContext) -> Imported:
+    x, w = ctx.type_of(node.inputs[INPUT]), ctx.type_of(node.inputs[WEIGHTS])
+    if x.rank not in (3, 4):
+        raise UnsupportedOpError(f"node '{node.name}' (Conv): only 1-D and 2-D convolution, got rank {x.rank}")
+    r = x.rank - 2
+    kernel = w.shape[2:]
+    strides = tuple(node.attrs.get("strides", (1,) * r))
+    dilations = tuple(node.attrs.get("dilations", (1,) * r))
+    pads = auto_pads(node.attrs.get("auto_pad", "NOTSET"), x.shape[2:], kernel, strides, dilations)
+    if pads is None:
+        pads = tuple(node.attrs.get("pads", (0,) * (2 * r)))
+    attrs = {"strides": strides, "dilations": dilations, "pads": pads,
+             "group": int(node.attrs.get("group", 1)), "channels_last": False}
+    return Imported("Conv", (node.inputs[INPUT], node.inputs[WEIGHTS], node.input(BIAS)), attrs)
+
+
+def infer_conv(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
+    x, w, b = inputs[INPUT], inputs[WEIGHTS], inputs[BIAS] if len(inputs) > BIAS else None
+    cl, group = attrs["channels_last"], attrs["group"]
+    assert x is not None and w is not None
+    if w.rank != x.rank:
+        raise ShapeError(f"weights rank {w.rank} differs from input rank {x.rank}")
+    out_ch = w.shape[0]
+    kernel = w.shape[1:-1] if cl else w.shape[2:]
+    in_per_group = w.shape[-1] if cl else w.shape[1]
+    if channels(x, cl) != in_per_group * group or out_ch % group:
+        raise ShapeError(
+            f"input has {channels(x, cl)} channels but weights {w.shape} with group {group} expect "
+            f"{in_per_group * group}"
+        )
+    if b is not None and b.shape != (out_ch,):
+        raise ShapeError(f"bias shape {b.shape} should be ({out_ch},)")
+    r = len(kernel)
+    sizes = [
+        output_size(s, k, attrs["strides"][i], attrs["dilations"][i],
+                    attrs["pads"][i] + attrs["pads"][r + i])
+        for i, (s, k) in enumerate(zip(spatial_dims(x, cl), kernel))
+    ]
+    shape = (x.shape[0], *sizes, out_ch) if cl else (x.shape[0], out_ch, *sizes)
+    return [x.with_shape(shape)]
+
+
+def conv_channels_first(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, attrs: Attrs
+) -> np.ndarray:
+    """Grouped convolution by strided windows and one einsum per call (2-D; 1-D as height 1)."""
+    one_d = x.ndim == 3
+    strides, dilations, pads = attrs["strides"], attrs["dilations"], attrs["pads"]
+    if one_d:
+        x, w = x[:, :, None, :], w[:, :, None, :]
+        strides, dilations, pads = (1, *strides), (1, *dilations), (0, pads[0], 0, pads[1])
+    group = attrs["group"]
+    n, c = x.shape[:2]
+    o, cg, kh, kw = w.shape
+    view = windows(x, (kh, kw), strides, dilations, pads, 0.0)  # [N, C, OH, OW, KH, KW]
+    oh, ow = view.shape[2:4]
+    xg = view.reshape(n, group, c // group, oh, ow, kh, kw)
+    wg = w.reshape(group, o // group, cg, kh, kw)
+    y = np.einsum("ngchwij,gocij->ngohw", xg, wg, optimize=True).reshape(n, o, oh, ow)
+    if b is not None:
+        y += b.reshape(1, o, 1, 1)
+    return y[:, :, 0, :] if one_d else y
+
+
+def reference_conv(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
+    x, w = inputs[INPUT], inputs[WEIGHTS]
+    b = inputs[BIAS] if len(inputs) > BIAS else None
+    assert x is not None and w is not None
+    if attrs["channels_last"]:
+        y = to_channels_last(conv_channels_first(to_channels_first(x), to_channels_first(w), b, attrs))
+    else:
+        y = conv_channels_first(x, w, b, attrs)
+    return [clip_range(y.astype(x.dtype, copy=False), attrs)]
+
+
+def conv_macs(inputs: Sequence[TensorType | None], outputs: Sequence[TensorType], attrs: Attrs) -> int:
+    w = inputs[WEIGHTS]
+    assert w is not None
+    # each output element takes (C/group) * prod(K) multiply-accumulates: exactly the weights per filter
+    return outputs[0].size * math.prod(w.shape[1:])
+
+
+def examples() -> list[OpExample]:
+    rng = np.random.default_rng(0)
+
+    def weights(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    return [
+        OpExample("conv2d", "Conv", ((1, 3, 7, 7),), {"pads": (1, 1, 1, 1)},
+                  {1: weights(4, 3, 3, 3), 2: weights(4)}),
+        OpExample("conv2d_stride_dilation", "Conv", ((2, 2, 9, 8),),
+                  {"strides": (2, 1), "dilations": (2, 1), "pads": (0, 1, 2, 0)}, {1: weights(3, 2, 3, 2)}),
+        OpExample("conv2d_groups", "Conv", ((1, 4, 6, 6),), {"group": 2}, {1: weights(6, 2, 3, 3)}),
+        OpExample("conv2d_depthwise", "Conv", ((1, 4, 6, 6),), {"group": 4, "pads": (1, 1, 1, 1)},
+                  {1: weights(8, 1, 3, 3), 2: weights(8)}),
+        OpExample("conv2d_same_upper", "Conv", ((1, 2, 7, 6),), {"auto_pad": "SAME_UPPER", "strides": (2, 2)},
+                  {1: weights(3, 2, 4, 3)}),
+        OpExample("conv2d_same_lower", "Conv", ((1, 2, 6, 6),), {"auto_pad": "SAME_LOWER"},
+                  {1: weights(3, 2, 2, 2)}),
+        OpExample("conv1d", "Conv", ((2, 3, 20),), {"pads": (2, 2), "strides": (2,)},
+                  {1: weights(5, 3, 5), 2: weights(5)}),
+        OpExample("conv1d_depthwise_dilated", "Conv", ((1, 4, 16),), {"group": 4, "dilations": (3,)},
+                  {1: weights(4, 1, 3)}),
+    ]
+
+
+register(
+    OpSpec(
+        "Conv", infer_conv, reference_conv, read_conv, onnx_ops=("Conv",),
+        attrs={"group": 1, "channels_last": False, **CLIP_ATTRS}, macs=conv_macs,
+        layout=Layout.SPATIAL, permute_attrs=set_channels_last, fuses_activation=True, examples=examples,
+    )
+)

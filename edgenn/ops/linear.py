@@ -1,0 +1,135 @@
+"""Matrix products: ONNX Gemm and MatMul as imported, and FullyConnected, the fused form the backends take.
+
+FullyConnected: Y[N, O] = clip(X[N, K] @ W[O, K]^T + B[O]) — W in TFLite's [out, in] layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgenn.errors import ShapeError
+from edgenn.ir import Attrs, TensorType
+from edgenn.ops import (
+    CLIP_ATTRS, ImportContext, Imported, OnnxNode, OpExample, OpSpec, broadcast_shape, clip_range,
+    passthrough_import, register,
+)
+
+INPUT, WEIGHTS, BIAS = 0, 1, 2
+
+
+def _operand(t: TensorType | None) -> TensorType:
+    assert t is not None
+    return t
+
+
+def read_gemm(node: OnnxNode, ctx: ImportContext) -> Imported:
+    attrs = {
+        "alpha": float(node.attrs.get("alpha", 1.0)), "beta": float(node.attrs.get("beta", 1.0)),
+        "transA": int(node.attrs.get("transA", 0)), "transB": int(node.attrs.get("transB", 0)),
+    }
+    return Imported("Gemm", (node.inputs[0], node.inputs[1], node.input(2)), attrs)
+
+
+def infer_gemm(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
+    a, b = _operand(inputs[0]), _operand(inputs[1])
+    if a.rank != 2 or b.rank != 2:
+        raise ShapeError(f"Gemm takes 2-D operands, got {a.shape} and {b.shape}")
+    m, k = a.shape[::-1] if attrs["transA"] else a.shape
+    kb, n = b.shape[::-1] if attrs["transB"] else b.shape
+    if k != kb:
+        raise ShapeError(f"inner dimensions differ: {a.shape} x {b.shape}")
+    c = inputs[2] if len(inputs) > 2 else None
+    if c is not None:
+        if broadcast_shape(c.shape, (m, n)) != (m, n):
+            raise ShapeError(f"Gemm C {c.shape} does not broadcast to ({m}, {n})")
+    return [a.with_shape((m, n))]
+
+
+def reference_gemm(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
+    a, b, c = inputs[0], inputs[1], inputs[2] if len(inputs) > 2 else None
+    assert a is not None and b is not None
+    a = a.T if attrs["transA"] else a
+    b = b.T if attrs["transB"] else b
+    y = attrs["alpha"] * (a @ b)
+    if c is not None:
+        y = y + attrs["beta"] * c
+    return [y.astype(np.float32, copy=False)]
+
+
+def gemm_macs(inputs: Sequence[TensorType | None], outputs: Sequence[TensorType], attrs: Attrs) -> int:
+    a = _operand(inputs[0])
+    return outputs[0].size * (a.shape[0] if attrs["transA"] else a.shape[1])
+
+
+def infer_matmul(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
+    a, b = _operand(inputs[0]), _operand(inputs[1])
+    try:
+        shape = np.matmul(np.empty(a.shape, np.float32), np.empty(b.shape, np.float32)).shape
+    except ValueError:
+        raise ShapeError(f"MatMul shapes {a.shape} and {b.shape} do not match") from None
+    return [a.with_shape(shape)]
+
+
+def reference_matmul(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
+    return [np.matmul(inputs[0], inputs[1])]
+
+
+def matmul_macs(inputs: Sequence[TensorType | None], outputs: Sequence[TensorType], attrs: Attrs) -> int:
+    return outputs[0].size * _operand(inputs[0]).shape[-1]
+
+
+def infer_fc(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
+    x, w = _operand(inputs[INPUT]), _operand(inputs[WEIGHTS])
+    if x.rank != 2 or w.rank != 2 or x.shape[1] != w.shape[1]:
+        raise ShapeError(f"FullyConnected needs X [N, K] and W [O, K], got {x.shape} and {w.shape}")
+    b = inputs[BIAS] if len(inputs) > BIAS else None
+    if b is not None and b.shape != (w.shape[0],):
+        raise ShapeError(f"bias shape {b.shape} should be ({w.shape[0]},)")
+    return [x.with_shape((x.shape[0], w.shape[0]))]
+
+
+def reference_fc(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
+    x, w, b = inputs[INPUT], inputs[WEIGHTS], inputs[BIAS] if len(inputs) > BIAS else None
+    assert x is not None and w is not None
+    y = x @ w.T
+    if b is not None:
+        y = y + b
+    return [clip_range(y, attrs)]
+
+
+def fc_macs(inputs: Sequence[TensorType | None], outputs: Sequence[TensorType], attrs: Attrs) -> int:
+    return outputs[0].size * _operand(inputs[WEIGHTS]).shape[1]
+
+
+def gemm_examples() -> list[OpExample]:
+    rng = np.random.default_rng(1)
+    return [
+        OpExample("gemm_transB", "Gemm", ((3, 5),), {"transB": 1},
+                  {1: rng.standard_normal((4, 5)).astype(np.float32),
+                   2: rng.standard_normal(4).astype(np.float32)}),
+        OpExample("gemm_alpha_beta_transA", "Gemm", ((5, 2),), {"transA": 1, "alpha": 0.5, "beta": 2.0},
+                  {1: rng.standard_normal((5, 3)).astype(np.float32),
+                   2: rng.standard_normal((1, 3)).astype(np.float32)}),
+        OpExample("gemm_two_inputs", "Gemm", ((2, 3), (3, 4)), {}),
+    ]
+
+
+def matmul_examples() -> list[OpExample]:
+    rng = np.random.default_rng(2)
+    return [
+        OpExample("matmul_const", "MatMul", ((4, 6),), {}, {1: rng.standard_normal((6, 3)).astype(np.float32)}),
+        OpExample("matmul_batched", "MatMul", ((2, 3, 4), (2, 4, 5)), {}),
+    ]
+
+
+register(
+    OpSpec("Gemm", infer_gemm, reference_gemm, read_gemm, onnx_ops=("Gemm",),
+           attrs={"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}, macs=gemm_macs,
+           examples=gemm_examples),
+    OpSpec("MatMul", infer_matmul, reference_matmul, passthrough_import("MatMul"), onnx_ops=("MatMul",),
+           macs=matmul_macs, examples=matmul_examples),
+    OpSpec("FullyConnected", infer_fc, reference_fc, attrs=dict(CLIP_ATTRS), macs=fc_macs,
+           fuses_activation=True),
+)

@@ -1,0 +1,65 @@
+"""ReduceMean over a set of axes (attribute before opset 18, constant input from 18 on)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgenn.ir import Attrs, TensorType
+from edgenn.ops import (
+    ImportContext, Imported, Layout, OnnxNode, OpExample, OpSpec, const_input, int_tuple, positive_axis,
+    register,
+)
+
+
+def read_reduce_mean(node: OnnxNode, ctx: ImportContext) -> Imported:
+    x = ctx.type_of(node.inputs[0])
+    if ctx.opset >= 18:
+        given = const_input(node, 1, ctx, "axes")
+        axes = () if given is None else int_tuple(given)
+    else:
+        axes = tuple(node.attrs.get("axes", ()))
+    if not axes:
+        axes = () if node.attrs.get("noop_with_empty_axes", 0) else tuple(range(x.rank))
+    axes = tuple(sorted(positive_axis(a, x.rank) for a in axes))
+    return Imported("ReduceMean", (node.inputs[0],), {"axes": axes, "keepdims": int(node.attrs.get("keepdims", 1))})
+
+
+def infer_reduce(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
+    x = inputs[0]
+    assert x is not None
+    axes = attrs["axes"]
+    if attrs["keepdims"]:
+        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    else:
+        shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
+    return [x.with_shape(shape)]
+
+
+def reference_reduce_mean(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
+    x = inputs[0]
+    assert x is not None
+    if not attrs["axes"]:
+        return [x]
+    return [np.mean(x, axis=attrs["axes"], keepdims=bool(attrs["keepdims"])).astype(x.dtype, copy=False)]
+
+
+def permute_reduce(attrs: Attrs, perm: tuple[int, ...]) -> Attrs | None:
+    if not attrs["keepdims"]:
+        return None  # the output rank changes, so it has no permuted layout of its own
+    return {**attrs, "axes": tuple(sorted(perm.index(a) for a in attrs["axes"]))}
+
+
+def examples() -> list[OpExample]:
+    return [
+        OpExample("reducemean_spatial", "ReduceMean", ((2, 3, 4, 5),), {"axes": (2, 3)}, opset=13),
+        OpExample("reducemean_nokeep", "ReduceMean", ((2, 3, 4),), {"axes": (-1,), "keepdims": 0}, opset=13),
+        OpExample("reducemean_all", "ReduceMean", ((2, 3),), {}, opset=13),
+        OpExample("reducemean_axes_input", "ReduceMean", ((2, 3, 4),), {},
+                  {1: np.array([1], np.int64)}, opset=18),
+    ]
+
+
+register(OpSpec("ReduceMean", infer_reduce, reference_reduce_mean, read_reduce_mean, onnx_ops=("ReduceMean",),
+                attrs={"keepdims": 1}, layout=Layout.AXES, permute_attrs=permute_reduce, examples=examples))

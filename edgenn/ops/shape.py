@@ -1,0 +1,379 @@
+"""Data movement and shape arithmetic: Identity, Dropout, Flatten, Reshape, Transpose, Squeeze, Unsqueeze,
+Concat, Pad, and the ops of Shape/Gather chains (Shape, Gather, Cast, Slice) that import folds to constants.
+
+Operands that ONNX passes as tensors (Reshape's shape, Pad's pads, axes...) become attributes at import, so
+every later stage sees static parameters. Reshape keeps its full static output shape; at run time a batch
+larger than the imported one replaces dimension 0 (the batch dimension must stay first).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgenn.errors import ShapeError, UnsupportedOpError
+from edgenn.ir import Attrs, DType, TensorType
+from edgenn.ops import (
+    ImportContext, Imported, Layout, OnnxNode, OpExample, OpSpec, const_input, int_tuple, passthrough_import,
+    positive_axis, register, same_type,
+)
+
+
+def _first(inputs: Sequence[np.ndarray | None]) -> np.ndarray:
+    x = inputs[0]
+    assert x is not None
+    return x
+
+
+def _first_type(inputs: Sequence[TensorType | None]) -> TensorType:
+    x = inputs[0]
+    assert x is not None
+    return x
+
+
+# ---- Identity, Dropout ----
+
+def identity(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
+    return [_first(inputs)]
+
+
+def read_dropout(node: OnnxNode, ctx: ImportContext) -> Imported:
+    training = const_input(node, 2, ctx, "training_mode") if ctx.opset >= 12 else None
+    if training is not None and bool(training):
+        raise UnsupportedOpError(f"node '{node.name}' (Dropout): training_mode=True is not supported")
+    return Imported("Dropout", (node.inputs[0],), {})
+
+
+# ---- Flatten, Reshape, Squeeze, Unsqueeze ----
+
+def read_flatten(node: OnnxNode, ctx: ImportContext) -> Imported:
+    rank = ctx.type_of(node.inputs[0]).rank
+    axis = int(node.attrs.get("axis", 1))
+    return Imported("Flatten", (node.inputs[0],), {"axis": axis % rank if axis != rank else rank})
+
+
+def infer_flatten(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
+    x = _first_type(inputs)
+    axis = attrs["axis"]
+    return [x.with_shape((math.prod(x.shape[:axis]), math.prod(x.shape[axis:])))]
+
+
+def reference_flatten(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
+    x = _first(inputs)
+    return [x.reshape(math.prod(x.shape[: attrs["axis"]]), -1)]
+
+
+def read_reshape(node: OnnxNode, ctx: ImportContext) -> Imported:
+    x = ctx.type_of(node.inputs[0])
+    target = list(int_tuple(const_input(node, 1, ctx, "shape")))
+    if not node.attrs.get("allowzero", 0):
+        target = [x.shape[i] if d == 0 else d for i, d in enumerate(target)]
+    if target.count(-1) > 1:
+        raise ShapeError(f"node '{node.name}' (Reshape): more than one -1 in target shape {target}")
+    if -1 in target:
+        known = math.prod(d for d in target if d != -1)
+        if known <= 0 or x.size % known:
+            raise ShapeError(f"node '{node.name}' (Reshape): cannot reshape {x.shape} to {target}")
+        target[target.index(-1)] = x.size // known
+    return Imported("Reshape", (node.inputs[0],), {"shape": tuple(target)})
+
+
+def infer_reshape(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
+    x = _first_type(inputs)
+    if math.prod(attrs["shape"]) != x.size or any(d <= 0 for d in attrs["shape"]):
+        raise ShapeError(f"cannot reshape {x.shape} to {attrs['shape']}")
+    return [x.with_shape(attrs["shape"])]
+
+
+def reference_reshape(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
+    x, shape = _first(inputs), attrs["shape"]
+    if x.size == math.prod(shape):
+        return [x.reshape(shape)]
+    return [x.reshape((-1, *shape[1:]))]  # a batch other than the imported one
+
+
+def _axes_operand(node: OnnxNode, ctx: ImportContext) -> tuple[int, ...] | None:
+    if ctx.opset >= 13:
+        given = const_input(node, 1, ctx, "axes")
+        return None if given is None else int_tuple(given)
+    return tuple(node.attrs["axes"]) if "axes" in node.attrs else None
+
+
+def read_squeeze(node: OnnxNode, ctx: ImportContext) -> Imported:
+    x = ctx.type_of(node.inputs[0])
+    axes = _axes_operand(node, ctx)
+    if axes is None:
+        axes = tuple(i for i, d in enumerate(x.shape) if d == 1)
+    return Imported("Squeeze", (node.inputs[0],), {"axes": tuple(sorted(positive_axis(a, x.rank) for a in axes))})
+
+
+def infer_squeeze(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
+    x = _first_type(inputs)
+    if any(x.shape[a] != 1 for a in attrs["axes"]):
+        raise ShapeError(f"cannot squeeze axes {attrs['axes']} of shape {x.shape}: not all are 1")
+    return [x.with_shape(tuple(d for i, d in enumerate(x.shape) if i not in attrs["axes"]))]
+
+
+def reference_squeeze(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
+    return [np.squeeze(_first(inputs), axis=attrs["axes"])]
+
+
+def read_unsqueeze(node: OnnxNode, ctx: ImportContext) -> Imported:
+    x = ctx.type_of(node.inputs[0])
+    axes = _axes_operand(node, ctx)
+    if not axes:
+        raise ShapeError(f"node '{node.name}' (Unsqueeze): no axes given")
+    rank = x.rank + len(axes)
+    return Imported("Unsqueeze", (node.inputs[0],), {"axes": tuple(sorted(positive_axis(a, rank) for a in axes))})
+
+
+def infer_unsqueeze(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
+    x = _first_type(inputs)
+    shape = list(x.shape)
+    for a in attrs["axes"]:
+        shape.insert(a, 1)
+    return [x.with_shape(shape)]
+
+
+def reference_unsqueeze(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
+    return [np.expand_dims(_first(inputs), attrs["axes"])]
+
+
+# ---- Transpose, Concat, Pad ----
+
+def read_transpose(node: OnnxNode, ctx: ImportContext) -> Imported:
+    rank = ctx.type_of(node.inputs[0]).rank
+    perm = tuple(int(p) for p in node.attrs.get("perm", range(rank - 1, -1, -1)))
+    return Imported("Transpose", (node.inputs[0],), {"perm": perm})
+
+
+def infer_transpose(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
+    x = _first_type(inputs)
+    if sorted(attrs["perm"]) != list(range(x.rank)):
+        raise ShapeError(f"perm {attrs['perm']} is not a permutation of rank {x.rank}")
+    return [x.with_shape(tuple(x.shape[p] for p in attrs["perm"]))]
+
+
+def reference_transpose(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
+    return [np.ascontiguousarray(np.transpose(_first(inputs), attrs["perm"]))]
+
+
+def read_concat(node: OnnxNode, ctx: ImportContext) -> Imported:
+    rank = ctx.type_of(node.inputs[0]).rank
+    return Imported("Concat", node.inputs, {"axis": positive_axis(int(node.attrs["axis"]), rank)})
+
+
+def infer_concat(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
+    types = [t for t in inputs if t is not None]
+    axis, first = attrs["axis"], types[0]
+    for t in types[1:]:
+        if t.rank != first.rank or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != axis):
+            raise ShapeError(f"cannot concatenate {first.shape} and {t.shape} on axis {axis}")
+    shape = list(first.shape)
+    shape[axis] = sum(t.shape[axis] for t in types)
+    return [first.with_shape(shape)]
+
+
+def reference_concat(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
+    arrays = [x for x in inputs if x is not None]
+    if arrays[0].shape[0] != arrays[-1].shape[0] and attrs["axis"] != 0:
+        # constant operands keep the imported batch; repeat them to the batch being run
+        batch = max(x.shape[0] for x in arrays)
+        arrays = [np.broadcast_to(x, (batch, *x.shape[1:])) if x.shape[0] == 1 else x for x in arrays]
+    return [np.concatenate(arrays, axis=attrs["axis"])]
+
+
+def permute_axis(attrs: Attrs, perm: tuple[int, ...]) -> Attrs:
+    return {**attrs, "axis": perm.index(attrs["axis"])}
+
+
+def read_pad(node: OnnxNode, ctx: ImportContext) -> Imported:
+    x = ctx.type_of(node.inputs[0])
+    mode = node.attrs.get("mode", "constant")
+    if isinstance(mode, bytes):
+        mode = mode.decode()
+    if mode != "constant":
+        raise UnsupportedOpError(f"node '{node.name}' (Pad): mode '{mode}' is not supported (only constant)")
+    if ctx.opset < 11:
+        pads, value = tuple(node.attrs["pads"]), float(node.attrs.get("value", 0.0))
+    else:
+        given = const_input(node, 2, ctx, "constant_value")
+        pads, value = int_tuple(const_input(node, 1, ctx, "pads")), 0.0 if given is None else float(given)
+        axes_given = const_input(node, 3, ctx, "axes")
+        if axes_given is not None:
+            axes = [positive_axis(a, x.rank) for a in int_tuple(axes_given)]
+            full = [0] * (2 * x.rank)
+            for j, a in enumerate(axes):
+                full[a], full[x.rank + a] = pads[j], pads[len(axes) + j]
+            pads = tuple(full)
+    if any(p < 0 for p in pads):
+        raise UnsupportedOpError(f"node '{node.name}' (Pad): negative pads {pads} are not supported")
+    return Imported("Pad", (node.inputs[0],), {"pads": pads, "value": value})
+
+
+def infer_pad(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
+    x, pads = _first_type(inputs), attrs["pads"]
+    if len(pads) != 2 * x.rank:
+        raise ShapeError(f"pads {pads} do not match rank {x.rank}")
+    return [x.with_shape(tuple(d + pads[i] + pads[x.rank + i] for i, d in enumerate(x.shape)))]
+
+
+def reference_pad(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
+    x, pads = _first(inputs), attrs["pads"]
+    r = x.ndim
+    return [np.pad(x, [(pads[i], pads[r + i]) for i in range(r)], constant_values=attrs["value"])]
+
+
+def permute_pad(attrs: Attrs, perm: tuple[int, ...]) -> Attrs:
+    pads, r = attrs["pads"], len(perm)
+    return {**attrs, "pads": tuple(pads[p] for p in perm) + tuple(pads[r + p] for p in perm)}
+
+
+# ---- Shape, Gather, Cast, Slice (shape arithmetic; folded at import) ----
+
+def read_shape(node: OnnxNode, ctx: ImportContext) -> Imported:
+    rank = ctx.type_of(node.inputs[0]).rank
+    start = int(node.attrs.get("start", 0))
+    end = int(node.attrs.get("end", rank))
+    return Imported("Shape", (node.inputs[0],), {"start": start, "end": end})
+
+
+def infer_shape_op(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
+    x = _first_type(inputs)
+    return [TensorType(DType.INT64, (len(x.shape[attrs["start"]: attrs["end"]]),))]
+
+
+def reference_shape(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
+    return [np.array(_first(inputs).shape[attrs["start"]: attrs["end"]], np.int64)]
+
+
+def infer_gather(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
+    data, indices = inputs[0], inputs[1]
+    assert data is not None and indices is not None
+    axis = positive_axis(attrs["axis"], data.rank)
+    return [data.with_shape(data.shape[:axis] + indices.shape + data.shape[axis + 1:])]
+
+
+def reference_gather(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
+    data, indices = inputs[0], inputs[1]
+    assert data is not None and indices is not None
+    return [np.take(data, indices.astype(np.int64), axis=attrs["axis"])]
+
+
+def read_cast(node: OnnxNode, ctx: ImportContext) -> Imported:
+    return Imported("Cast", (node.inputs[0],), {"to": node.attrs["to"]})  # decoded to a DType name
+
+
+def infer_cast(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
+    return [TensorType(DType(attrs["to"]), _first_type(inputs).shape)]
+
+
+def reference_cast(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
+    return [_first(inputs).astype(DType(attrs["to"]).numpy)]
+
+
+def read_slice(node: OnnxNode, ctx: ImportContext) -> Imported:
+    x = ctx.type_of(node.inputs[0])
+    if ctx.opset < 10:
+        starts, ends = tuple(node.attrs["starts"]), tuple(node.attrs["ends"])
+        axes = tuple(node.attrs.get("axes", range(len(starts))))
+        steps: tuple[int, ...] = (1,) * len(starts)
+    else:
+        starts = int_tuple(const_input(node, 1, ctx, "starts"))
+        ends = int_tuple(const_input(node, 2, ctx, "ends"))
+        given_axes, given_steps = const_input(node, 3, ctx, "axes"), const_input(node, 4, ctx, "steps")
+        axes = tuple(range(len(starts))) if given_axes is None else int_tuple(given_axes)
+        steps = (1,) * len(starts) if given_steps is None else int_tuple(given_steps)
+    # resolve against the static shape now, so the attribute is a plain python slice per axis
+    bounds = []
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        axis = positive_axis(axis, x.rank)
+        lo, hi, st = slice(start, end, step).indices(x.shape[axis])
+        bounds.append((axis, lo, hi, st))
+    return Imported("Slice", (node.inputs[0],), {"slices": tuple(bounds)})
+
+
+def _slicer(rank: int, slices: Sequence[tuple[int, int, int, int]]) -> tuple[slice, ...]:
+    index = [slice(None)] * rank
+    for axis, lo, hi, step in slices:
+        index[axis] = slice(lo, None if hi < 0 else hi, step)
+    return tuple(index)
+
+
+def infer_slice(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
+    x = _first_type(inputs)
+    probe = np.empty(x.shape, np.bool_)[_slicer(x.rank, attrs["slices"])]
+    return [x.with_shape(probe.shape)]
+
+
+def reference_slice(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
+    x = _first(inputs)
+    return [np.ascontiguousarray(x[_slicer(x.ndim, attrs["slices"])])]
+
+
+def examples_shape_ops() -> dict[str, list[OpExample]]:
+    i64 = np.int64
+    return {
+        "Identity": [OpExample("identity", "Identity", ((2, 3),))],
+        "Dropout": [OpExample("dropout", "Dropout", ((2, 3),))],
+        "Flatten": [OpExample("flatten", "Flatten", ((2, 3, 4, 5),)),
+                    OpExample("flatten_axis2", "Flatten", ((2, 3, 4, 5),), {"axis": 2})],
+        "Reshape": [OpExample("reshape_minus1_zero", "Reshape", ((2, 3, 4),), {},
+                              {1: np.array([0, -1, 2], i64)})],
+        "Transpose": [OpExample("transpose", "Transpose", ((2, 3, 4),), {"perm": (1, 2, 0)}),
+                      OpExample("transpose_default", "Transpose", ((2, 3, 4),))],
+        "Squeeze": [OpExample("squeeze_axes", "Squeeze", ((2, 1, 3, 1),), {}, {1: np.array([1, -1], i64)}),
+                    OpExample("squeeze_all", "Squeeze", ((2, 1, 3, 1),))],
+        "Unsqueeze": [OpExample("unsqueeze", "Unsqueeze", ((2, 3),), {}, {1: np.array([0, -1], i64)}),
+                      OpExample("unsqueeze_opset11", "Unsqueeze", ((2, 3),), {"axes": (1,)}, opset=11)],
+        "Concat": [OpExample("concat", "Concat", ((2, 3, 4), (2, 5, 4)), {"axis": 1}),
+                   OpExample("concat_const", "Concat", ((2, 3),), {"axis": -1},
+                             {1: np.ones((2, 2), np.float32)})],
+        "Pad": [OpExample("pad", "Pad", ((1, 2, 3, 3),), {}, {1: np.array([0, 0, 1, 2, 0, 0, 2, 1], i64),
+                                                              2: np.array(0.5, np.float32)}),
+                OpExample("pad_axes", "Pad", ((1, 2, 5),), {}, {1: np.array([1, 3], i64),
+                                                                3: np.array([-1], i64)}, opset=18)],
+        "Shape": [OpExample("shape", "Shape", ((2, 3, 4),))],
+        "Gather": [OpExample("gather", "Gather", ((5, 3),), {"axis": 0}, {1: np.array([4, 0, -1], i64)})],
+        "Cast": [OpExample("cast_int", "Cast", ((2, 3),), {"to": 7})],
+        "Slice": [OpExample("slice", "Slice", ((6, 5),), {},
+                            {1: np.array([1, -4], i64), 2: np.array([5, 100], i64),
+                             3: np.array([0, 1], i64), 4: np.array([2, 1], i64)}),
+                  OpExample("slice_negative_step", "Slice", ((6, 5),), {},
+                            {1: np.array([-1], i64), 2: np.array([-100], i64),
+                             3: np.array([0], i64), 4: np.array([-2], i64)})],
+    }
+
+
+def _examples(op: str):  # type: ignore[no-untyped-def]
+    return lambda: examples_shape_ops()[op]
+
+
+register(
+    OpSpec("Identity", same_type, identity, passthrough_import("Identity", 1), onnx_ops=("Identity",),
+           layout=Layout.ELEMENTWISE, examples=_examples("Identity")),
+    OpSpec("Dropout", same_type, identity, read_dropout, onnx_ops=("Dropout",),
+           layout=Layout.ELEMENTWISE, examples=_examples("Dropout")),
+    OpSpec("Flatten", infer_flatten, reference_flatten, read_flatten, onnx_ops=("Flatten",),
+           examples=_examples("Flatten")),
+    OpSpec("Reshape", infer_reshape, reference_reshape, read_reshape, onnx_ops=("Reshape",),
+           examples=_examples("Reshape")),
+    OpSpec("Squeeze", infer_squeeze, reference_squeeze, read_squeeze, onnx_ops=("Squeeze",),
+           examples=_examples("Squeeze")),
+    OpSpec("Unsqueeze", infer_unsqueeze, reference_unsqueeze, read_unsqueeze, onnx_ops=("Unsqueeze",),
+           examples=_examples("Unsqueeze")),
+    OpSpec("Transpose", infer_transpose, reference_transpose, read_transpose, onnx_ops=("Transpose",),
+           examples=_examples("Transpose")),
+    OpSpec("Concat", infer_concat, reference_concat, read_concat, onnx_ops=("Concat",),
+           layout=Layout.AXES, permute_attrs=permute_axis, examples=_examples("Concat")),
+    OpSpec("Pad", infer_pad, reference_pad, read_pad, onnx_ops=("Pad",), attrs={"value": 0.0},
+           layout=Layout.AXES, permute_attrs=permute_pad, examples=_examples("Pad")),
+    OpSpec("Shape", infer_shape_op, reference_shape, read_shape, onnx_ops=("Shape",),
+           examples=_examples("Shape")),
+    OpSpec("Gather", infer_gather, reference_gather, passthrough_import("Gather", 2), onnx_ops=("Gather",),
+           attrs={"axis": 0}, examples=_examples("Gather")),
+    OpSpec("Cast", infer_cast, reference_cast, read_cast, onnx_ops=("Cast",), examples=_examples("Cast")),
+    OpSpec("Slice", infer_slice, reference_slice, read_slice, onnx_ops=("Slice",), examples=_examples("Slice")),
+)

@@ -1,0 +1,163 @@
+"""ONNX models built in code for the tests (onnx.helper only; no torch at test time)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from edgenn.ops import OpExample
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    onnx.save(model, str(path))
+    return path
+
+
+def finish(graph: onnx.GraphProto, opset: int = 17) -> onnx.ModelProto:
+    """A model whose value types (outputs included) are filled by ONNX's own shape inference."""
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    known = {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.output]}
+    for out in model.graph.output:
+        out.CopyFrom(known[out.name])
+    onnx.checker.check_model(model)
+    return model
+
+
+def single_op_model(example: OpExample) -> onnx.ModelProto:
+    last = max([*example.constants, len(example.input_shapes) + len(example.constants) - 1])
+    shapes = iter(example.input_shapes)
+    names, inputs, inits = [], [], []
+    for i in range(last + 1):
+        shape = None if i in example.constants else next(shapes, None)
+        if i in example.constants:
+            name = f"c{i}"
+            inits.append(numpy_helper.from_array(np.asarray(example.constants[i]), name))
+        elif shape is not None:
+            name = f"x{i}"
+            inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
+        else:
+            name = ""  # an omitted optional input before a given one
+        names.append(name)
+    node = helper.make_node(example.op_type, names, ["y"], name="node", **dict(example.attrs))
+    graph = helper.make_graph([node], example.name, inputs, [helper.make_empty_tensor_value_info("y")], inits)
+    return finish(graph, example.opset)
+
+
+class Stack:
+    """A little graph writer for layer stacks: each call appends a node and returns its output name."""
+
+    def __init__(self, input_shape: Sequence[int], seed: int = 0, batch: str | int = "N") -> None:
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.input = helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, *input_shape[1:]])
+        self.count = 0
+
+    def const(self, array: np.ndarray, hint: str = "w") -> str:
+        name = f"{hint}{len(self.inits)}"
+        self.inits.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def weights(self, *shape: int, scale: float | None = None) -> str:
+        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        scale = scale if scale is not None else 1.0 / np.sqrt(fan_in)
+        return self.const((self.rng.standard_normal(shape) * scale).astype(np.float32))
+
+    def op(self, op_type: str, inputs: Sequence[str], n_outputs: int = 1, **attrs: object) -> str:
+        self.count += 1
+        outputs = [f"{op_type.lower()}{self.count}_{i}" for i in range(n_outputs)]
+        self.nodes.append(helper.make_node(op_type, list(inputs), outputs, name=f"{op_type}_{self.count}", **attrs))
+        return outputs[0]
+
+    def conv(self, x: str, c_in: int, c_out: int, k: Sequence[int], group: int = 1, **attrs: object) -> str:
+        w = self.weights(c_out, c_in // group, *k)
+        b = self.const((self.rng.standard_normal(c_out) * 0.1).astype(np.float32), "b")
+        return self.op("Conv", [x, w, b], group=group, **attrs)
+
+    def batchnorm(self, x: str, c: int) -> str:
+        params = [self.rng.uniform(0.5, 1.5, c), self.rng.standard_normal(c) * 0.1,
+                  self.rng.standard_normal(c) * 0.1, self.rng.uniform(0.5, 2.0, c)]
+        return self.op("BatchNormalization", [x, *(self.const(p.astype(np.float32), "bn") for p in params)])
+
+    def gemm(self, x: str, k: int, n: int) -> str:
+        return self.op("Gemm", [x, self.weights(n, k), self.const(np.zeros(n, np.float32) + 0.05, "b")], transB=1)
+
+    def matmul_add(self, x: str, k: int, n: int) -> str:
+        y = self.op("MatMul", [x, self.weights(k, n)])
+        return self.op("Add", [y, self.const((self.rng.standard_normal(n) * 0.1).astype(np.float32), "b")])
+
+    def model(self, output: str, opset: int = 17) -> onnx.ModelProto:
+        graph = helper.make_graph(self.nodes, "stack", [self.input], [helper.make_empty_tensor_value_info(output)],
+                                  self.inits)
+        graph.output[0].name = output
+        return finish(graph, opset)
+
+
+def mlp() -> onnx.ModelProto:
+    s = Stack((1, 64))
+    h = s.op("Relu", [s.gemm("input", 64, 32)])
+    h = s.op("Relu", [s.matmul_add(h, 32, 16)])
+    h = s.op("Dropout", [h])
+    return s.model(s.op("Softmax", [s.gemm(h, 16, 10)], axis=-1))
+
+
+def cnn_batchnorm() -> onnx.ModelProto:
+    s = Stack((1, 1, 8, 8), seed=1)
+    h = s.op("Relu", [s.batchnorm(s.conv("input", 1, 8, (3, 3), pads=[1, 1, 1, 1]), 8)])
+    h = s.op("Clip", [s.batchnorm(s.conv(h, 8, 16, (3, 3), pads=[1, 1, 1, 1]), 16),
+                      s.const(np.array(0.0, np.float32), "lo"), s.const(np.array(6.0, np.float32), "hi")])
+    h = s.op("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])
+    h = s.op("GlobalAveragePool", [s.op("Relu", [s.conv(h, 16, 16, (3, 3), pads=[1, 1, 1, 1])])])
+    return s.model(s.gemm(s.op("Flatten", [h]), 16, 10))
+
+
+def depthwise_separable() -> onnx.ModelProto:
+    s = Stack((1, 3, 12, 12), seed=2)
+    h = s.op("Relu", [s.batchnorm(s.conv("input", 3, 8, (3, 3), strides=[2, 2], pads=[1, 1, 1, 1]), 8)])
+    for c_in, c_out in ((8, 16), (16, 16)):
+        h = s.op("Relu", [s.batchnorm(s.conv(h, c_in, c_in, (3, 3), group=c_in, pads=[1, 1, 1, 1]), c_in)])
+        h = s.op("HardSwish", [s.batchnorm(s.conv(h, c_in, c_out, (1, 1)), c_out)])
+    h = s.op("ReduceMean", [h], axes=[2, 3], keepdims=1)
+    return s.model(s.gemm(s.op("Flatten", [h]), 16, 5), opset=13)
+
+
+def cnn_1d() -> onnx.ModelProto:
+    s = Stack((1, 1, 40), seed=3)
+    h = s.op("Relu", [s.conv("input", 1, 8, (5,), pads=[2, 2])])
+    h = s.op("LeakyRelu", [s.conv(h, 8, 8, (3,), strides=[2], pads=[1, 1])], alpha=0.1)
+    h = s.op("AveragePool", [h], kernel_shape=[2], strides=[2])
+    return s.model(s.gemm(s.op("Flatten", [h]), 80, 10))
+
+
+def residual() -> onnx.ModelProto:
+    s = Stack((1, 4, 8, 8), seed=4)
+    stem = s.op("Relu", [s.conv("input", 4, 8, (3, 3), pads=[1, 1, 1, 1])])
+    h = s.op("Relu", [s.batchnorm(s.conv(stem, 8, 8, (3, 3), pads=[1, 1, 1, 1]), 8)])
+    h = s.batchnorm(s.conv(h, 8, 8, (3, 3), pads=[1, 1, 1, 1]), 8)
+    h = s.op("Relu", [s.op("Add", [h, stem])])
+    h = s.op("GlobalMaxPool", [s.op("Sigmoid", [h])])
+    return s.model(s.gemm(s.op("Flatten", [h]), 8, 3))
+
+
+def shape_chain_flatten() -> onnx.ModelProto:
+    """The `x.view(x.size(0), -1)` pattern: Shape -> Gather -> Unsqueeze -> Concat -> Reshape."""
+    s = Stack((1, 2, 4, 4), seed=5)
+    h = s.op("Tanh", [s.conv("input", 2, 3, (3, 3))])
+    shape = s.op("Shape", [h])
+    batch = s.op("Gather", [shape, s.const(np.array(0, np.int64), "i")], axis=0)
+    batch = s.op("Unsqueeze", [batch, s.const(np.array([0], np.int64), "ax")])
+    target = s.op("Concat", [batch, s.const(np.array([-1], np.int64), "m")], axis=0)
+    flat = s.op("Reshape", [h, target])
+    return s.model(s.op("HardSigmoid", [s.gemm(flat, 12, 4)]))
+
+
+STACKS = {
+    "mlp": mlp, "cnn_batchnorm": cnn_batchnorm, "depthwise_separable": depthwise_separable,
+    "cnn_1d": cnn_1d, "residual": residual, "shape_chain_flatten": shape_chain_flatten,
+}
