@@ -239,7 +239,8 @@ def onnx_nodes(graph: onnx.GraphProto) -> list[OnnxNode]:
     return nodes
 
 
-def import_model(model: onnx.ModelProto, batch_size: int = 1, name: str = "model") -> Graph:
+def import_model(model: onnx.ModelProto, batch_size: int = 1, name: str | None = None) -> Graph:
+    """Import a parsed model. The graph is named `name` (the file stem when loaded from a file)."""
     if batch_size < 1:
         raise ShapeError(f"batch size must be at least 1, got {batch_size}")
     opset = model_opset(model)
@@ -265,7 +266,7 @@ def import_model(model: onnx.ModelProto, batch_size: int = 1, name: str = "model
     for out in outputs:
         if out not in importer.values:
             raise GraphError(f"graph output '{out}' is not produced by any node")
-    result = Graph(name=graph.name or name, nodes=tuple(importer.nodes), values=importer.values,
+    result = Graph(name=name or graph.name or "model", nodes=tuple(importer.nodes), values=importer.values,
                    inputs=tuple(inputs), outputs=outputs)
     result = GraphEditor(result).build()  # drops folded-away values
     verify(result)

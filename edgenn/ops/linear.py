@@ -66,7 +66,7 @@ def gemm_macs(inputs: Sequence[TensorType | None], outputs: Sequence[TensorType]
 def infer_matmul(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
     a, b = _operand(inputs[0]), _operand(inputs[1])
     try:
-        shape = np.matmul(np.empty(a.shape, np.float32), np.empty(b.shape, np.float32)).shape
+        shape = np.matmul(np.zeros(a.shape, np.float32), np.zeros(b.shape, np.float32)).shape
     except ValueError:
         raise ShapeError(f"MatMul shapes {a.shape} and {b.shape} do not match") from None
     return [a.with_shape(shape)]

@@ -147,13 +147,14 @@ def keeps_memory_order(shape: Sequence[int], perm: Perm) -> bool:
 
 
 def _flatten_source(graph: Graph, node: Node) -> tuple[Node, np.ndarray] | None:
-    """For Flatten(Transpose(x)) read only by FullyConnected weights-constant nodes: the Transpose and the
+    """For Flatten(Transpose(x)) (or the same as a Reshape) read only by constant-weight FullyConnected nodes: the Transpose and the
     index map `src` with flatten(transpose(x))[j] == flatten(x)[src[j]]."""
     producer = graph.producers().get(node.inputs[0])
     if producer is None or producer.op != "Transpose" or producer.attrs["perm"][0] != 0:
         return None
-    if node.op != "Flatten" or node.attrs.get("axis", 1) != 1:
-        return None
+    out_shape = graph.type_of(node.outputs[0]).shape
+    if node.op not in ("Flatten", "Reshape") or len(out_shape) != 2 or out_shape[0] != graph.batch_size():
+        return None  # only a flatten that keeps the batch: [N, ...] -> [N, K]
     readers = graph.consumers().get(node.outputs[0], [])
     if node.outputs[0] in graph.outputs or not readers or any(
         r.op != "FullyConnected" or r.inputs[0] != node.outputs[0] or graph.const(r.inputs[1]) is None

@@ -1,0 +1,58 @@
+"""File helpers for the CLI and API: atomic writes (never a half-written output) and array loading."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from edgenn.errors import InputError
+
+
+def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
+    """Write through a temporary file in the target folder, then rename it into place."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"{target}: folder '{folder}' does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def save_arrays(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> Path:
+    """One array -> .npy; several -> .npz keyed by name (the path must then end in .npz)."""
+    target = Path(path)
+    if target.suffix == ".npz":
+        return write_atomic(target, lambda f: np.savez(f, **arrays))
+    if len(arrays) != 1:
+        raise InputError(f"{target}: the model has {len(arrays)} outputs {list(arrays)}; give a .npz path")
+    (only,) = arrays.values()
+    return write_atomic(target, lambda f: np.save(f, only))
+
+
+def load_array(path: str | os.PathLike[str], key: str = "x") -> np.ndarray:
+    """An array from .npy, or array `key` from .npz."""
+    source = Path(path)
+    if not source.is_file():
+        raise InputError(f"{source}: no such file")
+    try:
+        loaded = np.load(source, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise InputError(f"{source}: not a readable .npy/.npz file ({' '.join(str(err).split())})") from None
+    if isinstance(loaded, np.ndarray):
+        return loaded
+    with loaded:
+        if key not in loaded.files:
+            raise InputError(f"{source}: has no array '{key}' (has {', '.join(loaded.files)})")
+        return loaded[key]
