@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from edgenn import __version__
 from edgenn.errors import EdgennError
@@ -55,7 +56,7 @@ def inspect(model: Path, as_json: bool, raw: bool, batch_size: int) -> None:
               help="float: the numpy float reference.")
 def run(model: Path, inputs: tuple[Path, ...], output: Path, backend: str) -> None:
     """Run MODEL on the given inputs (any batch size) and save its outputs."""
-    from edgenn.fileio import load_array, save_arrays
+    from edgenn.fileio import load_array, load_labels, save_arrays
     from edgenn.reference import run_reference
 
     graph = _load(model, 1, optimized=False)
@@ -64,6 +65,11 @@ def run(model: Path, inputs: tuple[Path, ...], output: Path, backend: str) -> No
     save_arrays(output, results)
     shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in results.items())
     click.echo(f"wrote {output} ({shapes})")
+    labels = load_labels(inputs[0]) if len(inputs) == 1 else None
+    first = next(iter(results.values()))
+    if labels is not None and first.ndim == 2 and len(labels) == len(first):
+        accuracy = float(np.mean(first.argmax(axis=1) == labels))
+        click.echo(f"top-1 accuracy {accuracy:.4f} on {len(labels)} labelled samples ({backend})")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -56,3 +56,15 @@ def load_array(path: str | os.PathLike[str], key: str = "x") -> np.ndarray:
         if key not in loaded.files:
             raise InputError(f"{source}: has no array '{key}' (has {', '.join(loaded.files)})")
         return loaded[key]
+
+
+def load_labels(path: str | os.PathLike[str]) -> np.ndarray | None:
+    """Integer labels `y` stored beside `x` in a .npz data set, or None when there are none."""
+    source = Path(path)
+    if source.suffix != ".npz":
+        return None
+    with np.load(source, allow_pickle=False) as data:
+        if "y" not in data.files:
+            return None
+        labels = data["y"]
+    return labels.reshape(-1) if labels.dtype.kind in "iu" else None
