@@ -2,8 +2,15 @@
 neuromorphic-style devices."""
 
 from edgenn.errors import (
-    EdgennError, ExternalDataError, GraphCycleError, GraphError, InputError, ModelFormatError, ShapeError,
-    UnsupportedOpError, UnsupportedOpsetError,
+    EdgennError,
+    ExternalDataError,
+    GraphCycleError,
+    GraphError,
+    InputError,
+    ModelFormatError,
+    ShapeError,
+    UnsupportedOpError,
+    UnsupportedOpsetError,
 )
 from edgenn.frontend.onnx import load_onnx
 from edgenn.ir import DType, Graph, Node, QParams, TensorType, Value, verify
@@ -13,8 +20,26 @@ from edgenn.reference import run_reference
 __version__ = "0.1.0"
 
 __all__ = [
-    "DType", "EdgennError", "ExternalDataError", "Graph", "GraphCycleError", "GraphError", "InputError",
-    "ModelFormatError", "Node", "PIPELINE", "QParams", "ShapeError", "TensorType", "UnsupportedOpError",
-    "UnsupportedOpsetError", "Value", "__version__", "load_onnx", "optimize", "run_pipeline", "run_reference",
+    "DType",
+    "EdgennError",
+    "ExternalDataError",
+    "Graph",
+    "GraphCycleError",
+    "GraphError",
+    "InputError",
+    "ModelFormatError",
+    "Node",
+    "PIPELINE",
+    "QParams",
+    "ShapeError",
+    "TensorType",
+    "UnsupportedOpError",
+    "UnsupportedOpsetError",
+    "Value",
+    "__version__",
+    "load_onnx",
+    "optimize",
+    "run_pipeline",
+    "run_reference",
     "verify",
 ]

@@ -35,12 +35,19 @@ def _load(model: Path, batch_size: int, optimized: bool):  # type: ignore[no-unt
 @cli.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
-@click.option("--raw", is_flag=True, help="Show the graph as imported, before fusion and layout passes.")
-@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Batch size given to a symbolic or missing batch dimension.")
+@click.option(
+    "--raw", is_flag=True, help="Show the graph as imported, before fusion and layout passes."
+)
+@click.option(
+    "--batch-size",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Batch size given to a symbolic or missing batch dimension.",
+)
 def inspect(model: Path, as_json: bool, raw: bool, batch_size: int) -> None:
     """Per-layer table of MODEL: op, output shape, parameters, MACs, and totals."""
-    from edgenn.inspect import format_table, summary
+    from edgenn.summary import format_table, summary
 
     info = summary(_load(model, batch_size, optimized=not raw))
     click.echo(json.dumps(info, indent=2) if as_json else format_table(info))
@@ -48,12 +55,29 @@ def inspect(model: Path, as_json: bool, raw: bool, batch_size: int) -> None:
 
 @cli.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--input", "-i", "inputs", multiple=True, required=True, type=click.Path(path_type=Path),
-              help="Input array (.npy, or .npz with array 'x'); repeat for several model inputs, in order.")
-@click.option("--output", "-o", required=True, type=click.Path(path_type=Path),
-              help="Where to write the output (.npy; .npz for several outputs).")
-@click.option("--backend", type=click.Choice(["float"]), default="float", show_default=True,
-              help="float: the numpy float reference.")
+@click.option(
+    "--input",
+    "-i",
+    "inputs",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Input array (.npy, or .npz with array 'x'); repeat for several model inputs, in order.",
+)
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Where to write the output (.npy; .npz for several outputs).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["float"]),
+    default="float",
+    show_default=True,
+    help="float: the numpy float reference.",
+)
 def run(model: Path, inputs: tuple[Path, ...], output: Path, backend: str) -> None:
     """Run MODEL on the given inputs (any batch size) and save its outputs."""
     from edgenn.fileio import load_array, load_labels, save_arrays
@@ -89,6 +113,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:  # a bug in edgenn: still one line unless --debug
         if _debug:
             raise
-        click.echo(f"edgenn: internal error: {type(err).__name__}: {' '.join(str(err).split())} "
-                   "(rerun with --debug for the traceback)", err=True)
+        click.echo(
+            f"edgenn: internal error: {type(err).__name__}: {' '.join(str(err).split())} "
+            "(rerun with --debug for the traceback)",
+            err=True,
+        )
         sys.exit(1)

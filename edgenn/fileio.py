@@ -36,7 +36,9 @@ def save_arrays(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> 
     if target.suffix == ".npz":
         return write_atomic(target, lambda f: np.savez(f, **arrays))
     if len(arrays) != 1:
-        raise InputError(f"{target}: the model has {len(arrays)} outputs {list(arrays)}; give a .npz path")
+        raise InputError(
+            f"{target}: the model has {len(arrays)} outputs {list(arrays)}; give a .npz path"
+        )
     (only,) = arrays.values()
     return write_atomic(target, lambda f: np.save(f, only))
 
@@ -49,7 +51,9 @@ def load_array(path: str | os.PathLike[str], key: str = "x") -> np.ndarray:
     try:
         loaded = np.load(source, allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
-        raise InputError(f"{source}: not a readable .npy/.npz file ({' '.join(str(err).split())})") from None
+        raise InputError(
+            f"{source}: not a readable .npy/.npz file ({' '.join(str(err).split())})"
+        ) from None
     if isinstance(loaded, np.ndarray):
         return loaded
     with loaded:

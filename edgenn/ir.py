@@ -40,7 +40,9 @@ class DType(enum.Enum):
         for member in cls:
             if member.value == name:
                 return member
-        raise ShapeError(f"dtype {name} is not supported (supported: {', '.join(m.value for m in cls)})")
+        raise ShapeError(
+            f"dtype {name} is not supported (supported: {', '.join(m.value for m in cls)})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,9 @@ class QParams:
         if len(self.scale) != len(self.zero_point) or not self.scale:
             raise GraphError(f"QParams needs as many zero points as scales, got {self}")
         if self.axis is None and len(self.scale) != 1:
-            raise GraphError("per-tensor QParams take one scale; give an axis for per-channel parameters")
+            raise GraphError(
+                "per-tensor QParams take one scale; give an axis for per-channel parameters"
+            )
         if any(not (s > 0 and math.isfinite(s)) for s in self.scale):
             raise GraphError(f"quantization scales must be positive and finite, got {self.scale}")
 
@@ -218,7 +222,12 @@ class GraphEditor:
         return name
 
     def make_node(
-        self, op: str, inputs: Sequence[str], attrs: Attrs, out_types: Sequence[TensorType], hint: str
+        self,
+        op: str,
+        inputs: Sequence[str],
+        attrs: Attrs,
+        out_types: Sequence[TensorType],
+        hint: str,
     ) -> Node:
         """Create a node with fresh output values (not yet placed in `nodes`)."""
         outputs = []
@@ -241,7 +250,9 @@ class GraphEditor:
     def rename_uses(self, old: str, new: str) -> None:
         """Point every consumer (and graph output) of `old` at `new`."""
         self.nodes = [
-            replace(n, inputs=tuple(new if i == old else i for i in n.inputs)) if old in n.inputs else n
+            replace(n, inputs=tuple(new if i == old else i for i in n.inputs))
+            if old in n.inputs
+            else n
             for n in self.nodes
         ]
         self.outputs = tuple(new if o == old else o for o in self.outputs)
@@ -251,15 +262,20 @@ class GraphEditor:
         self.values[new] = replace(self.values.pop(old), name=new)
         swap = {old: new}
         self.nodes = [
-            replace(n, inputs=tuple(swap.get(i, i) for i in n.inputs),
-                    outputs=tuple(swap.get(o, o) for o in n.outputs))
+            replace(
+                n,
+                inputs=tuple(swap.get(i, i) for i in n.inputs),
+                outputs=tuple(swap.get(o, o) for o in n.outputs),
+            )
             for n in self.nodes
         ]
         self.inputs = tuple(swap.get(i, i) for i in self.inputs)
         self.outputs = tuple(swap.get(o, o) for o in self.outputs)
 
     def build(self) -> Graph:
-        nodes = toposort(self.nodes, [*self.inputs, *(n for n, v in self.values.items() if v.is_const)])
+        nodes = toposort(
+            self.nodes, [*self.inputs, *(n for n, v in self.values.items() if v.is_const)]
+        )
         used = {*self.inputs, *self.outputs}
         for node in nodes:
             used.update(i for i in node.inputs if i)
@@ -281,7 +297,9 @@ def verify(graph: Graph) -> None:
     defined.update(name for name, value in graph.values.items() if value.is_const)
     for value in graph.values.values():
         if any(d <= 0 for d in value.type.shape):
-            raise ShapeError(f"tensor '{value.name}' has a zero or negative dimension: {value.type.shape}")
+            raise ShapeError(
+                f"tensor '{value.name}' has a zero or negative dimension: {value.type.shape}"
+            )
     for node in graph.nodes:
         spec = spec_for(node.op, node.name)
         missing = [i for i in node.inputs if i and i not in defined]
@@ -291,7 +309,9 @@ def verify(graph: Graph) -> None:
             if out in defined:
                 raise GraphError(f"node '{node.name}' ({node.op}) redefines value '{out}'")
             if out not in graph.values:
-                raise GraphError(f"node '{node.name}' ({node.op}) output '{out}' has no value record")
+                raise GraphError(
+                    f"node '{node.name}' ({node.op}) output '{out}' has no value record"
+                )
         in_types = [graph.type_of(i) if i else None for i in node.inputs]
         inferred = spec.infer_checked(node, in_types)
         for out, want in zip(node.outputs, inferred):

@@ -23,12 +23,16 @@ def bind_inputs(graph: Graph, feeds: Feeds) -> dict[str, np.ndarray]:
         feeds = [feeds]
     if not isinstance(feeds, Mapping):
         if len(feeds) != len(graph.inputs):
-            raise InputError(f"model takes {len(graph.inputs)} input(s) {list(graph.inputs)}, got {len(feeds)}")
+            raise InputError(
+                f"model takes {len(graph.inputs)} input(s) {list(graph.inputs)}, got {len(feeds)}"
+            )
         feeds = dict(zip(graph.inputs, feeds))
     unknown = set(feeds) - set(graph.inputs)
     missing = set(graph.inputs) - set(feeds)
     if unknown or missing:
-        raise InputError(f"inputs {sorted(unknown)} are not model inputs; missing {sorted(missing)}")
+        raise InputError(
+            f"inputs {sorted(unknown)} are not model inputs; missing {sorted(missing)}"
+        )
     bound = {}
     for name in graph.inputs:
         want = graph.type_of(name)

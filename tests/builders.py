@@ -45,7 +45,9 @@ def single_op_model(example: OpExample) -> onnx.ModelProto:
             name = ""  # an omitted optional input before a given one
         names.append(name)
     node = helper.make_node(example.op_type, names, ["y"], name="node", **dict(example.attrs))
-    graph = helper.make_graph([node], example.name, inputs, [helper.make_empty_tensor_value_info("y")], inits)
+    graph = helper.make_graph(
+        [node], example.name, inputs, [helper.make_empty_tensor_value_info("y")], inits
+    )
     return finish(graph, example.opset)
 
 
@@ -56,7 +58,9 @@ class Stack:
         self.rng = np.random.default_rng(seed)
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
-        self.input = helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, *input_shape[1:]])
+        self.input = helper.make_tensor_value_info(
+            "input", TensorProto.FLOAT, [batch, *input_shape[1:]]
+        )
         self.count = 0
 
     def const(self, array: np.ndarray, hint: str = "w") -> str:
@@ -72,29 +76,52 @@ class Stack:
     def op(self, op_type: str, inputs: Sequence[str], n_outputs: int = 1, **attrs: object) -> str:
         self.count += 1
         outputs = [f"{op_type.lower()}{self.count}_{i}" for i in range(n_outputs)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), outputs, name=f"{op_type}_{self.count}", **attrs))
+        self.nodes.append(
+            helper.make_node(
+                op_type, list(inputs), outputs, name=f"{op_type}_{self.count}", **attrs
+            )
+        )
         return outputs[0]
 
-    def conv(self, x: str, c_in: int, c_out: int, k: Sequence[int], group: int = 1, **attrs: object) -> str:
+    def conv(
+        self, x: str, c_in: int, c_out: int, k: Sequence[int], group: int = 1, **attrs: object
+    ) -> str:
         w = self.weights(c_out, c_in // group, *k)
         b = self.const((self.rng.standard_normal(c_out) * 0.1).astype(np.float32), "b")
         return self.op("Conv", [x, w, b], group=group, **attrs)
 
     def batchnorm(self, x: str, c: int) -> str:
-        params = [self.rng.uniform(0.5, 1.5, c), self.rng.standard_normal(c) * 0.1,
-                  self.rng.standard_normal(c) * 0.1, self.rng.uniform(0.5, 2.0, c)]
-        return self.op("BatchNormalization", [x, *(self.const(p.astype(np.float32), "bn") for p in params)])
+        params = [
+            self.rng.uniform(0.5, 1.5, c),
+            self.rng.standard_normal(c) * 0.1,
+            self.rng.standard_normal(c) * 0.1,
+            self.rng.uniform(0.5, 2.0, c),
+        ]
+        return self.op(
+            "BatchNormalization", [x, *(self.const(p.astype(np.float32), "bn") for p in params)]
+        )
 
     def gemm(self, x: str, k: int, n: int) -> str:
-        return self.op("Gemm", [x, self.weights(n, k), self.const(np.zeros(n, np.float32) + 0.05, "b")], transB=1)
+        return self.op(
+            "Gemm",
+            [x, self.weights(n, k), self.const(np.zeros(n, np.float32) + 0.05, "b")],
+            transB=1,
+        )
 
     def matmul_add(self, x: str, k: int, n: int) -> str:
         y = self.op("MatMul", [x, self.weights(k, n)])
-        return self.op("Add", [y, self.const((self.rng.standard_normal(n) * 0.1).astype(np.float32), "b")])
+        return self.op(
+            "Add", [y, self.const((self.rng.standard_normal(n) * 0.1).astype(np.float32), "b")]
+        )
 
     def model(self, output: str, opset: int = 17) -> onnx.ModelProto:
-        graph = helper.make_graph(self.nodes, "stack", [self.input], [helper.make_empty_tensor_value_info(output)],
-                                  self.inits)
+        graph = helper.make_graph(
+            self.nodes,
+            "stack",
+            [self.input],
+            [helper.make_empty_tensor_value_info(output)],
+            self.inits,
+        )
         graph.output[0].name = output
         return finish(graph, opset)
 
@@ -110,8 +137,14 @@ def mlp() -> onnx.ModelProto:
 def cnn_batchnorm() -> onnx.ModelProto:
     s = Stack((1, 1, 8, 8), seed=1)
     h = s.op("Relu", [s.batchnorm(s.conv("input", 1, 8, (3, 3), pads=[1, 1, 1, 1]), 8)])
-    h = s.op("Clip", [s.batchnorm(s.conv(h, 8, 16, (3, 3), pads=[1, 1, 1, 1]), 16),
-                      s.const(np.array(0.0, np.float32), "lo"), s.const(np.array(6.0, np.float32), "hi")])
+    h = s.op(
+        "Clip",
+        [
+            s.batchnorm(s.conv(h, 8, 16, (3, 3), pads=[1, 1, 1, 1]), 16),
+            s.const(np.array(0.0, np.float32), "lo"),
+            s.const(np.array(6.0, np.float32), "hi"),
+        ],
+    )
     h = s.op("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])
     h = s.op("GlobalAveragePool", [s.op("Relu", [s.conv(h, 16, 16, (3, 3), pads=[1, 1, 1, 1])])])
     return s.model(s.gemm(s.op("Flatten", [h]), 16, 10))
@@ -119,12 +152,19 @@ def cnn_batchnorm() -> onnx.ModelProto:
 
 def depthwise_separable() -> onnx.ModelProto:
     s = Stack((1, 3, 12, 12), seed=2)
-    h = s.op("Relu", [s.batchnorm(s.conv("input", 3, 8, (3, 3), strides=[2, 2], pads=[1, 1, 1, 1]), 8)])
+    h = s.op(
+        "Relu", [s.batchnorm(s.conv("input", 3, 8, (3, 3), strides=[2, 2], pads=[1, 1, 1, 1]), 8)]
+    )
     for c_in, c_out in ((8, 16), (16, 16)):
-        h = s.op("Relu", [s.batchnorm(s.conv(h, c_in, c_in, (3, 3), group=c_in, pads=[1, 1, 1, 1]), c_in)])
+        h = s.op(
+            "Relu",
+            [s.batchnorm(s.conv(h, c_in, c_in, (3, 3), group=c_in, pads=[1, 1, 1, 1]), c_in)],
+        )
         h = s.op("HardSwish", [s.batchnorm(s.conv(h, c_in, c_out, (1, 1)), c_out)])
     h = s.op("ReduceMean", [h], axes=[2, 3], keepdims=1)
-    return s.model(s.gemm(s.op("Flatten", [h]), 16, 5), opset=14)  # HardSwish needs 14; ReduceMean axes attr <18
+    return s.model(
+        s.gemm(s.op("Flatten", [h]), 16, 5), opset=14
+    )  # HardSwish needs 14; ReduceMean axes attr <18
 
 
 def cnn_1d() -> onnx.ModelProto:
@@ -158,6 +198,10 @@ def shape_chain_flatten() -> onnx.ModelProto:
 
 
 STACKS = {
-    "mlp": mlp, "cnn_batchnorm": cnn_batchnorm, "depthwise_separable": depthwise_separable,
-    "cnn_1d": cnn_1d, "residual": residual, "shape_chain_flatten": shape_chain_flatten,
+    "mlp": mlp,
+    "cnn_batchnorm": cnn_batchnorm,
+    "depthwise_separable": depthwise_separable,
+    "cnn_1d": cnn_1d,
+    "residual": residual,
+    "shape_chain_flatten": shape_chain_flatten,
 }

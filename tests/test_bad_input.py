@@ -16,7 +16,13 @@ from conftest import MODELS
 from onnx import TensorProto, helper, numpy_helper
 
 from edgenn.errors import (
-    EdgennError, ExternalDataError, GraphCycleError, InputError, ModelFormatError, ShapeError, UnsupportedOpError,
+    EdgennError,
+    ExternalDataError,
+    GraphCycleError,
+    InputError,
+    ModelFormatError,
+    ShapeError,
+    UnsupportedOpError,
     UnsupportedOpsetError,
 )
 from edgenn.frontend.onnx import load_onnx
@@ -44,18 +50,27 @@ def unsupported_op(tmp: Path) -> Path:
 
 
 def old_opset(tmp: Path) -> Path:
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 10)])
     return save(model, tmp / "opset10.onnx")
 
 
 def dim_model(tmp: Path, dim: int) -> Path:
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, dim])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, dim])])
-    return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp / f"dim{dim}.onnx")
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, dim])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, dim])],
+    )
+    return save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+        tmp / f"dim{dim}.onnx",
+    )
 
 
 def zero_dim(tmp: Path) -> Path:
@@ -80,33 +95,67 @@ def external_outside(tmp: Path) -> Path:
     weights.ClearField("raw_data")
     weights.data_location = TensorProto.EXTERNAL
     weights.external_data.add(key="location", value="../secret.bin")
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weights])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [weights],
+    )
     path = folder / "traversal.onnx"
-    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
+    path.write_bytes(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+    )
     return path
 
 
 def cycle(tmp: Path) -> Path:
-    nodes = [helper.make_node("Add", ["x", "b"], ["a"], name="add_a"),
-             helper.make_node("Relu", ["a"], ["b"], name="relu_b")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 4])])
+    nodes = [
+        helper.make_node("Add", ["x", "b"], ["a"], name="add_a"),
+        helper.make_node("Relu", ["a"], ["b"], name="relu_b"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 4])],
+    )
     path = tmp / "cycle.onnx"
-    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
+    path.write_bytes(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+    )
     return path
 
 
 CASES: dict[str, tuple[Callable[[Path], Path], type[EdgennError], str]] = {
     "not_onnx": (not_onnx, ModelFormatError, "not an ONNX model"),
     "truncated": (truncated, ModelFormatError, "truncated|not an ONNX model"),
-    "unsupported_op": (unsupported_op, UnsupportedOpError, "node 'my_erf': op 'Erf' is not supported .*Conv"),
+    "unsupported_op": (
+        unsupported_op,
+        UnsupportedOpError,
+        "node 'my_erf': op 'Erf' is not supported .*Conv",
+    ),
     "old_opset": (old_opset, UnsupportedOpsetError, "opset 10 is older than 11"),
-    "zero_dim": (zero_dim, ShapeError, "graph input 'x' has a zero or negative dimension 0 at axis 1"),
-    "negative_dim": (negative_dim, ShapeError, "graph input 'x' has a zero or negative dimension -3 at axis 1"),
-    "zero_dim_initializer": (zero_dim_initializer, ShapeError, "initializer 'w0': zero or negative dimension"),
-    "external_outside": (external_outside, ExternalDataError, "'../secret.bin' points outside the model's folder"),
+    "zero_dim": (
+        zero_dim,
+        ShapeError,
+        "graph input 'x' has a zero or negative dimension 0 at axis 1",
+    ),
+    "negative_dim": (
+        negative_dim,
+        ShapeError,
+        "graph input 'x' has a zero or negative dimension -3 at axis 1",
+    ),
+    "zero_dim_initializer": (
+        zero_dim_initializer,
+        ShapeError,
+        "initializer 'w0': zero or negative dimension",
+    ),
+    "external_outside": (
+        external_outside,
+        ExternalDataError,
+        "'../secret.bin' points outside the model's folder",
+    ),
     "cycle": (cycle, GraphCycleError, "cycle: node 'add_a'"),
     "missing_file": (lambda tmp: tmp / "absent.onnx", ModelFormatError, "no such file"),
 }
@@ -120,7 +169,9 @@ def test_api_raises_specific_error(case: str, tmp_path: Path) -> None:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edgenn", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "edgenn", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -135,7 +186,11 @@ def test_cli_one_line_exit_2(case: str, tmp_path: Path) -> None:
 
 def test_cli_debug_shows_traceback(tmp_path: Path) -> None:
     result = run_cli("--debug", "inspect", str(not_onnx(tmp_path)))
-    assert result.returncode != 0 and "Traceback" in result.stderr and "ModelFormatError" in result.stderr
+    assert (
+        result.returncode != 0
+        and "Traceback" in result.stderr
+        and "ModelFormatError" in result.stderr
+    )
 
 
 def test_every_truncation_is_a_clean_error(tmp_path: Path) -> None:
@@ -150,16 +205,26 @@ def test_every_truncation_is_a_clean_error(tmp_path: Path) -> None:
 def test_external_data_inside_folder_loads(tmp_path: Path) -> None:
     """The legitimate case next to the refused one: data beside the model is read."""
     model = onnx.load(str(VALID))
-    onnx.save_model(model, str(tmp_path / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="m.data", size_threshold=0)
+    onnx.save_model(
+        model,
+        str(tmp_path / "m.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="m.data",
+        size_threshold=0,
+    )
     x = np.load(MODELS / "digits_mlp_test.npz")["x"][:4]
-    assert np.array_equal(run_reference(load_onnx(tmp_path / "m.onnx"), x)["logits"],
-                          run_reference(load_onnx(VALID), x)["logits"])
+    assert np.array_equal(
+        run_reference(load_onnx(tmp_path / "m.onnx"), x)["logits"],
+        run_reference(load_onnx(VALID), x)["logits"],
+    )
 
 
 def test_run_rejects_wrong_input_shape() -> None:
     graph = load_onnx(VALID)
-    with pytest.raises(InputError, match=r"input 'input' has shape \(2, 63\); expected \('N', 64\)"):
+    with pytest.raises(
+        InputError, match=r"input 'input' has shape \(2, 63\); expected \('N', 64\)"
+    ):
         run_reference(graph, np.zeros((2, 63), np.float32))
 
 

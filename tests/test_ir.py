@@ -39,7 +39,9 @@ def test_verify_accepts_valid_graph() -> None:
 
 
 def test_verify_names_node_with_wrong_declared_shape() -> None:
-    with pytest.raises(GraphError, match="node 'r' .*declared float32\\[1,5\\] but infers float32\\[1,4\\]"):
+    with pytest.raises(
+        GraphError, match="node 'r' .*declared float32\\[1,5\\] but infers float32\\[1,4\\]"
+    ):
         verify(tiny_graph([Node("r", "Relu", ("x",), ("y",))], out_shape=(1, 5)))
 
 

@@ -14,12 +14,17 @@ from edgenn.ops import REGISTRY, OpExample
 from edgenn.reference import run_reference
 
 EXAMPLES = [ex for spec in REGISTRY.values() for ex in spec.examples()]
-NO_EXAMPLES_NEEDED = {"FullyConnected": "produced by passes, not imported; covered by tests/test_passes.py"}
+NO_EXAMPLES_NEEDED = {
+    "FullyConnected": "produced by passes, not imported; covered by tests/test_passes.py"
+}
 
 
 def test_every_importable_op_has_examples() -> None:
-    missing = [name for name, spec in REGISTRY.items()
-               if not spec.examples() and name not in NO_EXAMPLES_NEEDED]
+    missing = [
+        name
+        for name, spec in REGISTRY.items()
+        if not spec.examples() and name not in NO_EXAMPLES_NEEDED
+    ]
     assert missing == []
 
 

@@ -42,7 +42,10 @@ GRAPHS = graphs()
 
 def assert_equivalent(before: Graph, after: Graph, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
-    feeds = {n: rng.uniform(-1, 1, (4, *before.type_of(n).shape[1:])).astype(np.float32) for n in before.inputs}
+    feeds = {
+        n: rng.uniform(-1, 1, (4, *before.type_of(n).shape[1:])).astype(np.float32)
+        for n in before.inputs
+    }
     want, got = run_reference(before, feeds), run_reference(after, feeds)
     assert list(want) == list(got)  # same output names, same order
     for name in want:
@@ -65,9 +68,14 @@ def prefix_until(name: str) -> list:
 
 
 PASSES: dict[str, Callable[[Graph], Graph]] = {
-    "fold_constants": fold_constants, "remove_identity": remove_identity, "fuse_matmul_add": fuse_matmul_add,
-    "fold_batchnorm": fold_batchnorm, "fuse_activation": fuse_activation, "remove_dead_nodes": remove_dead_nodes,
-    "to_channels_last": to_channels_last, "simplify_layout": simplify_layout,
+    "fold_constants": fold_constants,
+    "remove_identity": remove_identity,
+    "fuse_matmul_add": fuse_matmul_add,
+    "fold_batchnorm": fold_batchnorm,
+    "fuse_activation": fuse_activation,
+    "remove_dead_nodes": remove_dead_nodes,
+    "to_channels_last": to_channels_last,
+    "simplify_layout": simplify_layout,
 }
 
 
@@ -87,9 +95,15 @@ def test_fold_batchnorm_removes_every_batchnorm_after_conv() -> None:
 def test_fold_batchnorm_matches_hand_computation() -> None:
     # 1x1 conv, w=2, b=1; BN scale 3, bias 0.5, mean 1, var 3, eps 1 -> m = 3/2: w' = 3, b' = (1-1)*1.5+0.5
     s = Stack((1, 1, 2, 2))
-    conv = s.op("Conv", ["input", s.const(np.full((1, 1, 1, 1), 2, np.float32)), s.const(np.ones(1, np.float32))])
-    bn = s.op("BatchNormalization", [conv, *(s.const(np.array([v], np.float32)) for v in (3, 0.5, 1, 3))],
-              epsilon=1.0)
+    conv = s.op(
+        "Conv",
+        ["input", s.const(np.full((1, 1, 1, 1), 2, np.float32)), s.const(np.ones(1, np.float32))],
+    )
+    bn = s.op(
+        "BatchNormalization",
+        [conv, *(s.const(np.array([v], np.float32)) for v in (3, 0.5, 1, 3))],
+        epsilon=1.0,
+    )
     folded = fold_batchnorm(import_model(s.model(bn)))
     (node,) = folded.nodes
     assert folded.const(node.inputs[1]).ravel().tolist() == [3.0]
@@ -108,7 +122,9 @@ def test_fuse_activation_folds_relu_and_relu6() -> None:
     graph = run_pipeline(GRAPHS["torch_cnn_batchnorm_opset17"], prefix_until("fuse_activation"))
     fused = fuse_activation(graph)
     assert "Relu" not in ops(fused) and "Clip" not in ops(fused)
-    clips = sorted((n.attrs["clip_min"], n.attrs["clip_max"]) for n in fused.nodes if n.op == "Conv")
+    clips = sorted(
+        (n.attrs["clip_min"], n.attrs["clip_max"]) for n in fused.nodes if n.op == "Conv"
+    )
     assert clips == [(0.0, 6.0), (0.0, math.inf)]
 
 
@@ -147,7 +163,9 @@ def test_fold_constants_evaluates_constant_subgraph() -> None:
     graph = GRAPHS["stack_mlp"]
     editor = GraphEditor(graph)
     weights = next(n for n, v in graph.values.items() if v.is_const and v.type.rank == 2)
-    editor.values["w_t"] = Value("w_t", graph.type_of(weights).with_shape(graph.type_of(weights).shape[::-1]))
+    editor.values["w_t"] = Value(
+        "w_t", graph.type_of(weights).with_shape(graph.type_of(weights).shape[::-1])
+    )
     editor.nodes.insert(0, Node("transpose_w", "Transpose", (weights,), ("w_t",), {"perm": (1, 0)}))
     editor.outputs = (*editor.outputs, "w_t")  # read by something, so the folded value stays
     folded = fold_constants(editor.build())
@@ -155,7 +173,9 @@ def test_fold_constants_evaluates_constant_subgraph() -> None:
     assert np.array_equal(folded.const("w_t"), graph.const(weights).T)
 
 
-@pytest.mark.parametrize("name", ["bundled_digits_cnn", "bundled_mnist1d_cnn", "torch_residual_opset17"])
+@pytest.mark.parametrize(
+    "name", ["bundled_digits_cnn", "bundled_mnist1d_cnn", "torch_residual_opset17"]
+)
 def test_channels_last_leaves_no_transpose_inside(name: str) -> None:
     """After the layout passes a CNN runs NHWC end to end: at most the input's transpose remains."""
     graph = run_pipeline(GRAPHS[name], PIPELINE)
@@ -167,6 +187,7 @@ def test_channels_last_leaves_no_transpose_inside(name: str) -> None:
 
 # ---- property test: random conv stacks through import, all passes, against onnxruntime ----
 
+
 @st.composite
 def conv_stacks(draw: st.DrawFn) -> tuple:
     one_d = draw(st.booleans())
@@ -174,15 +195,19 @@ def conv_stacks(draw: st.DrawFn) -> tuple:
     c_in = channels = draw(st.integers(1, 4))
     for _ in range(draw(st.integers(1, 4))):
         depthwise = draw(st.booleans()) and channels > 1
-        layers.append({
-            "out": channels if depthwise else draw(st.integers(1, 6)),
-            "group": channels if depthwise else 1,
-            "k": draw(st.integers(1, 3)), "stride": draw(st.integers(1, 2)), "pad": draw(st.integers(0, 1)),
-            "bn": draw(st.booleans()),
-            "act": draw(st.sampled_from(["none", "Relu", "Relu6", "LeakyRelu", "Sigmoid"])),
-            "residual": draw(st.booleans()),
-            "pool": draw(st.sampled_from(["none", "MaxPool", "AveragePool"])),
-        })
+        layers.append(
+            {
+                "out": channels if depthwise else draw(st.integers(1, 6)),
+                "group": channels if depthwise else 1,
+                "k": draw(st.integers(1, 3)),
+                "stride": draw(st.integers(1, 2)),
+                "pad": draw(st.integers(0, 1)),
+                "bn": draw(st.booleans()),
+                "act": draw(st.sampled_from(["none", "Relu", "Relu6", "LeakyRelu", "Sigmoid"])),
+                "residual": draw(st.booleans()),
+                "pool": draw(st.sampled_from(["none", "MaxPool", "AveragePool"])),
+            }
+        )
         channels = layers[-1]["out"]
     head = draw(st.sampled_from(["gap_gemm", "flatten_gemm", "reducemean_softmax"]))
     return one_d, c_in, draw(st.integers(6, 12)), layers, head, draw(st.integers(0, 99))
@@ -195,16 +220,30 @@ def build_conv_stack(one_d: bool, c_in: int, size: int, layers: list[dict], head
     for layer in layers:
         if spatial < layer["k"]:
             break
-        y = s.conv(x, c, layer["out"], (layer["k"],) * r, group=layer["group"], strides=[layer["stride"]] * r,
-                   pads=[layer["pad"]] * (2 * r))
+        y = s.conv(
+            x,
+            c,
+            layer["out"],
+            (layer["k"],) * r,
+            group=layer["group"],
+            strides=[layer["stride"]] * r,
+            pads=[layer["pad"]] * (2 * r),
+        )
         spatial = (spatial + 2 * layer["pad"] - layer["k"]) // layer["stride"] + 1
         if layer["bn"]:
             y = s.batchnorm(y, layer["out"])
         if layer["act"] == "Relu6":
-            y = s.op("Clip", [y, s.const(np.array(0, np.float32)), s.const(np.array(6, np.float32))])
+            y = s.op(
+                "Clip", [y, s.const(np.array(0, np.float32)), s.const(np.array(6, np.float32))]
+            )
         elif layer["act"] != "none":
             y = s.op(layer["act"], [y])
-        if layer["residual"] and layer["out"] == c and layer["stride"] == 1 and layer["k"] == 2 * layer["pad"] + 1:
+        if (
+            layer["residual"]
+            and layer["out"] == c
+            and layer["stride"] == 1
+            and layer["k"] == 2 * layer["pad"] + 1
+        ):
             y = s.op("Relu", [s.op("Add", [y, x])])
         if layer["pool"] != "none" and spatial >= 2:
             y = s.op(layer["pool"], [y], kernel_shape=[2] * r, strides=[2] * r)
@@ -215,7 +254,9 @@ def build_conv_stack(one_d: bool, c_in: int, size: int, layers: list[dict], head
     elif head == "flatten_gemm":
         out = s.gemm(s.op("Flatten", [x]), c * spatial**r, 3)
     else:
-        out = s.op("Softmax", [s.op("ReduceMean", [x], axes=list(range(2, 2 + r)), keepdims=0)], axis=-1)
+        out = s.op(
+            "Softmax", [s.op("ReduceMean", [x], axes=list(range(2, 2 + r)), keepdims=0)], axis=-1
+        )
     return s.model(out)
 
 
@@ -231,5 +272,10 @@ def test_random_conv_stacks(case: tuple) -> None:
     assert relative_error(run_reference(graph, x)[graph.outputs[0]], expected) <= 1e-4
     for steps in (FLOAT_PASSES, PIPELINE):
         optimized = run_pipeline(graph, steps)
-        assert relative_error(run_reference(optimized, x)[graph.outputs[0]],
-                              run_reference(graph, x)[graph.outputs[0]]) <= 1e-5
+        assert (
+            relative_error(
+                run_reference(optimized, x)[graph.outputs[0]],
+                run_reference(graph, x)[graph.outputs[0]],
+            )
+            <= 1e-5
+        )

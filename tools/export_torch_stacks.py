@@ -24,8 +24,13 @@ class ViewFlatten(nn.Module):
 class Residual(nn.Module):
     def __init__(self, c: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
-                                  nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c))
+        self.body = nn.Sequential(
+            nn.Conv2d(c, c, 3, padding=1),
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
+            nn.Conv2d(c, c, 3, padding=1),
+            nn.BatchNorm2d(c),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.body(x) + x)
@@ -33,22 +38,76 @@ class Residual(nn.Module):
 
 def stacks() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
     return {
-        "mlp": (nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 16), nn.Tanh(),
-                              nn.Linear(16, 4), nn.Softmax(dim=1)), (20,)),
-        "cnn_batchnorm": (nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6(),
-                                        nn.MaxPool2d(2), nn.Conv2d(8, 16, 3), nn.BatchNorm2d(16), nn.ReLU(),
-                                        ViewFlatten(), nn.Linear(16 * 2 * 2, 5)), (3, 8, 8)),
-        "depthwise_separable": (nn.Sequential(
-            nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.Hardswish(),
-            nn.Conv2d(8, 16, 1), nn.BatchNorm2d(16), nn.LeakyReLU(0.1),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)), (3, 16, 16)),
-        "cnn_1d": (nn.Sequential(nn.Conv1d(2, 8, 5, padding=2), nn.BatchNorm1d(8), nn.ReLU(),
-                                 nn.Conv1d(8, 8, 3, stride=2, dilation=2), nn.Sigmoid(), nn.AvgPool1d(2),
-                                 nn.Flatten(), nn.Linear(8 * 7, 3)), (2, 32)),
-        "residual": (nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), Residual(8), nn.MaxPool2d(2),
-                                   nn.Conv2d(8, 8, 1), nn.PReLU(8), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                   nn.Linear(8, 4)), (3, 8, 8)),
+        "mlp": (
+            nn.Sequential(
+                nn.Linear(20, 32),
+                nn.ReLU(),
+                nn.Dropout(0.2),
+                nn.Linear(32, 16),
+                nn.Tanh(),
+                nn.Linear(16, 4),
+                nn.Softmax(dim=1),
+            ),
+            (20,),
+        ),
+        "cnn_batchnorm": (
+            nn.Sequential(
+                nn.Conv2d(3, 8, 3, padding=1),
+                nn.BatchNorm2d(8),
+                nn.ReLU6(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(8, 16, 3),
+                nn.BatchNorm2d(16),
+                nn.ReLU(),
+                ViewFlatten(),
+                nn.Linear(16 * 2 * 2, 5),
+            ),
+            (3, 8, 8),
+        ),
+        "depthwise_separable": (
+            nn.Sequential(
+                nn.Conv2d(3, 8, 3, stride=2, padding=1),
+                nn.BatchNorm2d(8),
+                nn.ReLU(),
+                nn.Conv2d(8, 8, 3, padding=1, groups=8),
+                nn.BatchNorm2d(8),
+                nn.Hardswish(),
+                nn.Conv2d(8, 16, 1),
+                nn.BatchNorm2d(16),
+                nn.LeakyReLU(0.1),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+                nn.Linear(16, 10),
+            ),
+            (3, 16, 16),
+        ),
+        "cnn_1d": (
+            nn.Sequential(
+                nn.Conv1d(2, 8, 5, padding=2),
+                nn.BatchNorm1d(8),
+                nn.ReLU(),
+                nn.Conv1d(8, 8, 3, stride=2, dilation=2),
+                nn.Sigmoid(),
+                nn.AvgPool1d(2),
+                nn.Flatten(),
+                nn.Linear(8 * 7, 3),
+            ),
+            (2, 32),
+        ),
+        "residual": (
+            nn.Sequential(
+                nn.Conv2d(3, 8, 3, padding=1),
+                nn.ReLU(),
+                Residual(8),
+                nn.MaxPool2d(2),
+                nn.Conv2d(8, 8, 1),
+                nn.PReLU(8),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+                nn.Linear(8, 4),
+            ),
+            (3, 8, 8),
+        ),
     }
 
 
@@ -66,17 +125,26 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for opset in (11, 17):
         for name in stacks():
-            torch.manual_seed(0)  # seed before building, so every export starts from the same weights
+            torch.manual_seed(
+                0
+            )  # seed before building, so every export starts from the same weights
             model, shape = stacks()[name]
             randomize_batchnorm(model)
             model.eval()
             path = OUT / f"{name}_opset{opset}.onnx"
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(model, (torch.zeros(1, *shape),), str(path), dynamo=False, opset_version=opset,
-                                  input_names=["x"], output_names=["y"],
-                                  dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
-                                  training=torch.onnx.TrainingMode.PRESERVE)
+                torch.onnx.export(
+                    model,
+                    (torch.zeros(1, *shape),),
+                    str(path),
+                    dynamo=False,
+                    opset_version=opset,
+                    input_names=["x"],
+                    output_names=["y"],
+                    dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+                    training=torch.onnx.TrainingMode.PRESERVE,
+                )
             print(f"wrote {path.name} ({path.stat().st_size} B)")
 
 

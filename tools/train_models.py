@@ -44,30 +44,45 @@ def mnist1d() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def digits_mlp() -> nn.Module:
-    return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+    return nn.Sequential(
+        nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10)
+    )
 
 
 def digits_cnn() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
         nn.MaxPool2d(2),
-        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
+        nn.Conv2d(32, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 10),
     )
 
 
 def mnist1d_cnn() -> nn.Module:
     return nn.Sequential(
-        nn.Conv1d(1, 32, 5, padding=2), nn.ReLU(),
-        nn.Conv1d(32, 32, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv1d(32, 32, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Flatten(), nn.Linear(320, 10),
+        nn.Conv1d(1, 32, 5, padding=2),
+        nn.ReLU(),
+        nn.Conv1d(32, 32, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv1d(32, 32, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(320, 10),
     )
 
 
 # name -> (model factory, data, input shape without batch, epochs, learning rate)
-RECIPES: dict[str, tuple[Callable[[], nn.Module], Callable[[], tuple], tuple[int, ...], int, float]] = {
+RECIPES: dict[
+    str, tuple[Callable[[], nn.Module], Callable[[], tuple], tuple[int, ...], int, float]
+] = {
     "digits_mlp": (digits_mlp, lambda: _flat(digits()), (64,), 60, 1e-3),
     "digits_cnn": (digits_cnn, lambda: _image(digits()), (1, 8, 8), 60, 2e-3),
     "mnist1d_cnn": (mnist1d_cnn, mnist1d, (1, 40), 80, 2e-3),
@@ -93,7 +108,7 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, lr: float
         model.train()
         order = torch.randperm(len(xt), generator=gen)
         for start in range(0, len(xt), 64):
-            idx = order[start:start + 64]
+            idx = order[start : start + 64]
             opt.zero_grad()
             loss_fn(model(xt[idx]), yt[idx]).backward()
             opt.step()
@@ -112,8 +127,13 @@ def export(model: nn.Module, shape: tuple[int, ...], path: Path) -> None:
         warnings.simplefilter("ignore")
         # PRESERVE keeps BatchNormalization as a node (EVAL would fold it): edgenn's own pass folds it
         torch.onnx.export(
-            model, (torch.zeros(1, *shape),), str(path), dynamo=False, opset_version=17,
-            input_names=["input"], output_names=["logits"],
+            model,
+            (torch.zeros(1, *shape),),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["logits"],
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
             training=torch.onnx.TrainingMode.PRESERVE,
         )
@@ -134,7 +154,9 @@ def main(names: list[str]) -> None:
         results[name] = accuracy(model, x_test, y_test)
         export(model, shape, MODELS / f"{name}.onnx")
         np.savez_compressed(MODELS / f"{name}_test.npz", x=x_test, y=y_test)
-        print(f"{name}: float test accuracy {results[name]:.4f} ({len(y_test)} samples)", flush=True)
+        print(
+            f"{name}: float test accuracy {results[name]:.4f} ({len(y_test)} samples)", flush=True
+        )
     print(json.dumps(results))
 
 

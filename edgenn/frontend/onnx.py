@@ -15,10 +15,25 @@ import onnx
 from onnx import numpy_helper
 
 from edgenn.errors import (
-    EdgennError, ExternalDataError, GraphError, ModelFormatError, ShapeError, UnsupportedOpError,
+    EdgennError,
+    ExternalDataError,
+    GraphError,
+    ModelFormatError,
+    ShapeError,
+    UnsupportedOpError,
     UnsupportedOpsetError,
 )
-from edgenn.ir import DType, Graph, GraphEditor, Node, TensorType, Value, const_value, toposort, verify
+from edgenn.ir import (
+    DType,
+    Graph,
+    GraphEditor,
+    Node,
+    TensorType,
+    Value,
+    const_value,
+    toposort,
+    verify,
+)
 from edgenn.ops import ONNX_OPS, OnnxNode
 
 MIN_OPSET = 11
@@ -41,9 +56,13 @@ def read_model(path: Path) -> onnx.ModelProto:
     try:
         model.ParseFromString(data)
     except Exception as err:  # protobuf raises DecodeError or RuntimeWarning-like errors by version
-        raise ModelFormatError(f"{path}: not an ONNX model (protobuf parse failed: {_one_line(err)})") from None
+        raise ModelFormatError(
+            f"{path}: not an ONNX model (protobuf parse failed: {_one_line(err)})"
+        ) from None
     if not model.HasField("graph") or not model.opset_import or not model.graph.node:
-        raise ModelFormatError(f"{path}: not an ONNX model (no graph, nodes or opset), or the file is truncated")
+        raise ModelFormatError(
+            f"{path}: not an ONNX model (no graph, nodes or opset), or the file is truncated"
+        )
     load_external_data(model, path.parent)
     return model
 
@@ -62,7 +81,9 @@ def load_external_data(model: onnx.ModelProto, folder: Path) -> None:
                 f"tensor '{tensor.name}': external data location '{location}' points outside the model's folder"
             )
         if not target.is_file():
-            raise ExternalDataError(f"tensor '{tensor.name}': external data file '{location}' is missing")
+            raise ExternalDataError(
+                f"tensor '{tensor.name}': external data file '{location}' is missing"
+            )
         offset = int(info.get("offset", 0))
         size = target.stat().st_size
         length = int(info.get("length", size - offset))
@@ -100,7 +121,9 @@ def model_opset(model: onnx.ModelProto) -> int:
             f"(onnx.version_converter.convert_version(model, {MIN_OPSET}))"
         )
     if opset > newest:
-        raise UnsupportedOpsetError(f"model opset {opset} is newer than the installed onnx supports ({newest})")
+        raise UnsupportedOpsetError(
+            f"model opset {opset} is newer than the installed onnx supports ({newest})"
+        )
     return opset
 
 
@@ -138,13 +161,17 @@ def input_type(info: onnx.ValueInfoProto, batch_size: int) -> TensorType:
     for axis, dim in enumerate(tensor.shape.dim):
         if dim.HasField("dim_value"):
             if dim.dim_value <= 0:
-                raise ShapeError(f"{what} has a zero or negative dimension {dim.dim_value} at axis {axis}")
+                raise ShapeError(
+                    f"{what} has a zero or negative dimension {dim.dim_value} at axis {axis}"
+                )
             shape.append(dim.dim_value)
         elif axis == 0:
             shape.append(batch_size)  # symbolic or missing batch dimension
         else:
             label = dim.dim_param or "unknown"
-            raise ShapeError(f"{what} has a symbolic dimension '{label}' at axis {axis}; only the batch may be")
+            raise ShapeError(
+                f"{what} has a symbolic dimension '{label}' at axis {axis}; only the batch may be"
+            )
     return TensorType(_dtype(tensor.elem_type, what), tuple(shape))
 
 
@@ -165,11 +192,18 @@ def decode_attrs(node: onnx.NodeProto) -> dict[str, Any]:
 
 
 def constant_node_value(node: OnnxNode) -> np.ndarray:
-    for key, dtype in (("value", None), ("value_float", np.float32), ("value_floats", np.float32),
-                       ("value_int", np.int64), ("value_ints", np.int64)):
+    for key, dtype in (
+        ("value", None),
+        ("value_float", np.float32),
+        ("value_floats", np.float32),
+        ("value_int", np.int64),
+        ("value_ints", np.int64),
+    ):
         if key in node.attrs:
             return np.asarray(node.attrs[key], dtype)
-    raise UnsupportedOpError(f"node '{node.name}' (Constant): only value/value_float(s)/value_int(s) are supported")
+    raise UnsupportedOpError(
+        f"node '{node.name}' (Constant): only value/value_float(s)/value_int(s) are supported"
+    )
 
 
 class _Importer:
@@ -192,7 +226,9 @@ class _Importer:
     def add(self, node: OnnxNode) -> None:
         for name in node.inputs:
             if name and name not in self.values:
-                raise GraphError(f"node '{node.name}' ({node.op_type}) uses '{name}', which nothing defines")
+                raise GraphError(
+                    f"node '{node.name}' ({node.op_type}) uses '{name}', which nothing defines"
+                )
         if node.op_type == "Constant":
             self.values[node.outputs[0]] = const_value(node.outputs[0], constant_node_value(node))
             return
@@ -207,15 +243,26 @@ class _Importer:
         except EdgennError:
             raise
         except (KeyError, ValueError, IndexError, TypeError) as err:
-            raise UnsupportedOpError(f"node '{node.name}' ({node.op_type}): cannot read: {_one_line(err)}") from None
-        ir_node = Node(node.name, imported.op, tuple(imported.inputs), node.outputs[: imported.n_outputs],
-                       dict(imported.attrs))
+            raise UnsupportedOpError(
+                f"node '{node.name}' ({node.op_type}): cannot read: {_one_line(err)}"
+            ) from None
+        ir_node = Node(
+            node.name,
+            imported.op,
+            tuple(imported.inputs),
+            node.outputs[: imported.n_outputs],
+            dict(imported.attrs),
+        )
         in_types = [self.type_of(i) if i else None for i in ir_node.inputs]
         out_types = spec.infer_checked(ir_node, in_types)
         operands = [i for i in ir_node.inputs if i]
         if all(self.values[i].is_const for i in operands) or ir_node.op == "Shape":
-            results = spec.run(ir_node, [self.const(i) if i else None for i in ir_node.inputs]
-                               if ir_node.op != "Shape" else [np.empty(in_types[0].shape, np.bool_)])
+            results = spec.run(
+                ir_node,
+                [self.const(i) if i else None for i in ir_node.inputs]
+                if ir_node.op != "Shape"
+                else [np.empty(in_types[0].shape, np.bool_)],
+            )
             for name, array in zip(ir_node.outputs, results):
                 self.values[name] = const_value(name, np.asarray(array))
             return
@@ -235,7 +282,9 @@ def onnx_nodes(graph: onnx.GraphProto) -> list[OnnxNode]:
         while name in seen:
             name = f"{name}_{index}"
         seen.add(name)
-        nodes.append(OnnxNode(name, node.op_type, tuple(node.input), tuple(node.output), decode_attrs(node)))
+        nodes.append(
+            OnnxNode(name, node.op_type, tuple(node.input), tuple(node.output), decode_attrs(node))
+        )
     return nodes
 
 
@@ -249,7 +298,9 @@ def import_model(model: onnx.ModelProto, batch_size: int = 1, name: str | None =
     graph = model.graph
     importer = _Importer(opset, batch_size)
     for tensor in graph.initializer:
-        importer.values[tensor.name] = const_value(tensor.name, _tensor_array(tensor, f"initializer '{tensor.name}'"))
+        importer.values[tensor.name] = const_value(
+            tensor.name, _tensor_array(tensor, f"initializer '{tensor.name}'")
+        )
     inputs = []
     for info in graph.input:
         if info.name in importer.values:
@@ -266,8 +317,13 @@ def import_model(model: onnx.ModelProto, batch_size: int = 1, name: str | None =
     for out in outputs:
         if out not in importer.values:
             raise GraphError(f"graph output '{out}' is not produced by any node")
-    result = Graph(name=name or graph.name or "model", nodes=tuple(importer.nodes), values=importer.values,
-                   inputs=tuple(inputs), outputs=outputs)
+    result = Graph(
+        name=name or graph.name or "model",
+        nodes=tuple(importer.nodes),
+        values=importer.values,
+        inputs=tuple(inputs),
+        outputs=outputs,
+    )
     result = GraphEditor(result).build()  # drops folded-away values
     verify(result)
     return result
@@ -278,4 +334,3 @@ def _onnx_order(nodes: list[OnnxNode], available: set[str]) -> list[OnnxNode]:
     as_ir = [Node(n.name, n.op_type, n.inputs, n.outputs) for n in nodes]
     by_name = {n.name: n for n in nodes}
     return [by_name[n.name] for n in toposort(as_ir, available)]
-

@@ -66,7 +66,9 @@ class Layout:
     AXES = "axes"  # any layout, after `permute_attrs` maps its axis attributes
 
 
-def _no_macs(inputs: Sequence[TensorType | None], outputs: Sequence[TensorType], attrs: Attrs) -> int:
+def _no_macs(
+    inputs: Sequence[TensorType | None], outputs: Sequence[TensorType], attrs: Attrs
+) -> int:
     return 0
 
 
@@ -95,7 +97,9 @@ class OpSpec:
         except EdgennError as err:
             raise type(err)(f"node '{node.name}' ({node.op}): {err}") from None
         except (ValueError, IndexError, TypeError) as err:
-            raise ShapeError(f"node '{node.name}' ({node.op}): cannot infer shapes: {err}") from None
+            raise ShapeError(
+                f"node '{node.name}' ({node.op}): cannot infer shapes: {err}"
+            ) from None
         for t in out:
             if any(d <= 0 for d in t.shape):
                 raise ShapeError(
@@ -194,7 +198,9 @@ def int_tuple(values: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in np.asarray(values).reshape(-1))
 
 
-def passthrough_import(op: str, n_inputs: int | None = None) -> Callable[[OnnxNode, ImportContext], Imported]:
+def passthrough_import(
+    op: str, n_inputs: int | None = None
+) -> Callable[[OnnxNode, ImportContext], Imported]:
     """ONNX reader for ops whose ONNX form is already the IR form (attributes copied as they are)."""
 
     def read(node: OnnxNode, ctx: ImportContext) -> Imported:

@@ -9,8 +9,17 @@ import numpy as np
 
 from edgenn.ir import Attrs, TensorType
 from edgenn.ops import (
-    ImportContext, Imported, Layout, OnnxNode, OpExample, OpSpec, broadcast_shape, const_input,
-    passthrough_import, register, same_type,
+    ImportContext,
+    Imported,
+    Layout,
+    OnnxNode,
+    OpExample,
+    OpSpec,
+    broadcast_shape,
+    const_input,
+    passthrough_import,
+    register,
+    same_type,
 )
 
 Unary = Callable[[np.ndarray, Attrs], np.ndarray]
@@ -78,15 +87,29 @@ def unary_examples(op: str) -> Callable[[], list[OpExample]]:
         cases = [OpExample(op.lower(), op, ((2, 3, 5),))]
         if op == "Clip":
             cases += [
-                OpExample("clip_relu6", op, ((2, 8),), {}, {1: np.array(0.0, np.float32),
-                                                            2: np.array(6.0, np.float32)}),
+                OpExample(
+                    "clip_relu6",
+                    op,
+                    ((2, 8),),
+                    {},
+                    {1: np.array(0.0, np.float32), 2: np.array(6.0, np.float32)},
+                ),
                 OpExample("clip_min_only", op, ((2, 8),), {}, {1: np.array(-0.25, np.float32)}),
-                OpExample("clip_opset11_max_only", op, ((2, 8),), {}, {2: np.array(0.5, np.float32)}, opset=11),
+                OpExample(
+                    "clip_opset11_max_only",
+                    op,
+                    ((2, 8),),
+                    {},
+                    {2: np.array(0.5, np.float32)},
+                    opset=11,
+                ),
             ]
         if op == "LeakyRelu":
             cases.append(OpExample("leakyrelu_alpha", op, ((4, 4),), {"alpha": 0.2}))
         if op == "HardSigmoid":
-            cases.append(OpExample("hardsigmoid_alpha_beta", op, ((4, 4),), {"alpha": 0.3, "beta": 0.4}))
+            cases.append(
+                OpExample("hardsigmoid_alpha_beta", op, ((4, 4),), {"alpha": 0.3, "beta": 0.4})
+            )
         return cases
 
     return examples
@@ -101,10 +124,29 @@ def _read_unary(op: str) -> Callable[[OnnxNode, ImportContext], Imported]:
     return read_clip if op == "Clip" else passthrough_import(op, 1)
 
 
-register(*(
-    OpSpec(op, same_type, unary_reference(fn), _read_unary(op), onnx_ops=(op,), attrs=defaults,
-           layout=Layout.ELEMENTWISE, examples=unary_examples(op))
-    for op, (fn, defaults) in UNARY.items()
-))
-register(OpSpec("PRelu", infer_prelu, reference_prelu, passthrough_import("PRelu"), onnx_ops=("PRelu",),
-                layout=Layout.ELEMENTWISE, examples=prelu_examples))
+register(
+    *(
+        OpSpec(
+            op,
+            same_type,
+            unary_reference(fn),
+            _read_unary(op),
+            onnx_ops=(op,),
+            attrs=defaults,
+            layout=Layout.ELEMENTWISE,
+            examples=unary_examples(op),
+        )
+        for op, (fn, defaults) in UNARY.items()
+    )
+)
+register(
+    OpSpec(
+        "PRelu",
+        infer_prelu,
+        reference_prelu,
+        passthrough_import("PRelu"),
+        onnx_ops=("PRelu",),
+        layout=Layout.ELEMENTWISE,
+        examples=prelu_examples,
+    )
+)

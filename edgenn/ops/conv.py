@@ -15,11 +15,25 @@ import numpy as np
 from edgenn.errors import ShapeError, UnsupportedOpError
 from edgenn.ir import Attrs, TensorType
 from edgenn.ops import (
-    CLIP_ATTRS, ImportContext, Imported, Layout, OnnxNode, OpExample, OpSpec, clip_range, register,
+    CLIP_ATTRS,
+    ImportContext,
+    Imported,
+    Layout,
+    OnnxNode,
+    OpExample,
+    OpSpec,
+    clip_range,
+    register,
     set_channels_last,
 )
 from edgenn.ops.spatial import (
-    auto_pads, channels, output_size, spatial_dims, to_channels_first, to_channels_last, windows,
+    auto_pads,
+    channels,
+    output_size,
+    spatial_dims,
+    to_channels_first,
+    to_channels_last,
+    windows,
 )
 
 INPUT, WEIGHTS, BIAS = 0, 1, 2
@@ -28,7 +42,9 @@ INPUT, WEIGHTS, BIAS = 0, 1, 2
 def read_conv(node: OnnxNode, ctx: ImportContext) -> Imported:
     x, w = ctx.type_of(node.inputs[INPUT]), ctx.type_of(node.inputs[WEIGHTS])
     if x.rank not in (3, 4):
-        raise UnsupportedOpError(f"node '{node.name}' (Conv): only 1-D and 2-D convolution, got rank {x.rank}")
+        raise UnsupportedOpError(
+            f"node '{node.name}' (Conv): only 1-D and 2-D convolution, got rank {x.rank}"
+        )
     r = x.rank - 2
     kernel = w.shape[2:]
     strides = tuple(node.attrs.get("strides", (1,) * r))
@@ -36,8 +52,13 @@ def read_conv(node: OnnxNode, ctx: ImportContext) -> Imported:
     pads = auto_pads(node.attrs.get("auto_pad", "NOTSET"), x.shape[2:], kernel, strides, dilations)
     if pads is None:
         pads = tuple(node.attrs.get("pads", (0,) * (2 * r)))
-    attrs = {"strides": strides, "dilations": dilations, "pads": pads,
-             "group": int(node.attrs.get("group", 1)), "channels_last": False}
+    attrs = {
+        "strides": strides,
+        "dilations": dilations,
+        "pads": pads,
+        "group": int(node.attrs.get("group", 1)),
+        "channels_last": False,
+    }
     return Imported("Conv", (node.inputs[INPUT], node.inputs[WEIGHTS], node.input(BIAS)), attrs)
 
 
@@ -59,8 +80,13 @@ def infer_conv(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[Tensor
         raise ShapeError(f"bias shape {b.shape} should be ({out_ch},)")
     r = len(kernel)
     sizes = [
-        output_size(s, k, attrs["strides"][i], attrs["dilations"][i],
-                    attrs["pads"][i] + attrs["pads"][r + i])
+        output_size(
+            s,
+            k,
+            attrs["strides"][i],
+            attrs["dilations"][i],
+            attrs["pads"][i] + attrs["pads"][r + i],
+        )
         for i, (s, k) in enumerate(zip(spatial_dims(x, cl), kernel))
     ]
     shape = (x.shape[0], *sizes, out_ch) if cl else (x.shape[0], out_ch, *sizes)
@@ -94,13 +120,17 @@ def reference_conv(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np
     b = inputs[BIAS] if len(inputs) > BIAS else None
     assert x is not None and w is not None
     if attrs["channels_last"]:
-        y = to_channels_last(conv_channels_first(to_channels_first(x), to_channels_first(w), b, attrs))
+        y = to_channels_last(
+            conv_channels_first(to_channels_first(x), to_channels_first(w), b, attrs)
+        )
     else:
         y = conv_channels_first(x, w, b, attrs)
     return [clip_range(y.astype(x.dtype, copy=False), attrs)]
 
 
-def conv_macs(inputs: Sequence[TensorType | None], outputs: Sequence[TensorType], attrs: Attrs) -> int:
+def conv_macs(
+    inputs: Sequence[TensorType | None], outputs: Sequence[TensorType], attrs: Attrs
+) -> int:
     w = inputs[WEIGHTS]
     assert w is not None
     # each output element takes (C/group) * prod(K) multiply-accumulates: exactly the weights per filter
@@ -114,28 +144,71 @@ def examples() -> list[OpExample]:
         return rng.standard_normal(shape).astype(np.float32)
 
     return [
-        OpExample("conv2d", "Conv", ((1, 3, 7, 7),), {"pads": (1, 1, 1, 1)},
-                  {1: weights(4, 3, 3, 3), 2: weights(4)}),
-        OpExample("conv2d_stride_dilation", "Conv", ((2, 2, 9, 8),),
-                  {"strides": (2, 1), "dilations": (2, 1), "pads": (0, 1, 2, 0)}, {1: weights(3, 2, 3, 2)}),
+        OpExample(
+            "conv2d",
+            "Conv",
+            ((1, 3, 7, 7),),
+            {"pads": (1, 1, 1, 1)},
+            {1: weights(4, 3, 3, 3), 2: weights(4)},
+        ),
+        OpExample(
+            "conv2d_stride_dilation",
+            "Conv",
+            ((2, 2, 9, 8),),
+            {"strides": (2, 1), "dilations": (2, 1), "pads": (0, 1, 2, 0)},
+            {1: weights(3, 2, 3, 2)},
+        ),
         OpExample("conv2d_groups", "Conv", ((1, 4, 6, 6),), {"group": 2}, {1: weights(6, 2, 3, 3)}),
-        OpExample("conv2d_depthwise", "Conv", ((1, 4, 6, 6),), {"group": 4, "pads": (1, 1, 1, 1)},
-                  {1: weights(8, 1, 3, 3), 2: weights(8)}),
-        OpExample("conv2d_same_upper", "Conv", ((1, 2, 7, 6),), {"auto_pad": "SAME_UPPER", "strides": (2, 2)},
-                  {1: weights(3, 2, 4, 3)}),
-        OpExample("conv2d_same_lower", "Conv", ((1, 2, 6, 6),), {"auto_pad": "SAME_LOWER"},
-                  {1: weights(3, 2, 2, 2)}),
-        OpExample("conv1d", "Conv", ((2, 3, 20),), {"pads": (2, 2), "strides": (2,)},
-                  {1: weights(5, 3, 5), 2: weights(5)}),
-        OpExample("conv1d_depthwise_dilated", "Conv", ((1, 4, 16),), {"group": 4, "dilations": (3,)},
-                  {1: weights(4, 1, 3)}),
+        OpExample(
+            "conv2d_depthwise",
+            "Conv",
+            ((1, 4, 6, 6),),
+            {"group": 4, "pads": (1, 1, 1, 1)},
+            {1: weights(8, 1, 3, 3), 2: weights(8)},
+        ),
+        OpExample(
+            "conv2d_same_upper",
+            "Conv",
+            ((1, 2, 7, 6),),
+            {"auto_pad": "SAME_UPPER", "strides": (2, 2)},
+            {1: weights(3, 2, 4, 3)},
+        ),
+        OpExample(
+            "conv2d_same_lower",
+            "Conv",
+            ((1, 2, 6, 6),),
+            {"auto_pad": "SAME_LOWER"},
+            {1: weights(3, 2, 2, 2)},
+        ),
+        OpExample(
+            "conv1d",
+            "Conv",
+            ((2, 3, 20),),
+            {"pads": (2, 2), "strides": (2,)},
+            {1: weights(5, 3, 5), 2: weights(5)},
+        ),
+        OpExample(
+            "conv1d_depthwise_dilated",
+            "Conv",
+            ((1, 4, 16),),
+            {"group": 4, "dilations": (3,)},
+            {1: weights(4, 1, 3)},
+        ),
     ]
 
 
 register(
     OpSpec(
-        "Conv", infer_conv, reference_conv, read_conv, onnx_ops=("Conv",),
-        attrs={"group": 1, "channels_last": False, **CLIP_ATTRS}, macs=conv_macs,
-        layout=Layout.SPATIAL, permute_attrs=set_channels_last, fuses_activation=True, examples=examples,
+        "Conv",
+        infer_conv,
+        reference_conv,
+        read_conv,
+        onnx_ops=("Conv",),
+        attrs={"group": 1, "channels_last": False, **CLIP_ATTRS},
+        macs=conv_macs,
+        layout=Layout.SPATIAL,
+        permute_attrs=set_channels_last,
+        fuses_activation=True,
+        examples=examples,
     )
 )

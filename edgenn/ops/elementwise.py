@@ -8,7 +8,14 @@ import numpy as np
 
 from edgenn.ir import Attrs, TensorType
 from edgenn.ops import (
-    CLIP_ATTRS, Layout, OpExample, OpSpec, ReferenceFn, broadcast_shape, clip_range, passthrough_import,
+    CLIP_ATTRS,
+    Layout,
+    OpExample,
+    OpSpec,
+    ReferenceFn,
+    broadcast_shape,
+    clip_range,
+    passthrough_import,
     register,
 )
 
@@ -42,7 +49,9 @@ def examples_for(op: str) -> Callable[[], list[OpExample]]:
         return [
             OpExample(f"{op.lower()}_same_shape", op, ((2, 3, 4), (2, 3, 4))),
             OpExample(f"{op.lower()}_broadcast_const", op, ((1, 3, 4, 4),), {}, {1: divisor_safe}),
-            OpExample(f"{op.lower()}_scalar_const", op, ((2, 5),), {}, {1: np.array(1.5, np.float32)}),
+            OpExample(
+                f"{op.lower()}_scalar_const", op, ((2, 5),), {}, {1: np.array(1.5, np.float32)}
+            ),
         ]
 
     return examples
@@ -50,9 +59,19 @@ def examples_for(op: str) -> Callable[[], list[OpExample]]:
 
 _FUNCTIONS = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _divide}
 
-register(*(
-    OpSpec(op, infer_binary, binary_reference(fn), passthrough_import(op), onnx_ops=(op,),
-           attrs=dict(CLIP_ATTRS), layout=Layout.ELEMENTWISE, fuses_activation=op != "Div",
-           examples=examples_for(op))
-    for op, fn in _FUNCTIONS.items()
-))
+register(
+    *(
+        OpSpec(
+            op,
+            infer_binary,
+            binary_reference(fn),
+            passthrough_import(op),
+            onnx_ops=(op,),
+            attrs=dict(CLIP_ATTRS),
+            layout=Layout.ELEMENTWISE,
+            fuses_activation=op != "Div",
+            examples=examples_for(op),
+        )
+        for op, fn in _FUNCTIONS.items()
+    )
+)

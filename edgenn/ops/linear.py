@@ -12,8 +12,16 @@ import numpy as np
 from edgenn.errors import ShapeError
 from edgenn.ir import Attrs, TensorType
 from edgenn.ops import (
-    CLIP_ATTRS, ImportContext, Imported, OnnxNode, OpExample, OpSpec, broadcast_shape, clip_range,
-    passthrough_import, register,
+    CLIP_ATTRS,
+    ImportContext,
+    Imported,
+    OnnxNode,
+    OpExample,
+    OpSpec,
+    broadcast_shape,
+    clip_range,
+    passthrough_import,
+    register,
 )
 
 INPUT, WEIGHTS, BIAS = 0, 1, 2
@@ -26,8 +34,10 @@ def _operand(t: TensorType | None) -> TensorType:
 
 def read_gemm(node: OnnxNode, ctx: ImportContext) -> Imported:
     attrs = {
-        "alpha": float(node.attrs.get("alpha", 1.0)), "beta": float(node.attrs.get("beta", 1.0)),
-        "transA": int(node.attrs.get("transA", 0)), "transB": int(node.attrs.get("transB", 0)),
+        "alpha": float(node.attrs.get("alpha", 1.0)),
+        "beta": float(node.attrs.get("beta", 1.0)),
+        "transA": int(node.attrs.get("transA", 0)),
+        "transB": int(node.attrs.get("transB", 0)),
     }
     return Imported("Gemm", (node.inputs[0], node.inputs[1], node.input(2)), attrs)
 
@@ -58,7 +68,9 @@ def reference_gemm(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np
     return [y.astype(np.float32, copy=False)]
 
 
-def gemm_macs(inputs: Sequence[TensorType | None], outputs: Sequence[TensorType], attrs: Attrs) -> int:
+def gemm_macs(
+    inputs: Sequence[TensorType | None], outputs: Sequence[TensorType], attrs: Attrs
+) -> int:
     a = _operand(inputs[0])
     return outputs[0].size * (a.shape[0] if attrs["transA"] else a.shape[1])
 
@@ -76,7 +88,9 @@ def reference_matmul(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[
     return [np.matmul(inputs[0], inputs[1])]
 
 
-def matmul_macs(inputs: Sequence[TensorType | None], outputs: Sequence[TensorType], attrs: Attrs) -> int:
+def matmul_macs(
+    inputs: Sequence[TensorType | None], outputs: Sequence[TensorType], attrs: Attrs
+) -> int:
     return outputs[0].size * _operand(inputs[0]).shape[-1]
 
 
@@ -99,19 +113,35 @@ def reference_fc(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.n
     return [clip_range(y, attrs)]
 
 
-def fc_macs(inputs: Sequence[TensorType | None], outputs: Sequence[TensorType], attrs: Attrs) -> int:
+def fc_macs(
+    inputs: Sequence[TensorType | None], outputs: Sequence[TensorType], attrs: Attrs
+) -> int:
     return outputs[0].size * _operand(inputs[WEIGHTS]).shape[1]
 
 
 def gemm_examples() -> list[OpExample]:
     rng = np.random.default_rng(1)
     return [
-        OpExample("gemm_transB", "Gemm", ((3, 5),), {"transB": 1},
-                  {1: rng.standard_normal((4, 5)).astype(np.float32),
-                   2: rng.standard_normal(4).astype(np.float32)}),
-        OpExample("gemm_alpha_beta_transA", "Gemm", ((5, 2),), {"transA": 1, "alpha": 0.5, "beta": 2.0},
-                  {1: rng.standard_normal((5, 3)).astype(np.float32),
-                   2: rng.standard_normal((1, 3)).astype(np.float32)}),
+        OpExample(
+            "gemm_transB",
+            "Gemm",
+            ((3, 5),),
+            {"transB": 1},
+            {
+                1: rng.standard_normal((4, 5)).astype(np.float32),
+                2: rng.standard_normal(4).astype(np.float32),
+            },
+        ),
+        OpExample(
+            "gemm_alpha_beta_transA",
+            "Gemm",
+            ((5, 2),),
+            {"transA": 1, "alpha": 0.5, "beta": 2.0},
+            {
+                1: rng.standard_normal((5, 3)).astype(np.float32),
+                2: rng.standard_normal((1, 3)).astype(np.float32),
+            },
+        ),
         OpExample("gemm_two_inputs", "Gemm", ((2, 3), (3, 4)), {}),
     ]
 
@@ -119,17 +149,43 @@ def gemm_examples() -> list[OpExample]:
 def matmul_examples() -> list[OpExample]:
     rng = np.random.default_rng(2)
     return [
-        OpExample("matmul_const", "MatMul", ((4, 6),), {}, {1: rng.standard_normal((6, 3)).astype(np.float32)}),
+        OpExample(
+            "matmul_const",
+            "MatMul",
+            ((4, 6),),
+            {},
+            {1: rng.standard_normal((6, 3)).astype(np.float32)},
+        ),
         OpExample("matmul_batched", "MatMul", ((2, 3, 4), (2, 4, 5)), {}),
     ]
 
 
 register(
-    OpSpec("Gemm", infer_gemm, reference_gemm, read_gemm, onnx_ops=("Gemm",),
-           attrs={"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}, macs=gemm_macs,
-           examples=gemm_examples),
-    OpSpec("MatMul", infer_matmul, reference_matmul, passthrough_import("MatMul"), onnx_ops=("MatMul",),
-           macs=matmul_macs, examples=matmul_examples),
-    OpSpec("FullyConnected", infer_fc, reference_fc, attrs=dict(CLIP_ATTRS), macs=fc_macs,
-           fuses_activation=True),
+    OpSpec(
+        "Gemm",
+        infer_gemm,
+        reference_gemm,
+        read_gemm,
+        onnx_ops=("Gemm",),
+        attrs={"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0},
+        macs=gemm_macs,
+        examples=gemm_examples,
+    ),
+    OpSpec(
+        "MatMul",
+        infer_matmul,
+        reference_matmul,
+        passthrough_import("MatMul"),
+        onnx_ops=("MatMul",),
+        macs=matmul_macs,
+        examples=matmul_examples,
+    ),
+    OpSpec(
+        "FullyConnected",
+        infer_fc,
+        reference_fc,
+        attrs=dict(CLIP_ATTRS),
+        macs=fc_macs,
+        fuses_activation=True,
+    ),
 )

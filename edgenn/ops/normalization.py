@@ -18,9 +18,14 @@ INPUT, SCALE, BIAS, MEAN, VAR = range(5)
 
 def read_batchnorm(node: OnnxNode, ctx: ImportContext) -> Imported:
     if node.attrs.get("training_mode", 0):
-        raise UnsupportedOpError(f"node '{node.name}' (BatchNormalization): training_mode=1 is not supported")
-    return Imported("BatchNormalization", node.inputs[:5],
-                    {"epsilon": float(node.attrs.get("epsilon", 1e-5)), "axis": 1})
+        raise UnsupportedOpError(
+            f"node '{node.name}' (BatchNormalization): training_mode=1 is not supported"
+        )
+    return Imported(
+        "BatchNormalization",
+        node.inputs[:5],
+        {"epsilon": float(node.attrs.get("epsilon", 1e-5)), "axis": 1},
+    )
 
 
 def infer_batchnorm(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
@@ -34,7 +39,9 @@ def infer_batchnorm(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[T
     return [x]
 
 
-def batchnorm_affine(inputs: Sequence[np.ndarray | None], epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+def batchnorm_affine(
+    inputs: Sequence[np.ndarray | None], epsilon: float
+) -> tuple[np.ndarray, np.ndarray]:
     """The per-channel (multiplier, offset) pair the normalization reduces to, computed in float64."""
     scale, bias, mean, var = (np.asarray(inputs[i], np.float64) for i in (SCALE, BIAS, MEAN, VAR))
     mul = scale / np.sqrt(var + epsilon)
@@ -58,8 +65,12 @@ def permute_batchnorm(attrs: Attrs, perm: tuple[int, ...]) -> Attrs:
 def examples() -> list[OpExample]:
     rng = np.random.default_rng(4)
     c = 3
-    params = {1: rng.uniform(0.5, 1.5, c), 2: rng.standard_normal(c), 3: rng.standard_normal(c),
-              4: rng.uniform(0.2, 2.0, c)}
+    params = {
+        1: rng.uniform(0.5, 1.5, c),
+        2: rng.standard_normal(c),
+        3: rng.standard_normal(c),
+        4: rng.uniform(0.2, 2.0, c),
+    }
     params = {i: v.astype(np.float32) for i, v in params.items()}
     return [
         OpExample("batchnorm_2d", "BatchNormalization", ((2, c, 4, 4),), {"epsilon": 1e-3}, params),
@@ -67,6 +78,16 @@ def examples() -> list[OpExample]:
     ]
 
 
-register(OpSpec("BatchNormalization", infer_batchnorm, reference_batchnorm, read_batchnorm,
-                onnx_ops=("BatchNormalization",), attrs={"epsilon": 1e-5, "axis": 1},
-                layout=Layout.AXES, permute_attrs=permute_batchnorm, examples=examples))
+register(
+    OpSpec(
+        "BatchNormalization",
+        infer_batchnorm,
+        reference_batchnorm,
+        read_batchnorm,
+        onnx_ops=("BatchNormalization",),
+        attrs={"epsilon": 1e-5, "axis": 1},
+        layout=Layout.AXES,
+        permute_attrs=permute_batchnorm,
+        examples=examples,
+    )
+)

@@ -13,18 +13,32 @@ import numpy as np
 from edgenn.errors import UnsupportedOpError
 from edgenn.ir import Attrs, TensorType, tensor_type_of
 from edgenn.ops import (
-    ImportContext, Imported, Layout, OnnxNode, OpExample, OpSpec, ReferenceFn, register,
+    ImportContext,
+    Imported,
+    Layout,
+    OnnxNode,
+    OpExample,
+    OpSpec,
+    ReferenceFn,
+    register,
     set_channels_last,
 )
 from edgenn.ops.spatial import (
-    auto_pads, output_size, spatial_dims, to_channels_first, to_channels_last, windows,
+    auto_pads,
+    output_size,
+    spatial_dims,
+    to_channels_first,
+    to_channels_last,
+    windows,
 )
 
 
 def read_pool(node: OnnxNode, ctx: ImportContext) -> Imported:
     x = ctx.type_of(node.inputs[0])
     if x.rank not in (3, 4):
-        raise UnsupportedOpError(f"node '{node.name}' ({node.op_type}): only 1-D and 2-D pooling, got rank {x.rank}")
+        raise UnsupportedOpError(
+            f"node '{node.name}' ({node.op_type}): only 1-D and 2-D pooling, got rank {x.rank}"
+        )
     if node.attrs.get("storage_order", 0):
         raise UnsupportedOpError(f"node '{node.name}' (MaxPool): storage_order=1 is not supported")
     kernel = tuple(node.attrs["kernel_shape"])
@@ -33,10 +47,13 @@ def read_pool(node: OnnxNode, ctx: ImportContext) -> Imported:
     dilations = tuple(node.attrs.get("dilations", (1,) * r))
     pads = auto_pads(node.attrs.get("auto_pad", "NOTSET"), x.shape[2:], kernel, strides, dilations)
     attrs = {
-        "kernel": kernel, "strides": strides, "dilations": dilations,
+        "kernel": kernel,
+        "strides": strides,
+        "dilations": dilations,
         "pads": pads if pads is not None else tuple(node.attrs.get("pads", (0,) * (2 * r))),
         "ceil_mode": int(node.attrs.get("ceil_mode", 0)),
-        "count_include_pad": int(node.attrs.get("count_include_pad", 0)), "channels_last": False,
+        "count_include_pad": int(node.attrs.get("count_include_pad", 0)),
+        "channels_last": False,
     }
     if node.op_type == "AveragePool" and attrs["ceil_mode"] and attrs["count_include_pad"]:
         raise UnsupportedOpError(
@@ -46,11 +63,18 @@ def read_pool(node: OnnxNode, ctx: ImportContext) -> Imported:
 
 
 def pooled_sizes(x: TensorType, attrs: Attrs) -> list[int]:
-    kernel, strides, dilations, pads = attrs["kernel"], attrs["strides"], attrs["dilations"], attrs["pads"]
+    kernel, strides, dilations, pads = (
+        attrs["kernel"],
+        attrs["strides"],
+        attrs["dilations"],
+        attrs["pads"],
+    )
     r = len(kernel)
     sizes = []
     for i, size in enumerate(spatial_dims(x, attrs["channels_last"])):
-        out = output_size(size, kernel[i], strides[i], dilations[i], pads[i] + pads[r + i], attrs["ceil_mode"])
+        out = output_size(
+            size, kernel[i], strides[i], dilations[i], pads[i] + pads[r + i], attrs["ceil_mode"]
+        )
         if attrs["ceil_mode"] and (out - 1) * strides[i] >= size + pads[i]:
             out -= 1  # the last window would start in the end padding
         sizes.append(out)
@@ -67,12 +91,22 @@ def infer_pool(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[Tensor
 
 
 def _pool_channels_first(x: np.ndarray, attrs: Attrs, op: str) -> np.ndarray:
-    kernel, strides, dilations, pads = attrs["kernel"], attrs["strides"], attrs["dilations"], attrs["pads"]
+    kernel, strides, dilations, pads = (
+        attrs["kernel"],
+        attrs["strides"],
+        attrs["dilations"],
+        attrs["pads"],
+    )
     r = len(kernel)
     sizes = pooled_sizes(tensor_type_of(x), {**attrs, "channels_last": False})
     extra = [
-        max(0, (sizes[i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1
-            - (x.shape[2 + i] + pads[i] + pads[r + i]))
+        max(
+            0,
+            (sizes[i] - 1) * strides[i]
+            + (kernel[i] - 1) * dilations[i]
+            + 1
+            - (x.shape[2 + i] + pads[i] + pads[r + i]),
+        )
         for i in range(r)
     ]
     axes = tuple(range(-r, 0))
@@ -84,11 +118,15 @@ def _pool_channels_first(x: np.ndarray, attrs: Attrs, op: str) -> np.ndarray:
     # count the taps that divide each window: real inputs, plus the padding if count_include_pad
     mask = np.ones((1, 1, *x.shape[2:]), x.dtype)
     if attrs["count_include_pad"]:
-        mask = np.pad(mask, [(0, 0), (0, 0)] + [(pads[i], pads[r + i]) for i in range(r)], constant_values=1)
+        mask = np.pad(
+            mask, [(0, 0), (0, 0)] + [(pads[i], pads[r + i]) for i in range(r)], constant_values=1
+        )
         counted_pads = (0,) * (2 * r)
     else:
         counted_pads = pads
-    counts = windows(mask, kernel, strides, dilations, counted_pads, 0.0, extra)[crop].sum(axis=axes)
+    counts = windows(mask, kernel, strides, dilations, counted_pads, 0.0, extra)[crop].sum(
+        axis=axes
+    )
     return view.sum(axis=axes) / counts
 
 
@@ -130,39 +168,93 @@ def global_reference(reduce: Callable[..., np.ndarray]) -> ReferenceFn:
 def pool_examples(op: str) -> Callable[[], list[OpExample]]:
     def examples() -> list[OpExample]:
         cases = [
-            OpExample(f"{op.lower()}_2x2", op, ((1, 3, 8, 8),), {"kernel_shape": (2, 2), "strides": (2, 2)}),
-            OpExample(f"{op.lower()}_3x3_pad", op, ((2, 2, 7, 7),),
-                      {"kernel_shape": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1)}),
-            OpExample(f"{op.lower()}_1d", op, ((1, 4, 11),), {"kernel_shape": (3,), "strides": (2,)}),
-            OpExample(f"{op.lower()}_ceil", op, ((1, 2, 7, 7),),
-                      {"kernel_shape": (2, 2), "strides": (2, 2), "ceil_mode": 1}),
-            OpExample(f"{op.lower()}_same_upper", op, ((1, 2, 5, 5),),
-                      {"kernel_shape": (2, 2), "auto_pad": "SAME_UPPER"}),
+            OpExample(
+                f"{op.lower()}_2x2",
+                op,
+                ((1, 3, 8, 8),),
+                {"kernel_shape": (2, 2), "strides": (2, 2)},
+            ),
+            OpExample(
+                f"{op.lower()}_3x3_pad",
+                op,
+                ((2, 2, 7, 7),),
+                {"kernel_shape": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1)},
+            ),
+            OpExample(
+                f"{op.lower()}_1d", op, ((1, 4, 11),), {"kernel_shape": (3,), "strides": (2,)}
+            ),
+            OpExample(
+                f"{op.lower()}_ceil",
+                op,
+                ((1, 2, 7, 7),),
+                {"kernel_shape": (2, 2), "strides": (2, 2), "ceil_mode": 1},
+            ),
+            OpExample(
+                f"{op.lower()}_same_upper",
+                op,
+                ((1, 2, 5, 5),),
+                {"kernel_shape": (2, 2), "auto_pad": "SAME_UPPER"},
+            ),
         ]
         if op == "AveragePool":
-            cases.append(OpExample("averagepool_count_pad", op, ((1, 2, 6, 6),),
-                                   {"kernel_shape": (3, 3), "pads": (1, 1, 1, 1), "count_include_pad": 1}))
+            cases.append(
+                OpExample(
+                    "averagepool_count_pad",
+                    op,
+                    ((1, 2, 6, 6),),
+                    {"kernel_shape": (3, 3), "pads": (1, 1, 1, 1), "count_include_pad": 1},
+                )
+            )
         else:
-            cases.append(OpExample("maxpool_dilated", op, ((1, 2, 9, 9),),
-                                   {"kernel_shape": (2, 2), "dilations": (2, 2)}))
+            cases.append(
+                OpExample(
+                    "maxpool_dilated",
+                    op,
+                    ((1, 2, 9, 9),),
+                    {"kernel_shape": (2, 2), "dilations": (2, 2)},
+                )
+            )
         return cases
 
     return examples
 
 
 def global_examples(op: str) -> Callable[[], list[OpExample]]:
-    return lambda: [OpExample(f"{op.lower()}_2d", op, ((2, 3, 5, 4),)),
-                    OpExample(f"{op.lower()}_1d", op, ((2, 3, 9),))]
+    return lambda: [
+        OpExample(f"{op.lower()}_2d", op, ((2, 3, 5, 4),)),
+        OpExample(f"{op.lower()}_1d", op, ((2, 3, 9),)),
+    ]
 
 
 POOL_ATTRS = {"dilations": None, "ceil_mode": 0, "count_include_pad": 0, "channels_last": False}
 
 register(
-    *(OpSpec(op, infer_pool, pool_reference(op), read_pool, onnx_ops=(op,), attrs=POOL_ATTRS,
-             layout=Layout.SPATIAL, permute_attrs=set_channels_last, examples=pool_examples(op))
-      for op in ("MaxPool", "AveragePool")),
-    *(OpSpec(op, infer_global_pool, global_reference(fn), read_global_pool, onnx_ops=(op,),
-             attrs={"channels_last": False}, layout=Layout.SPATIAL, permute_attrs=set_channels_last,
-             examples=global_examples(op))
-      for op, fn in (("GlobalAveragePool", np.mean), ("GlobalMaxPool", np.max))),
+    *(
+        OpSpec(
+            op,
+            infer_pool,
+            pool_reference(op),
+            read_pool,
+            onnx_ops=(op,),
+            attrs=POOL_ATTRS,
+            layout=Layout.SPATIAL,
+            permute_attrs=set_channels_last,
+            examples=pool_examples(op),
+        )
+        for op in ("MaxPool", "AveragePool")
+    ),
+    *(
+        OpSpec(
+            op,
+            infer_global_pool,
+            global_reference(fn),
+            read_global_pool,
+            onnx_ops=(op,),
+            attrs={"channels_last": False},
+            layout=Layout.SPATIAL,
+            permute_attrs=set_channels_last,
+            examples=global_examples(op),
+        )
+        for op, fn in (("GlobalAveragePool", np.mean), ("GlobalMaxPool", np.max))
+    ),
 )

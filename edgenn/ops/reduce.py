@@ -8,7 +8,15 @@ import numpy as np
 
 from edgenn.ir import Attrs, TensorType
 from edgenn.ops import (
-    ImportContext, Imported, Layout, OnnxNode, OpExample, OpSpec, const_input, int_tuple, positive_axis,
+    ImportContext,
+    Imported,
+    Layout,
+    OnnxNode,
+    OpExample,
+    OpSpec,
+    const_input,
+    int_tuple,
+    positive_axis,
     register,
 )
 
@@ -23,7 +31,11 @@ def read_reduce_mean(node: OnnxNode, ctx: ImportContext) -> Imported:
     if not axes:
         axes = () if node.attrs.get("noop_with_empty_axes", 0) else tuple(range(x.rank))
     axes = tuple(sorted(positive_axis(a, x.rank) for a in axes))
-    return Imported("ReduceMean", (node.inputs[0],), {"axes": axes, "keepdims": int(node.attrs.get("keepdims", 1))})
+    return Imported(
+        "ReduceMean",
+        (node.inputs[0],),
+        {"axes": axes, "keepdims": int(node.attrs.get("keepdims", 1))},
+    )
 
 
 def infer_reduce(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
@@ -42,7 +54,9 @@ def reference_reduce_mean(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> 
     assert x is not None
     if not attrs["axes"]:
         return [x]
-    return [np.mean(x, axis=attrs["axes"], keepdims=bool(attrs["keepdims"])).astype(x.dtype, copy=False)]
+    return [
+        np.mean(x, axis=attrs["axes"], keepdims=bool(attrs["keepdims"])).astype(x.dtype, copy=False)
+    ]
 
 
 def permute_reduce(attrs: Attrs, perm: tuple[int, ...]) -> Attrs | None:
@@ -54,12 +68,35 @@ def permute_reduce(attrs: Attrs, perm: tuple[int, ...]) -> Attrs | None:
 def examples() -> list[OpExample]:
     return [
         OpExample("reducemean_spatial", "ReduceMean", ((2, 3, 4, 5),), {"axes": (2, 3)}, opset=13),
-        OpExample("reducemean_nokeep", "ReduceMean", ((2, 3, 4),), {"axes": (-1,), "keepdims": 0}, opset=13),
+        OpExample(
+            "reducemean_nokeep",
+            "ReduceMean",
+            ((2, 3, 4),),
+            {"axes": (-1,), "keepdims": 0},
+            opset=13,
+        ),
         OpExample("reducemean_all", "ReduceMean", ((2, 3),), {}, opset=13),
-        OpExample("reducemean_axes_input", "ReduceMean", ((2, 3, 4),), {},
-                  {1: np.array([1], np.int64)}, opset=18),
+        OpExample(
+            "reducemean_axes_input",
+            "ReduceMean",
+            ((2, 3, 4),),
+            {},
+            {1: np.array([1], np.int64)},
+            opset=18,
+        ),
     ]
 
 
-register(OpSpec("ReduceMean", infer_reduce, reference_reduce_mean, read_reduce_mean, onnx_ops=("ReduceMean",),
-                attrs={"keepdims": 1}, layout=Layout.AXES, permute_attrs=permute_reduce, examples=examples))
+register(
+    OpSpec(
+        "ReduceMean",
+        infer_reduce,
+        reference_reduce_mean,
+        read_reduce_mean,
+        onnx_ops=("ReduceMean",),
+        attrs={"keepdims": 1},
+        layout=Layout.AXES,
+        permute_attrs=permute_reduce,
+        examples=examples,
+    )
+)

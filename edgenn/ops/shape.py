@@ -16,8 +16,18 @@ import numpy as np
 from edgenn.errors import ShapeError, UnsupportedOpError
 from edgenn.ir import Attrs, DType, TensorType
 from edgenn.ops import (
-    ImportContext, Imported, Layout, OnnxNode, OpExample, OpSpec, const_input, int_tuple, passthrough_import,
-    positive_axis, register, same_type,
+    ImportContext,
+    Imported,
+    Layout,
+    OnnxNode,
+    OpExample,
+    OpSpec,
+    const_input,
+    int_tuple,
+    passthrough_import,
+    positive_axis,
+    register,
+    same_type,
 )
 
 
@@ -35,6 +45,7 @@ def _first_type(inputs: Sequence[TensorType | None]) -> TensorType:
 
 # ---- Identity, Dropout ----
 
+
 def identity(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
     return [_first(inputs)]
 
@@ -42,11 +53,14 @@ def identity(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarr
 def read_dropout(node: OnnxNode, ctx: ImportContext) -> Imported:
     training = const_input(node, 2, ctx, "training_mode") if ctx.opset >= 12 else None
     if training is not None and bool(training):
-        raise UnsupportedOpError(f"node '{node.name}' (Dropout): training_mode=True is not supported")
+        raise UnsupportedOpError(
+            f"node '{node.name}' (Dropout): training_mode=True is not supported"
+        )
     return Imported("Dropout", (node.inputs[0],), {})
 
 
 # ---- Flatten, Reshape, Squeeze, Unsqueeze ----
+
 
 def read_flatten(node: OnnxNode, ctx: ImportContext) -> Imported:
     rank = ctx.type_of(node.inputs[0]).rank
@@ -106,7 +120,11 @@ def read_squeeze(node: OnnxNode, ctx: ImportContext) -> Imported:
     axes = _axes_operand(node, ctx)
     if axes is None:
         axes = tuple(i for i, d in enumerate(x.shape) if d == 1)
-    return Imported("Squeeze", (node.inputs[0],), {"axes": tuple(sorted(positive_axis(a, x.rank) for a in axes))})
+    return Imported(
+        "Squeeze",
+        (node.inputs[0],),
+        {"axes": tuple(sorted(positive_axis(a, x.rank) for a in axes))},
+    )
 
 
 def infer_squeeze(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
@@ -126,7 +144,11 @@ def read_unsqueeze(node: OnnxNode, ctx: ImportContext) -> Imported:
     if not axes:
         raise ShapeError(f"node '{node.name}' (Unsqueeze): no axes given")
     rank = x.rank + len(axes)
-    return Imported("Unsqueeze", (node.inputs[0],), {"axes": tuple(sorted(positive_axis(a, rank) for a in axes))})
+    return Imported(
+        "Unsqueeze",
+        (node.inputs[0],),
+        {"axes": tuple(sorted(positive_axis(a, rank) for a in axes))},
+    )
 
 
 def infer_unsqueeze(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
@@ -142,6 +164,7 @@ def reference_unsqueeze(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> li
 
 
 # ---- Transpose, Concat, Pad ----
+
 
 def read_transpose(node: OnnxNode, ctx: ImportContext) -> Imported:
     rank = ctx.type_of(node.inputs[0]).rank
@@ -169,7 +192,9 @@ def infer_concat(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[Tens
     types = [t for t in inputs if t is not None]
     axis, first = attrs["axis"], types[0]
     for t in types[1:]:
-        if t.rank != first.rank or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != axis):
+        if t.rank != first.rank or any(
+            a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != axis
+        ):
             raise ShapeError(f"cannot concatenate {first.shape} and {t.shape} on axis {axis}")
     shape = list(first.shape)
     shape[axis] = sum(t.shape[axis] for t in types)
@@ -181,7 +206,9 @@ def reference_concat(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[
     if arrays[0].shape[0] != arrays[-1].shape[0] and attrs["axis"] != 0:
         # constant operands keep the imported batch; repeat them to the batch being run
         batch = max(x.shape[0] for x in arrays)
-        arrays = [np.broadcast_to(x, (batch, *x.shape[1:])) if x.shape[0] == 1 else x for x in arrays]
+        arrays = [
+            np.broadcast_to(x, (batch, *x.shape[1:])) if x.shape[0] == 1 else x for x in arrays
+        ]
     return [np.concatenate(arrays, axis=attrs["axis"])]
 
 
@@ -195,12 +222,17 @@ def read_pad(node: OnnxNode, ctx: ImportContext) -> Imported:
     if isinstance(mode, bytes):
         mode = mode.decode()
     if mode != "constant":
-        raise UnsupportedOpError(f"node '{node.name}' (Pad): mode '{mode}' is not supported (only constant)")
+        raise UnsupportedOpError(
+            f"node '{node.name}' (Pad): mode '{mode}' is not supported (only constant)"
+        )
     if ctx.opset < 11:
         pads, value = tuple(node.attrs["pads"]), float(node.attrs.get("value", 0.0))
     else:
         given = const_input(node, 2, ctx, "constant_value")
-        pads, value = int_tuple(const_input(node, 1, ctx, "pads")), 0.0 if given is None else float(given)
+        pads, value = (
+            int_tuple(const_input(node, 1, ctx, "pads")),
+            0.0 if given is None else float(given),
+        )
         axes_given = const_input(node, 3, ctx, "axes")
         if axes_given is not None:
             axes = [positive_axis(a, x.rank) for a in int_tuple(axes_given)]
@@ -209,7 +241,9 @@ def read_pad(node: OnnxNode, ctx: ImportContext) -> Imported:
                 full[a], full[x.rank + a] = pads[j], pads[len(axes) + j]
             pads = tuple(full)
     if any(p < 0 for p in pads):
-        raise UnsupportedOpError(f"node '{node.name}' (Pad): negative pads {pads} are not supported")
+        raise UnsupportedOpError(
+            f"node '{node.name}' (Pad): negative pads {pads} are not supported"
+        )
     return Imported("Pad", (node.inputs[0],), {"pads": pads, "value": value})
 
 
@@ -233,6 +267,7 @@ def permute_pad(attrs: Attrs, perm: tuple[int, ...]) -> Attrs:
 
 # ---- Shape, Gather, Cast, Slice (shape arithmetic; folded at import) ----
 
+
 def read_shape(node: OnnxNode, ctx: ImportContext) -> Imported:
     rank = ctx.type_of(node.inputs[0]).rank
     start = int(node.attrs.get("start", 0))
@@ -242,18 +277,18 @@ def read_shape(node: OnnxNode, ctx: ImportContext) -> Imported:
 
 def infer_shape_op(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
     x = _first_type(inputs)
-    return [TensorType(DType.INT64, (len(x.shape[attrs["start"]: attrs["end"]]),))]
+    return [TensorType(DType.INT64, (len(x.shape[attrs["start"] : attrs["end"]]),))]
 
 
 def reference_shape(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
-    return [np.array(_first(inputs).shape[attrs["start"]: attrs["end"]], np.int64)]
+    return [np.array(_first(inputs).shape[attrs["start"] : attrs["end"]], np.int64)]
 
 
 def infer_gather(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
     data, indices = inputs[0], inputs[1]
     assert data is not None and indices is not None
     axis = positive_axis(attrs["axis"], data.rank)
-    return [data.with_shape(data.shape[:axis] + indices.shape + data.shape[axis + 1:])]
+    return [data.with_shape(data.shape[:axis] + indices.shape + data.shape[axis + 1 :])]
 
 
 def reference_gather(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
@@ -283,7 +318,10 @@ def read_slice(node: OnnxNode, ctx: ImportContext) -> Imported:
     else:
         starts = int_tuple(const_input(node, 1, ctx, "starts"))
         ends = int_tuple(const_input(node, 2, ctx, "ends"))
-        given_axes, given_steps = const_input(node, 3, ctx, "axes"), const_input(node, 4, ctx, "steps")
+        given_axes, given_steps = (
+            const_input(node, 3, ctx, "axes"),
+            const_input(node, 4, ctx, "steps"),
+        )
         axes = tuple(range(len(starts))) if given_axes is None else int_tuple(given_axes)
         steps = (1,) * len(starts) if given_steps is None else int_tuple(given_steps)
     # resolve against the static shape now, so the attribute is a plain python slice per axis
@@ -318,32 +356,81 @@ def examples_shape_ops() -> dict[str, list[OpExample]]:
     return {
         "Identity": [OpExample("identity", "Identity", ((2, 3),))],
         "Dropout": [OpExample("dropout", "Dropout", ((2, 3),))],
-        "Flatten": [OpExample("flatten", "Flatten", ((2, 3, 4, 5),)),
-                    OpExample("flatten_axis2", "Flatten", ((2, 3, 4, 5),), {"axis": 2})],
-        "Reshape": [OpExample("reshape_minus1_zero", "Reshape", ((2, 3, 4),), {},
-                              {1: np.array([0, -1, 2], i64)})],
-        "Transpose": [OpExample("transpose", "Transpose", ((2, 3, 4),), {"perm": (1, 2, 0)}),
-                      OpExample("transpose_default", "Transpose", ((2, 3, 4),))],
-        "Squeeze": [OpExample("squeeze_axes", "Squeeze", ((2, 1, 3, 1),), {}, {1: np.array([1, -1], i64)}),
-                    OpExample("squeeze_all", "Squeeze", ((2, 1, 3, 1),))],
-        "Unsqueeze": [OpExample("unsqueeze", "Unsqueeze", ((2, 3),), {}, {1: np.array([0, -1], i64)}),
-                      OpExample("unsqueeze_opset11", "Unsqueeze", ((2, 3),), {"axes": (1,)}, opset=11)],
-        "Concat": [OpExample("concat", "Concat", ((2, 3, 4), (2, 5, 4)), {"axis": 1}),
-                   OpExample("concat_const", "Concat", ((2, 3),), {"axis": -1},
-                             {1: np.ones((2, 2), np.float32)})],
-        "Pad": [OpExample("pad", "Pad", ((1, 2, 3, 3),), {}, {1: np.array([0, 0, 1, 2, 0, 0, 2, 1], i64),
-                                                              2: np.array(0.5, np.float32)}),
-                OpExample("pad_axes", "Pad", ((1, 2, 5),), {}, {1: np.array([1, 3], i64),
-                                                                3: np.array([-1], i64)}, opset=18)],
+        "Flatten": [
+            OpExample("flatten", "Flatten", ((2, 3, 4, 5),)),
+            OpExample("flatten_axis2", "Flatten", ((2, 3, 4, 5),), {"axis": 2}),
+        ],
+        "Reshape": [
+            OpExample(
+                "reshape_minus1_zero", "Reshape", ((2, 3, 4),), {}, {1: np.array([0, -1, 2], i64)}
+            )
+        ],
+        "Transpose": [
+            OpExample("transpose", "Transpose", ((2, 3, 4),), {"perm": (1, 2, 0)}),
+            OpExample("transpose_default", "Transpose", ((2, 3, 4),)),
+        ],
+        "Squeeze": [
+            OpExample("squeeze_axes", "Squeeze", ((2, 1, 3, 1),), {}, {1: np.array([1, -1], i64)}),
+            OpExample("squeeze_all", "Squeeze", ((2, 1, 3, 1),)),
+        ],
+        "Unsqueeze": [
+            OpExample("unsqueeze", "Unsqueeze", ((2, 3),), {}, {1: np.array([0, -1], i64)}),
+            OpExample("unsqueeze_opset11", "Unsqueeze", ((2, 3),), {"axes": (1,)}, opset=11),
+        ],
+        "Concat": [
+            OpExample("concat", "Concat", ((2, 3, 4), (2, 5, 4)), {"axis": 1}),
+            OpExample(
+                "concat_const", "Concat", ((2, 3),), {"axis": -1}, {1: np.ones((2, 2), np.float32)}
+            ),
+        ],
+        "Pad": [
+            OpExample(
+                "pad",
+                "Pad",
+                ((1, 2, 3, 3),),
+                {},
+                {1: np.array([0, 0, 1, 2, 0, 0, 2, 1], i64), 2: np.array(0.5, np.float32)},
+            ),
+            OpExample(
+                "pad_axes",
+                "Pad",
+                ((1, 2, 5),),
+                {},
+                {1: np.array([1, 3], i64), 3: np.array([-1], i64)},
+                opset=18,
+            ),
+        ],
         "Shape": [OpExample("shape", "Shape", ((2, 3, 4),))],
-        "Gather": [OpExample("gather", "Gather", ((5, 3),), {"axis": 0}, {1: np.array([4, 0, -1], i64)})],
+        "Gather": [
+            OpExample("gather", "Gather", ((5, 3),), {"axis": 0}, {1: np.array([4, 0, -1], i64)})
+        ],
         "Cast": [OpExample("cast_int", "Cast", ((2, 3),), {"to": 7})],
-        "Slice": [OpExample("slice", "Slice", ((6, 5),), {},
-                            {1: np.array([1, -4], i64), 2: np.array([5, 100], i64),
-                             3: np.array([0, 1], i64), 4: np.array([2, 1], i64)}),
-                  OpExample("slice_negative_step", "Slice", ((6, 5),), {},
-                            {1: np.array([-1], i64), 2: np.array([-100], i64),
-                             3: np.array([0], i64), 4: np.array([-2], i64)})],
+        "Slice": [
+            OpExample(
+                "slice",
+                "Slice",
+                ((6, 5),),
+                {},
+                {
+                    1: np.array([1, -4], i64),
+                    2: np.array([5, 100], i64),
+                    3: np.array([0, 1], i64),
+                    4: np.array([2, 1], i64),
+                },
+            ),
+            OpExample(
+                "slice_negative_step",
+                "Slice",
+                ((6, 5),),
+                {},
+                {
+                    1: np.array([-1], i64),
+                    2: np.array([-100], i64),
+                    3: np.array([0], i64),
+                    4: np.array([-2], i64),
+                },
+            ),
+        ],
     }
 
 
@@ -352,28 +439,116 @@ def _examples(op: str):  # type: ignore[no-untyped-def]
 
 
 register(
-    OpSpec("Identity", same_type, identity, passthrough_import("Identity", 1), onnx_ops=("Identity",),
-           layout=Layout.ELEMENTWISE, examples=_examples("Identity")),
-    OpSpec("Dropout", same_type, identity, read_dropout, onnx_ops=("Dropout",),
-           layout=Layout.ELEMENTWISE, examples=_examples("Dropout")),
-    OpSpec("Flatten", infer_flatten, reference_flatten, read_flatten, onnx_ops=("Flatten",),
-           examples=_examples("Flatten")),
-    OpSpec("Reshape", infer_reshape, reference_reshape, read_reshape, onnx_ops=("Reshape",),
-           examples=_examples("Reshape")),
-    OpSpec("Squeeze", infer_squeeze, reference_squeeze, read_squeeze, onnx_ops=("Squeeze",),
-           examples=_examples("Squeeze")),
-    OpSpec("Unsqueeze", infer_unsqueeze, reference_unsqueeze, read_unsqueeze, onnx_ops=("Unsqueeze",),
-           examples=_examples("Unsqueeze")),
-    OpSpec("Transpose", infer_transpose, reference_transpose, read_transpose, onnx_ops=("Transpose",),
-           examples=_examples("Transpose")),
-    OpSpec("Concat", infer_concat, reference_concat, read_concat, onnx_ops=("Concat",),
-           layout=Layout.AXES, permute_attrs=permute_axis, examples=_examples("Concat")),
-    OpSpec("Pad", infer_pad, reference_pad, read_pad, onnx_ops=("Pad",), attrs={"value": 0.0},
-           layout=Layout.AXES, permute_attrs=permute_pad, examples=_examples("Pad")),
-    OpSpec("Shape", infer_shape_op, reference_shape, read_shape, onnx_ops=("Shape",),
-           examples=_examples("Shape")),
-    OpSpec("Gather", infer_gather, reference_gather, passthrough_import("Gather", 2), onnx_ops=("Gather",),
-           attrs={"axis": 0}, examples=_examples("Gather")),
-    OpSpec("Cast", infer_cast, reference_cast, read_cast, onnx_ops=("Cast",), examples=_examples("Cast")),
-    OpSpec("Slice", infer_slice, reference_slice, read_slice, onnx_ops=("Slice",), examples=_examples("Slice")),
+    OpSpec(
+        "Identity",
+        same_type,
+        identity,
+        passthrough_import("Identity", 1),
+        onnx_ops=("Identity",),
+        layout=Layout.ELEMENTWISE,
+        examples=_examples("Identity"),
+    ),
+    OpSpec(
+        "Dropout",
+        same_type,
+        identity,
+        read_dropout,
+        onnx_ops=("Dropout",),
+        layout=Layout.ELEMENTWISE,
+        examples=_examples("Dropout"),
+    ),
+    OpSpec(
+        "Flatten",
+        infer_flatten,
+        reference_flatten,
+        read_flatten,
+        onnx_ops=("Flatten",),
+        examples=_examples("Flatten"),
+    ),
+    OpSpec(
+        "Reshape",
+        infer_reshape,
+        reference_reshape,
+        read_reshape,
+        onnx_ops=("Reshape",),
+        examples=_examples("Reshape"),
+    ),
+    OpSpec(
+        "Squeeze",
+        infer_squeeze,
+        reference_squeeze,
+        read_squeeze,
+        onnx_ops=("Squeeze",),
+        examples=_examples("Squeeze"),
+    ),
+    OpSpec(
+        "Unsqueeze",
+        infer_unsqueeze,
+        reference_unsqueeze,
+        read_unsqueeze,
+        onnx_ops=("Unsqueeze",),
+        examples=_examples("Unsqueeze"),
+    ),
+    OpSpec(
+        "Transpose",
+        infer_transpose,
+        reference_transpose,
+        read_transpose,
+        onnx_ops=("Transpose",),
+        examples=_examples("Transpose"),
+    ),
+    OpSpec(
+        "Concat",
+        infer_concat,
+        reference_concat,
+        read_concat,
+        onnx_ops=("Concat",),
+        layout=Layout.AXES,
+        permute_attrs=permute_axis,
+        examples=_examples("Concat"),
+    ),
+    OpSpec(
+        "Pad",
+        infer_pad,
+        reference_pad,
+        read_pad,
+        onnx_ops=("Pad",),
+        attrs={"value": 0.0},
+        layout=Layout.AXES,
+        permute_attrs=permute_pad,
+        examples=_examples("Pad"),
+    ),
+    OpSpec(
+        "Shape",
+        infer_shape_op,
+        reference_shape,
+        read_shape,
+        onnx_ops=("Shape",),
+        examples=_examples("Shape"),
+    ),
+    OpSpec(
+        "Gather",
+        infer_gather,
+        reference_gather,
+        passthrough_import("Gather", 2),
+        onnx_ops=("Gather",),
+        attrs={"axis": 0},
+        examples=_examples("Gather"),
+    ),
+    OpSpec(
+        "Cast",
+        infer_cast,
+        reference_cast,
+        read_cast,
+        onnx_ops=("Cast",),
+        examples=_examples("Cast"),
+    ),
+    OpSpec(
+        "Slice",
+        infer_slice,
+        reference_slice,
+        read_slice,
+        onnx_ops=("Slice",),
+        examples=_examples("Slice"),
+    ),
 )

@@ -9,7 +9,15 @@ import numpy as np
 from edgenn.errors import UnsupportedOpError
 from edgenn.ir import Attrs
 from edgenn.ops import (
-    ImportContext, Imported, Layout, OnnxNode, OpExample, OpSpec, positive_axis, register, same_type,
+    ImportContext,
+    Imported,
+    Layout,
+    OnnxNode,
+    OpExample,
+    OpSpec,
+    positive_axis,
+    register,
+    same_type,
 )
 
 
@@ -51,5 +59,16 @@ def examples() -> list[OpExample]:
     ]
 
 
-register(OpSpec("Softmax", same_type, reference_softmax, read_softmax, onnx_ops=("Softmax",),
-                attrs={"axis": -1}, layout=Layout.AXES, permute_attrs=permute_softmax, examples=examples))
+register(
+    OpSpec(
+        "Softmax",
+        same_type,
+        reference_softmax,
+        read_softmax,
+        onnx_ops=("Softmax",),
+        attrs={"axis": -1},
+        layout=Layout.AXES,
+        permute_attrs=permute_softmax,
+        examples=examples,
+    )
+)

@@ -12,7 +12,9 @@ from edgenn.errors import ShapeError, UnsupportedOpError
 from edgenn.ir import TensorType
 
 
-def output_size(size: int, kernel: int, stride: int, dilation: int, pad: int, ceil: bool = False) -> int:
+def output_size(
+    size: int, kernel: int, stride: int, dilation: int, pad: int, ceil: bool = False
+) -> int:
     """floor((size + pads - dilated_kernel) / stride) + 1; with ceil_mode a last window may start in the
     end padding only if it starts inside the input or begin padding (ONNX/PyTorch rule)."""
     span = (kernel - 1) * dilation + 1
@@ -24,7 +26,10 @@ def output_size(size: int, kernel: int, stride: int, dilation: int, pad: int, ce
 
 
 def auto_pads(
-    auto_pad: str, sizes: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
+    auto_pad: str,
+    sizes: Sequence[int],
+    kernel: Sequence[int],
+    strides: Sequence[int],
     dilations: Sequence[int],
 ) -> tuple[int, ...] | None:
     """Explicit (begins..., ends...) pads for ONNX auto_pad, or None for NOTSET."""
@@ -60,8 +65,13 @@ def to_channels_last(x: np.ndarray) -> np.ndarray:
 
 
 def windows(
-    x: np.ndarray, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int],
-    pads: Sequence[int], fill: float, extra_end: Sequence[int] | None = None,
+    x: np.ndarray,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+    pads: Sequence[int],
+    fill: float,
+    extra_end: Sequence[int] | None = None,
 ) -> np.ndarray:
     """[N, C, *S] -> [N, C, *OUT, *K] view of every (dilated, strided) window over the padded input.
     `extra_end` pads further at the end (ceil_mode) so that the last partial window exists."""
@@ -72,5 +82,7 @@ def windows(
     spans = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilations))
     view = sliding_window_view(padded, spans, axis=tuple(range(2, 2 + r)))
     index = (slice(None), slice(None))
-    index += tuple(slice(None, None, s) for s in strides) + tuple(slice(None, None, d) for d in dilations)
+    index += tuple(slice(None, None, s) for s in strides) + tuple(
+        slice(None, None, d) for d in dilations
+    )
     return view[index]

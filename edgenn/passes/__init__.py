@@ -36,7 +36,9 @@ LAYOUT_PASSES: tuple[tuple[str, Pass], ...] = (
 PIPELINE = FLOAT_PASSES + LAYOUT_PASSES  # what the integer backends take
 
 
-def run_pipeline(graph: Graph, steps: Sequence[tuple[str, Pass]] = PIPELINE, dump_dir: Path | None = None) -> Graph:
+def run_pipeline(
+    graph: Graph, steps: Sequence[tuple[str, Pass]] = PIPELINE, dump_dir: Path | None = None
+) -> Graph:
     """Run the passes in order, verifying the graph after each; optionally dump a listing per step."""
     for index, (name, step) in enumerate(steps):
         before = len(graph.nodes)

@@ -40,13 +40,21 @@ class _Rewrite:
     def is_const(self, name: str) -> bool:
         return self.editor.values[name].is_const
 
-    def emit(self, op: str, inputs: Sequence[str], attrs: dict[str, Any], name: str,
-             outputs: Sequence[str] = ()) -> list[str]:
+    def emit(
+        self,
+        op: str,
+        inputs: Sequence[str],
+        attrs: dict[str, Any],
+        name: str,
+        outputs: Sequence[str] = (),
+    ) -> list[str]:
         """Append a node, inferring its output types; outputs get fresh names unless given."""
         in_types = [self.editor.values[i].type if i else None for i in inputs]
         node = Node(name, op, tuple(inputs), (), attrs)
         types = spec_for(op).infer_checked(node, in_types)
-        outputs = list(outputs) or [self.editor.fresh_name(f"{name}_out{i}") for i in range(len(types))]
+        outputs = list(outputs) or [
+            self.editor.fresh_name(f"{name}_out{i}") for i in range(len(types))
+        ]
         for out, out_type in zip(outputs, types):
             self.editor.values[out] = Value(out, out_type)
         self.editor.nodes.append(Node(name, op, tuple(inputs), tuple(outputs), attrs))
@@ -104,15 +112,23 @@ def _convert(rw: _Rewrite, node: Node) -> tuple[list[str], Perm | None]:
     """The node's inputs in the layout it will run in, and that layout (None: original)."""
     spec = spec_for(node.op, node.name)
     rank = rw.graph.type_of(node.inputs[0]).rank
-    if spec.layout == Layout.SPATIAL and rank in TO_LAST and not spec.attrs_of(node).get("channels_last"):
+    if (
+        spec.layout == Layout.SPATIAL
+        and rank in TO_LAST
+        and not spec.attrs_of(node).get("channels_last")
+    ):
         perm = TO_LAST[rank]
         same_rank = [i and rw.graph.type_of(i).rank == rank for i in node.inputs]
-        return [rw.in_layout(i, perm) if keep else i for i, keep in zip(node.inputs, same_rank)], perm
+        return [
+            rw.in_layout(i, perm) if keep else i for i, keep in zip(node.inputs, same_rank)
+        ], perm
     if spec.layout in (Layout.ELEMENTWISE, Layout.AXES):
         perm = _follow_perm(rw, node)
         if perm is not None:
-            return ["" if not i else rw.broadcast_const(i, perm) if rw.is_const(i) else i
-                    for i in node.inputs], perm
+            return [
+                "" if not i else rw.broadcast_const(i, perm) if rw.is_const(i) else i
+                for i in node.inputs
+            ], perm
     return [rw.in_layout(i, None) if i and not rw.is_const(i) else i for i in node.inputs], None
 
 
@@ -127,13 +143,21 @@ def to_channels_last(graph: Graph) -> Graph:
             if spec.permute_attrs is not None:
                 attrs = dict(spec.permute_attrs(spec.attrs_of(node), perm) or attrs)
             # graph outputs keep their layout: the node writes a private value that is transposed back
-            outputs = [rw.editor.fresh_name(f"{o}_channels_last") if o in graph.outputs else o for o in outputs]
+            outputs = [
+                rw.editor.fresh_name(f"{o}_channels_last") if o in graph.outputs else o
+                for o in outputs
+            ]
         rw.emit(node.op, inputs, attrs, node.name, outputs)
         for original, out in zip(node.outputs, outputs):
             rw.layout[out] = perm
             if out != original and perm is not None:
-                rw.emit("Transpose", [out], {"perm": inverse(perm)}, rw.editor.fresh_name(f"{original}_transpose"),
-                        [original])
+                rw.emit(
+                    "Transpose",
+                    [out],
+                    {"perm": inverse(perm)},
+                    rw.editor.fresh_name(f"{original}_transpose"),
+                    [original],
+                )
     return rw.editor.build()
 
 
@@ -153,17 +177,29 @@ def _flatten_source(graph: Graph, node: Node) -> tuple[Node, np.ndarray] | None:
     if producer is None or producer.op != "Transpose" or producer.attrs["perm"][0] != 0:
         return None
     out_shape = graph.type_of(node.outputs[0]).shape
-    if node.op not in ("Flatten", "Reshape") or len(out_shape) != 2 or out_shape[0] != graph.batch_size():
+    if (
+        node.op not in ("Flatten", "Reshape")
+        or len(out_shape) != 2
+        or out_shape[0] != graph.batch_size()
+    ):
         return None  # only a flatten that keeps the batch: [N, ...] -> [N, K]
     readers = graph.consumers().get(node.outputs[0], [])
-    if node.outputs[0] in graph.outputs or not readers or any(
-        r.op != "FullyConnected" or r.inputs[0] != node.outputs[0] or graph.const(r.inputs[1]) is None
-        for r in readers
+    if (
+        node.outputs[0] in graph.outputs
+        or not readers
+        or any(
+            r.op != "FullyConnected"
+            or r.inputs[0] != node.outputs[0]
+            or graph.const(r.inputs[1]) is None
+            for r in readers
+        )
     ):
         return None
     sample_shape = graph.type_of(producer.inputs[0]).shape[1:]
     inner = tuple(p - 1 for p in producer.attrs["perm"][1:])
-    src = np.transpose(np.arange(int(np.prod(sample_shape))).reshape(sample_shape), inner).reshape(-1)
+    src = np.transpose(np.arange(int(np.prod(sample_shape))).reshape(sample_shape), inner).reshape(
+        -1
+    )
     return producer, src
 
 
@@ -177,28 +213,45 @@ def _simplify_once(graph: Graph) -> Graph | None:
             # transpose(transpose(x, p1), p2) == transpose(x, q) with q[i] = p1[p2[i]]
             p1, p2 = source.attrs["perm"], node.attrs["perm"]
             perm = tuple(p1[i] for i in p2)
-            editor.replace_node(Node(node.name, "Transpose", source.inputs, node.outputs, {"perm": perm}))
+            editor.replace_node(
+                Node(node.name, "Transpose", source.inputs, node.outputs, {"perm": perm})
+            )
             return editor.build()
-        if node.op == "Transpose" and keeps_memory_order(graph.type_of(node.inputs[0]).shape, node.attrs["perm"]):
+        if node.op == "Transpose" and keeps_memory_order(
+            graph.type_of(node.inputs[0]).shape, node.attrs["perm"]
+        ):
             shape = graph.type_of(node.outputs[0]).shape
-            editor.replace_node(Node(node.name, "Reshape", node.inputs, node.outputs, {"shape": shape}))
+            editor.replace_node(
+                Node(node.name, "Reshape", node.inputs, node.outputs, {"shape": shape})
+            )
             return editor.build()
         if node.op in RESHAPES and source is not None and source.op in RESHAPES:
             shape = graph.type_of(node.outputs[0]).shape
-            editor.replace_node(Node(node.name, "Reshape", source.inputs, node.outputs, {"shape": shape}))
+            editor.replace_node(
+                Node(node.name, "Reshape", source.inputs, node.outputs, {"shape": shape})
+            )
             return editor.build()
         found = _flatten_source(graph, node)
         if found is not None:
             transpose, src = found
-            editor.replace_node(Node(node.name, "Flatten", transpose.inputs, node.outputs, {"axis": 1}))
+            editor.replace_node(
+                Node(node.name, "Flatten", transpose.inputs, node.outputs, {"axis": 1})
+            )
             for reader in graph.consumers()[node.outputs[0]]:
                 w = graph.const(reader.inputs[1])
                 assert w is not None
                 moved = np.empty_like(w)
                 moved[:, src] = w  # column j of W multiplied t[j] == x[src[j]]
                 w_name = editor.add_const(f"{reader.name}_weights_cl", moved)
-                editor.replace_node(Node(reader.name, reader.op, (reader.inputs[0], w_name, *reader.inputs[2:]),
-                                         reader.outputs, dict(reader.attrs)))
+                editor.replace_node(
+                    Node(
+                        reader.name,
+                        reader.op,
+                        (reader.inputs[0], w_name, *reader.inputs[2:]),
+                        reader.outputs,
+                        dict(reader.attrs),
+                    )
+                )
             return editor.build()
     return None
 

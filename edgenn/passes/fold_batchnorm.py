@@ -24,7 +24,10 @@ def rejection(graph: Graph, bn: Node, producer: Node | None) -> str | None:
     """None when the BatchNorm can fold into `producer`, else the reason it cannot."""
     if producer is None or producer.op not in ("Conv", "FullyConnected"):
         return "not preceded by a Conv/FullyConnected used only here"
-    if producer.attrs.get("clip_min", -math.inf) != -math.inf or producer.attrs.get("clip_max", math.inf) != math.inf:
+    if (
+        producer.attrs.get("clip_min", -math.inf) != -math.inf
+        or producer.attrs.get("clip_max", math.inf) != math.inf
+    ):
         return "the producer has a fused activation"
     if not all_const(graph, producer.inputs[1:]) or not all_const(graph, bn.inputs[1:]):
         return "weights or BatchNorm parameters are not constant"
@@ -46,7 +49,9 @@ def fold_batchnorm(graph: Graph) -> Graph:
         if reason or producer is None:
             log.debug("fold_batchnorm: %s kept: %s", bn.name, reason)
             continue
-        mul, add = batchnorm_affine([None, *(graph.const(i) for i in bn.inputs[1:])], bn.attrs.get("epsilon", 1e-5))
+        mul, add = batchnorm_affine(
+            [None, *(graph.const(i) for i in bn.inputs[1:])], bn.attrs.get("epsilon", 1e-5)
+        )
         weights = graph.const(producer.inputs[1])
         assert weights is not None
         bias_name = producer.inputs[2] if len(producer.inputs) > 2 else ""
@@ -57,6 +62,13 @@ def fold_batchnorm(graph: Graph) -> Graph:
         w_name = editor.add_const(f"{producer.name}_weights_bn", new_w)
         b_name = editor.add_const(f"{producer.name}_bias_bn", new_b)
         editor.remove_node(bn.name)
-        editor.replace_node(Node(producer.name, producer.op, (producer.inputs[0], w_name, b_name),
-                                 (bn.outputs[0],), dict(producer.attrs)))
+        editor.replace_node(
+            Node(
+                producer.name,
+                producer.op,
+                (producer.inputs[0], w_name, b_name),
+                (bn.outputs[0],),
+                dict(producer.attrs),
+            )
+        )
     return editor.build()

@@ -16,7 +16,9 @@ def fold_constants(graph: Graph) -> Graph:
         if not all(v.is_const for v in operands):
             kept.append(node)
             continue
-        results = spec_for(node.op, node.name).run(node, [editor.values[i].data if i else None for i in node.inputs])
+        results = spec_for(node.op, node.name).run(
+            node, [editor.values[i].data if i else None for i in node.inputs]
+        )
         for name, array in zip(node.outputs, results):
             dtype = graph.type_of(name).dtype.numpy
             editor.values[name] = const_value(name, np.asarray(array, dtype))

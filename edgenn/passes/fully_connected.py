@@ -32,12 +32,17 @@ def _gemm_to_fc(graph: Graph, editor: GraphEditor, node: Node) -> None:
         if bias is None:
             return
         bias = bias * np.float32(node.attrs["beta"])
-    inputs = (node.inputs[0], editor.add_const(f"{node.name}_weights", w.astype(np.float32)),
-              editor.add_const(f"{node.name}_bias", bias) if bias is not None else "")
+    inputs = (
+        node.inputs[0],
+        editor.add_const(f"{node.name}_weights", w.astype(np.float32)),
+        editor.add_const(f"{node.name}_bias", bias) if bias is not None else "",
+    )
     editor.replace_node(Node(node.name, "FullyConnected", inputs, node.outputs, {}))
 
 
-def _matmul_to_fc(graph: Graph, editor: GraphEditor, node: Node, consumers: dict[str, list[Node]]) -> None:
+def _matmul_to_fc(
+    graph: Graph, editor: GraphEditor, node: Node, consumers: dict[str, list[Node]]
+) -> None:
     w = graph.const(node.inputs[1])
     if w is None or w.ndim != 2 or graph.type_of(node.inputs[0]).rank != 2:
         return
@@ -52,7 +57,9 @@ def _matmul_to_fc(graph: Graph, editor: GraphEditor, node: Node, consumers: dict
             out = add.outputs[0]
             editor.remove_node(add.name)
     w_name = editor.add_const(f"{node.name}_weights", np.ascontiguousarray(w.T))
-    editor.replace_node(Node(node.name, "FullyConnected", (node.inputs[0], w_name, bias_name), (out,), {}))
+    editor.replace_node(
+        Node(node.name, "FullyConnected", (node.inputs[0], w_name, bias_name), (out,), {})
+    )
 
 
 def fuse_matmul_add(graph: Graph) -> Graph:
