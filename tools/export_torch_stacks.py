@@ -7,11 +7,11 @@ needing torch at test time. Run: pip install torch==2.13.0 && python tools/expor
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
+from train_models import export_onnx
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "torch"
 
@@ -125,26 +125,12 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for opset in (11, 17):
         for name in stacks():
-            torch.manual_seed(
-                0
-            )  # seed before building, so every export starts from the same weights
+            # seed before building, so every export starts from the same weights
+            torch.manual_seed(0)
             model, shape = stacks()[name]
             randomize_batchnorm(model)
-            model.eval()
             path = OUT / f"{name}_opset{opset}.onnx"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    model,
-                    (torch.zeros(1, *shape),),
-                    str(path),
-                    dynamo=False,
-                    opset_version=opset,
-                    input_names=["x"],
-                    output_names=["y"],
-                    dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
-                    training=torch.onnx.TrainingMode.PRESERVE,
-                )
+            export_onnx(model, shape, path, opset, names=("x", "y"))
             print(f"wrote {path.name} ({path.stat().st_size} B)")
 
 

@@ -83,14 +83,10 @@ def mnist1d_cnn() -> nn.Module:
 RECIPES: dict[
     str, tuple[Callable[[], nn.Module], Callable[[], tuple], tuple[int, ...], int, float]
 ] = {
-    "digits_mlp": (digits_mlp, lambda: _flat(digits()), (64,), 60, 1e-3),
+    "digits_mlp": (digits_mlp, digits, (64,), 60, 1e-3),
     "digits_cnn": (digits_cnn, lambda: _image(digits()), (1, 8, 8), 60, 2e-3),
     "mnist1d_cnn": (mnist1d_cnn, mnist1d, (1, 40), 80, 2e-3),
 }
-
-
-def _flat(d: tuple) -> tuple:
-    return d
 
 
 def _image(d: tuple) -> tuple:
@@ -121,7 +117,14 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
         return float((model(torch.from_numpy(x)).argmax(1).numpy() == y).mean())
 
 
-def export(model: nn.Module, shape: tuple[int, ...], path: Path) -> None:
+def export_onnx(
+    model: nn.Module,
+    shape: tuple[int, ...],
+    path: Path,
+    opset: int = 17,
+    names: tuple[str, str] = ("input", "logits"),
+) -> None:
+    """torch.onnx.export (the TorchScript exporter) with a symbolic batch dimension."""
     model.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -131,10 +134,10 @@ def export(model: nn.Module, shape: tuple[int, ...], path: Path) -> None:
             (torch.zeros(1, *shape),),
             str(path),
             dynamo=False,
-            opset_version=17,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=opset,
+            input_names=[names[0]],
+            output_names=[names[1]],
+            dynamic_axes={names[0]: {0: "batch"}, names[1]: {0: "batch"}},
             training=torch.onnx.TrainingMode.PRESERVE,
         )
 
@@ -152,7 +155,7 @@ def main(names: list[str]) -> None:
         model = factory()
         train(model, x_train, y_train, epochs, lr)
         results[name] = accuracy(model, x_test, y_test)
-        export(model, shape, MODELS / f"{name}.onnx")
+        export_onnx(model, shape, MODELS / f"{name}.onnx")
         np.savez_compressed(MODELS / f"{name}_test.npz", x=x_test, y=y_test)
         print(
             f"{name}: float test accuracy {results[name]:.4f} ({len(y_test)} samples)", flush=True

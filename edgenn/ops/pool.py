@@ -64,10 +64,7 @@ def read_pool(node: OnnxNode, ctx: ImportContext) -> Imported:
 
 def pooled_sizes(x: TensorType, attrs: Attrs) -> list[int]:
     kernel, strides, dilations, pads = (
-        attrs["kernel"],
-        attrs["strides"],
-        attrs["dilations"],
-        attrs["pads"],
+        attrs[k] for k in ("kernel", "strides", "dilations", "pads")
     )
     r = len(kernel)
     sizes = []
@@ -92,10 +89,7 @@ def infer_pool(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[Tensor
 
 def _pool_channels_first(x: np.ndarray, attrs: Attrs, op: str) -> np.ndarray:
     kernel, strides, dilations, pads = (
-        attrs["kernel"],
-        attrs["strides"],
-        attrs["dilations"],
-        attrs["pads"],
+        attrs[k] for k in ("kernel", "strides", "dilations", "pads")
     )
     r = len(kernel)
     sizes = pooled_sizes(tensor_type_of(x), {**attrs, "channels_last": False})
@@ -226,7 +220,7 @@ def global_examples(op: str) -> Callable[[], list[OpExample]]:
     ]
 
 
-POOL_ATTRS = {"dilations": None, "ceil_mode": 0, "count_include_pad": 0, "channels_last": False}
+POOL_ATTRS = {"ceil_mode": 0, "count_include_pad": 0, "channels_last": False}
 
 register(
     *(
