@@ -37,3 +37,8 @@ class GraphCycleError(GraphError):
 
 class InputError(EdgennError):
     """Data given to a model (run inputs, calibration data) does not match what the model expects."""
+
+
+class QuantizationError(EdgennError):
+    """A graph cannot be quantized as asked (an op without an integer kernel, an accumulator that could
+    overflow int32, ranges missing for a tensor)."""

@@ -66,6 +66,30 @@ class Layout:
     AXES = "axes"  # any layout, after `permute_attrs` maps its axis attributes
 
 
+CALIBRATED, SAME, FIXED = "calibrated", "same", "fixed"
+
+
+@dataclass(frozen=True)
+class Int8Spec:
+    """How an op is quantized and run in integers.
+
+    output: how its output's quantization parameters are chosen: CALIBRATED from the observed range, SAME
+      as its first input (data movement, max/avg pooling), FIXED (Softmax, Logistic, Tanh: `fixed`).
+    weights: input 1 is a weight tensor quantized per output channel (axis 0), input 2 an int32 bias.
+    same_inputs: every input is requantized to the output's parameters first (Concat).
+    alias: the output is the input's bytes under another shape; no kernel runs (Reshape and friends).
+    prepare: (node, graph, builder) -> the program row: opcode, then integer fields (computed once, in
+      float64 where scales are involved, as TFLM's Prepare does). The kernel lives beside it.
+    """
+
+    output: str = CALIBRATED
+    fixed: tuple[float, int] | None = None
+    weights: bool = False
+    same_inputs: bool = False
+    alias: bool = False
+    prepare: Callable[..., list[int]] | None = None
+
+
 def _no_macs(
     inputs: Sequence[TensorType | None], outputs: Sequence[TensorType], attrs: Attrs
 ) -> int:
@@ -86,6 +110,7 @@ class OpSpec:
     permute_attrs: Callable[[Attrs, tuple[int, ...]], Attrs | None] | None = None
     fuses_activation: bool = False  # has clip_min/clip_max attributes (fused Relu/Clip)
     examples: Callable[[], list[OpExample]] = list
+    int8: Int8Spec | None = None  # None: no integer kernel
 
     def attrs_of(self, node: Node) -> dict[str, Any]:
         return {**self.attrs, **node.attrs}
@@ -180,6 +205,24 @@ def set_channels_last(attrs: Attrs, perm: tuple[int, ...]) -> Attrs:
 CLIP_ATTRS = {"clip_min": -math.inf, "clip_max": math.inf}
 
 
+def broadcast_strides(shape: Sequence[int], out_shape: Sequence[int], rank: int = 4) -> list[int]:
+    """Element strides of a row-major tensor read at every index of `out_shape` (numpy broadcasting):
+    0 along broadcast dimensions; both shapes left-padded with 1s to `rank`."""
+    full = [1] * (rank - len(shape)) + list(shape)
+    out = [1] * (rank - len(out_shape)) + list(out_shape)
+    strides, step = [0] * rank, 1
+    for axis in range(rank - 1, -1, -1):
+        strides[axis] = 0 if full[axis] == 1 and out[axis] != 1 else step
+        step *= full[axis]
+    return strides
+
+
+def padded_shape(shape: Sequence[int], rank: int = 4) -> list[int]:
+    if len(shape) > rank:
+        raise ShapeError(f"rank {len(shape)} is above the integer kernels' limit of {rank}")
+    return [1] * (rank - len(shape)) + list(shape)
+
+
 def const_input(node: OnnxNode, i: int, ctx: ImportContext, what: str) -> np.ndarray | None:
     """An input that edgenn needs as a constant (after folding); None when the input is omitted."""
     name = node.input(i)
@@ -218,6 +261,7 @@ def _load_families() -> None:
         linear,
         normalization,
         pool,
+        quantization,
         reduce,
         shape,
         softmax,

@@ -4,23 +4,33 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numba import njit
 
-from edgenn.ir import Attrs, TensorType
+from edgenn.ir import Attrs, Graph, Node, TensorType
 from edgenn.ops import (
     ImportContext,
     Imported,
+    Int8Spec,
     Layout,
     OnnxNode,
     OpExample,
     OpSpec,
     broadcast_shape,
+    broadcast_strides,
     const_input,
+    padded_shape,
     passthrough_import,
     register,
     same_type,
 )
+from edgenn.ops.quantization import requantize_row
+from edgenn.quant.fixed_point import clamp, multiply_by_quantized_multiplier, real_multiplier
+
+if TYPE_CHECKING:
+    from edgenn.runtime.program import ProgramBuilder
 
 Unary = Callable[[np.ndarray, Attrs], np.ndarray]
 
@@ -124,6 +134,100 @@ def _read_unary(op: str) -> Callable[[OnnxNode, ImportContext], Imported]:
     return read_clip if op == "Clip" else passthrough_import(op, 1)
 
 
+# ---- int8 ----
+
+OP_LEAKY_RELU = 6
+OP_PRELU = 7
+
+
+def prepare_clamp_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    """Relu and Clip: requantize to the output's parameters, then clamp (TFLite RELU / RELU6)."""
+    lo, hi = (0.0, math.inf) if node.op == "Relu" else (node.attrs["min"], node.attrs["max"])
+    return requantize_row(node, b, lo, hi)
+
+
+def prepare_leaky_relu_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    """TFLite LEAKY_RELU: identity multiplier s_in/s_out for x >= zp_in, alpha * s_in/s_out below."""
+    x, y = node.inputs[0], node.outputs[0]
+    (s_in, zp_in), (s_out, zp_out) = b.scale_zp(x), b.scale_zp(y)
+    alpha = float(np.float32(node.attrs.get("alpha", 0.01)))
+    pairs = [real_multiplier(s_in, divisor=s_out), real_multiplier(alpha, s_in, divisor=s_out)]
+    return [
+        OP_LEAKY_RELU,
+        b.arena(x),
+        b.arena(y),
+        int(np.prod(b.shape(x))),
+        zp_in,
+        zp_out,
+        b.multipliers(pairs),
+    ]
+
+
+@njit(cache=True)
+def leaky_relu_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+    x, y, n, zp_in, zp_out, m = row[1], row[2], row[3], row[4], row[5], row[6]
+    for i in range(n):
+        v = arena[x + i] - zp_in
+        k = m if v >= 0 else m + 1
+        arena[y + i] = clamp(
+            multiply_by_quantized_multiplier(v, mults[k], shifts[k], rounding) + zp_out, -128, 127
+        )
+
+
+def prepare_prelu_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    """TFLite PRELU: x >= zp_in scales by s_in/s_out; below, (x - zp_in) * (alpha - zp_alpha) by
+    s_in * s_alpha / s_out. Alpha broadcasts against x."""
+    x, alpha = node.inputs
+    y = node.outputs[0]
+    (s_in, zp_in), (s_a, zp_a), (s_out, zp_out) = b.scale_zp(x), b.scale_zp(alpha), b.scale_zp(y)
+    pairs = [real_multiplier(s_in, divisor=s_out), real_multiplier(s_in, s_a, divisor=s_out)]
+    out_shape = b.shape(y)
+    return [
+        OP_PRELU,
+        b.arena(x),
+        b.weights(b.const(alpha)),
+        b.arena(y),
+        *padded_shape(out_shape),
+        *broadcast_strides(b.shape(x), out_shape),
+        *broadcast_strides(b.shape(alpha), out_shape),
+        zp_in,
+        zp_a,
+        zp_out,
+        b.multipliers(pairs),
+    ]
+
+
+@njit(cache=True)
+def prelu_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+    x, a, y = row[1], row[2], row[3]
+    d0, d1, d2, d3 = row[4], row[5], row[6], row[7]
+    zp_in, zp_a, zp_out, m = row[16], row[17], row[18], row[19]
+    index = 0
+    for i0 in range(d0):
+        for i1 in range(d1):
+            for i2 in range(d2):
+                for i3 in range(d3):
+                    v = arena[x + i0 * row[8] + i1 * row[9] + i2 * row[10] + i3 * row[11]] - zp_in
+                    if v >= 0:
+                        out = multiply_by_quantized_multiplier(v, mults[m], shifts[m], rounding)
+                    else:
+                        slope = (
+                            weights[a + i0 * row[12] + i1 * row[13] + i2 * row[14] + i3 * row[15]]
+                            - zp_a
+                        )
+                        out = multiply_by_quantized_multiplier(
+                            v * slope, mults[m + 1], shifts[m + 1], rounding
+                        )
+                    arena[y + index] = clamp(out + zp_out, -128, 127)
+                    index += 1
+
+
+INT8_UNARY = {
+    "Relu": Int8Spec(prepare=prepare_clamp_int8),
+    "Clip": Int8Spec(prepare=prepare_clamp_int8),
+    "LeakyRelu": Int8Spec(prepare=prepare_leaky_relu_int8),
+}
+
 register(
     *(
         OpSpec(
@@ -135,6 +239,7 @@ register(
             attrs=defaults,
             layout=Layout.ELEMENTWISE,
             examples=unary_examples(op),
+            int8=INT8_UNARY.get(op),
         )
         for op, (fn, defaults) in UNARY.items()
     )
@@ -148,5 +253,6 @@ register(
         onnx_ops=("PRelu",),
         layout=Layout.ELEMENTWISE,
         examples=prelu_examples,
+        int8=Int8Spec(prepare=prepare_prelu_int8),
     )
 )

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numba import njit
 
-from edgenn.errors import ShapeError, UnsupportedOpError
-from edgenn.ir import Attrs, TensorType
+from edgenn.errors import QuantizationError, ShapeError, UnsupportedOpError
+from edgenn.ir import Attrs, Graph, Node, TensorType
 from edgenn.ops import (
     CLIP_ATTRS,
     ImportContext,
     Imported,
+    Int8Spec,
     Layout,
     OnnxNode,
     OpExample,
@@ -35,6 +38,15 @@ from edgenn.ops.spatial import (
     to_channels_last,
     windows,
 )
+from edgenn.quant.fixed_point import (
+    activation_bounds,
+    clamp,
+    multiply_by_quantized_multiplier,
+    real_multiplier,
+)
+
+if TYPE_CHECKING:
+    from edgenn.runtime.program import ProgramBuilder
 
 INPUT, WEIGHTS, BIAS = 0, 1, 2
 
@@ -197,18 +209,130 @@ def examples() -> list[OpExample]:
     ]
 
 
-register(
-    OpSpec(
-        "Conv",
-        infer_conv,
-        reference_conv,
-        read_conv,
-        onnx_ops=("Conv",),
-        attrs={"group": 1, "channels_last": False, **CLIP_ATTRS},
-        macs=conv_macs,
-        layout=Layout.SPATIAL,
-        permute_attrs=set_channels_last,
-        fuses_activation=True,
-        examples=examples,
+# ---- int8: TFLite CONV_2D / DEPTHWISE_CONV_2D semantics (1-D as height 1) ----
+
+OP_CONV = 1
+
+
+def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    attrs = CONV_SPEC.attrs_of(node)
+    x, w_name, bias = node.inputs
+    y = node.outputs[0]
+    if not attrs["channels_last"]:
+        raise QuantizationError(
+            f"node '{node.name}' (Conv): int8 convolution runs channels-last only"
+        )
+    w = b.const(w_name)
+    one_d = len(b.shape(x)) == 3
+    _, *spatial, c = b.shape(x)
+    _, *out_spatial, oc = b.shape(y)
+    h, width = (1, spatial[0]) if one_d else spatial
+    oh, ow = (1, out_spatial[0]) if one_d else out_spatial
+    kh, kw = (1, w.shape[1]) if one_d else w.shape[1:3]
+    (sh, sw), (dh, dw) = _pairs(attrs["strides"], one_d), _pairs(attrs["dilations"], one_d)
+    pads = attrs["pads"]
+    pt, pl = (0, pads[0]) if one_d else (pads[0], pads[1])
+    group = attrs["group"]
+    if group not in (1, c) or (group == c and w.shape[-1] != 1 and c > 1):
+        raise QuantizationError(
+            f"node '{node.name}' (Conv): grouped convolution (group {group}) has no int8 kernel"
+        )
+    depth_mult = oc // c if group == c and c > 1 else 0
+    s_in, zp_in = b.scale_zp(x)
+    s_out, zp_out = b.scale_zp(y)
+    pairs = [real_multiplier(s_in, s_w, divisor=s_out) for s_w in b.qparams(w_name).scale]
+    lo, hi = activation_bounds(attrs["clip_min"], attrs["clip_max"], s_out, zp_out)
+    return [
+        OP_CONV,
+        b.arena(x),
+        b.arena(y),
+        b.weights(w),
+        b.biases(b.const(bias)),
+        b.multipliers(pairs),
+        h,
+        width,
+        c,
+        oh,
+        ow,
+        oc,
+        kh,
+        kw,
+        sh,
+        sw,
+        dh,
+        dw,
+        pt,
+        pl,
+        zp_in,
+        zp_out,
+        lo,
+        hi,
+        depth_mult,
+    ]
+
+
+def _pairs(values: Sequence[int], one_d: bool) -> tuple[int, int]:
+    return (1, values[0]) if one_d else (values[0], values[1])
+
+
+@njit(cache=True)
+def conv_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+    x, y, w, b, m = row[1], row[2], row[3], row[4], row[5]
+    h, width, c, oh, ow, oc, kh, kw = (
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        row[11],
+        row[12],
+        row[13],
     )
+    sh, sw, dh, dw, pt, pl = row[14], row[15], row[16], row[17], row[18], row[19]
+    zp_in, zp_out, lo, hi, depth_mult = row[20], row[21], row[22], row[23], row[24]
+    for oy in range(oh):
+        for ox in range(ow):
+            iy0 = oy * sh - pt
+            ix0 = ox * sw - pl
+            for o in range(oc):
+                acc = 0
+                for ky in range(kh):
+                    iy = iy0 + ky * dh
+                    if iy < 0 or iy >= h:
+                        continue
+                    for kx in range(kw):
+                        ix = ix0 + kx * dw
+                        if ix < 0 or ix >= width:
+                            continue
+                        pixel = x + (iy * width + ix) * c
+                        if depth_mult > 0:  # depthwise: output channel o reads input channel o // M
+                            acc += (arena[pixel + o // depth_mult] - zp_in) * weights[
+                                w + (o * kh + ky) * kw + kx
+                            ]
+                        else:
+                            tap = w + ((o * kh + ky) * kw + kx) * c
+                            for i in range(c):
+                                acc += (arena[pixel + i] - zp_in) * weights[tap + i]
+                acc += biases[b + o]
+                acc = (
+                    multiply_by_quantized_multiplier(acc, mults[m + o], shifts[m + o], rounding)
+                    + zp_out
+                )
+                arena[y + (oy * ow + ox) * oc + o] = clamp(acc, lo, hi)
+
+
+CONV_SPEC = OpSpec(
+    "Conv",
+    infer_conv,
+    reference_conv,
+    read_conv,
+    onnx_ops=("Conv",),
+    attrs={"group": 1, "channels_last": False, **CLIP_ATTRS},
+    macs=conv_macs,
+    layout=Layout.SPATIAL,
+    permute_attrs=set_channels_last,
+    fuses_activation=True,
+    examples=examples,
+    int8=Int8Spec(weights=True, prepare=prepare_conv_int8),
 )
+register(CONV_SPEC)

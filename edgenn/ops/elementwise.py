@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numba import njit
 
-from edgenn.ir import Attrs, TensorType
+from edgenn.ir import Attrs, Graph, Node, TensorType
 from edgenn.ops import (
     CLIP_ATTRS,
+    Int8Spec,
     Layout,
     OpExample,
     OpSpec,
     ReferenceFn,
     broadcast_shape,
+    broadcast_strides,
     clip_range,
+    padded_shape,
     passthrough_import,
     register,
 )
+from edgenn.quant.fixed_point import (
+    activation_bounds,
+    clamp,
+    multiply_by_quantized_multiplier,
+    real_multiplier,
+)
+
+if TYPE_CHECKING:
+    from edgenn.runtime.program import ProgramBuilder
 
 
 def infer_binary(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
@@ -57,6 +71,87 @@ def examples_for(op: str) -> Callable[[], list[OpExample]]:
     return examples
 
 
+# ---- int8: TFLite ADD / SUB (20-bit left shift, rescale both inputs) and MUL ----
+
+OP_BINARY = 3
+ADD, SUB, MUL = 0, 1, 2
+LEFT_SHIFT = 20
+
+
+def prepare_binary_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    a, c = node.inputs
+    y = node.outputs[0]
+    (s_a, zp_a), (s_b, zp_b), (s_out, zp_out) = b.scale_zp(a), b.scale_zp(c), b.scale_zp(y)
+    kind = {"Add": ADD, "Sub": SUB, "Mul": MUL}[node.op]
+    if kind == MUL:
+        pairs = [(0, 0), (0, 0), real_multiplier(s_a, s_b, divisor=s_out)]
+    else:
+        twice_max = 2 * max(float(s_a), float(s_b))
+        pairs = [
+            real_multiplier(s_a, divisor=twice_max),
+            real_multiplier(s_b, divisor=twice_max),
+            real_multiplier(twice_max, divisor=(1 << LEFT_SHIFT) * float(s_out)),
+        ]
+    attrs = {**CLIP_ATTRS, **node.attrs}
+    lo, hi = activation_bounds(attrs["clip_min"], attrs["clip_max"], s_out, zp_out)
+    out_shape = b.shape(y)
+    return [
+        OP_BINARY,
+        b.arena(a),
+        b.arena(c),
+        b.arena(y),
+        *padded_shape(out_shape),
+        *broadcast_strides(b.shape(a), out_shape),
+        *broadcast_strides(b.shape(c), out_shape),
+        kind,
+        zp_a,
+        zp_b,
+        zp_out,
+        b.multipliers(pairs),
+        lo,
+        hi,
+    ]
+
+
+@njit(cache=True)
+def binary_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+    a, c, y = row[1], row[2], row[3]
+    d0, d1, d2, d3 = row[4], row[5], row[6], row[7]
+    kind, zp_a, zp_b, zp_out, m, lo, hi = (
+        row[16],
+        row[17],
+        row[18],
+        row[19],
+        row[20],
+        row[21],
+        row[22],
+    )
+    index = 0
+    for i0 in range(d0):
+        for i1 in range(d1):
+            for i2 in range(d2):
+                for i3 in range(d3):
+                    va = arena[a + i0 * row[8] + i1 * row[9] + i2 * row[10] + i3 * row[11]] - zp_a
+                    vb = arena[c + i0 * row[12] + i1 * row[13] + i2 * row[14] + i3 * row[15]] - zp_b
+                    if kind == MUL:
+                        acc = multiply_by_quantized_multiplier(
+                            va * vb, mults[m + 2], shifts[m + 2], rounding
+                        )
+                    else:
+                        sa = multiply_by_quantized_multiplier(
+                            va << LEFT_SHIFT, mults[m], shifts[m], rounding
+                        )
+                        sb = multiply_by_quantized_multiplier(
+                            vb << LEFT_SHIFT, mults[m + 1], shifts[m + 1], rounding
+                        )
+                        total = sa + sb if kind == ADD else sa - sb
+                        acc = multiply_by_quantized_multiplier(
+                            total, mults[m + 2], shifts[m + 2], rounding
+                        )
+                    arena[y + index] = clamp(acc + zp_out, lo, hi)
+                    index += 1
+
+
 _FUNCTIONS = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _divide}
 
 register(
@@ -71,6 +166,7 @@ register(
             layout=Layout.ELEMENTWISE,
             fuses_activation=op != "Div",
             examples=examples_for(op),
+            int8=Int8Spec(prepare=prepare_binary_int8) if op != "Div" else None,
         )
         for op, fn in _FUNCTIONS.items()
     )

@@ -6,15 +6,18 @@ FullyConnected: Y[N, O] = clip(X[N, K] @ W[O, K]^T + B[O]) — W in TFLite's [ou
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numba import njit
 
-from edgenn.errors import ShapeError
-from edgenn.ir import Attrs, TensorType
+from edgenn.errors import QuantizationError, ShapeError
+from edgenn.ir import Attrs, Graph, Node, TensorType
 from edgenn.ops import (
     CLIP_ATTRS,
     ImportContext,
     Imported,
+    Int8Spec,
     OnnxNode,
     OpExample,
     OpSpec,
@@ -23,6 +26,15 @@ from edgenn.ops import (
     passthrough_import,
     register,
 )
+from edgenn.quant.fixed_point import (
+    activation_bounds,
+    clamp,
+    multiply_by_quantized_multiplier,
+    real_multiplier,
+)
+
+if TYPE_CHECKING:
+    from edgenn.runtime.program import ProgramBuilder
 
 INPUT, WEIGHTS, BIAS = 0, 1, 2
 
@@ -160,6 +172,70 @@ def matmul_examples() -> list[OpExample]:
     ]
 
 
+# ---- int8: TFLite FULLY_CONNECTED, per-channel ----
+
+OP_FULLY_CONNECTED = 2
+
+
+def prepare_fc_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    x, w_name, bias = node.inputs
+    y = node.outputs[0]
+    w = b.const(w_name).astype(np.int64)
+    s_in, zp_in = b.scale_zp(x)
+    s_out, zp_out = b.scale_zp(y)
+    pairs = [real_multiplier(s_in, s_w, divisor=s_out) for s_w in b.qparams(w_name).scale]
+    attrs = FC_SPEC.attrs_of(node)
+    lo, hi = activation_bounds(attrs["clip_min"], attrs["clip_max"], s_out, zp_out)
+    # sum (x - zp) * w + bias == sum x * w + (bias - zp * sum w): exact in integers, and the loop
+    # then multiplies raw int8 values only
+    folded = b.const(bias).astype(np.int64) - zp_in * w.sum(axis=1)
+    if np.abs(folded).max() > 2**31 - 1:
+        raise QuantizationError(f"node '{node.name}' (FullyConnected): folded bias exceeds int32")
+    n, k = b.shape(x)
+    return [
+        OP_FULLY_CONNECTED,
+        b.arena(x),
+        b.arena(y),
+        b.weights(b.const(w_name)),
+        b.biases(folded),
+        b.multipliers(pairs),
+        n,
+        k,
+        w.shape[0],
+        zp_out,
+        lo,
+        hi,
+    ]
+
+
+@njit(cache=True)
+def fully_connected_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+    x, y, w, b, m = row[1], row[2], row[3], row[4], row[5]
+    n, k, outs, zp_out, lo, hi = row[6], row[7], row[8], row[9], row[10], row[11]
+    for s in range(n):
+        for o in range(outs):
+            acc = 0
+            tap = w + o * k
+            base = x + s * k
+            for i in range(k):
+                acc += np.int32(arena[base + i]) * np.int32(weights[tap + i])
+            acc += biases[b + o]
+            acc = (
+                multiply_by_quantized_multiplier(acc, mults[m + o], shifts[m + o], rounding)
+                + zp_out
+            )
+            arena[y + s * outs + o] = clamp(acc, lo, hi)
+
+
+FC_SPEC = OpSpec(
+    "FullyConnected",
+    infer_fc,
+    reference_fc,
+    attrs=dict(CLIP_ATTRS),
+    macs=fc_macs,
+    fuses_activation=True,
+    int8=Int8Spec(weights=True, prepare=prepare_fc_int8),
+)
 register(
     OpSpec(
         "Gemm",
@@ -180,12 +256,5 @@ register(
         macs=matmul_macs,
         examples=matmul_examples,
     ),
-    OpSpec(
-        "FullyConnected",
-        infer_fc,
-        reference_fc,
-        attrs=dict(CLIP_ATTRS),
-        macs=fc_macs,
-        fuses_activation=True,
-    ),
+    FC_SPEC,
 )

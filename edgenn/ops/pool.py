@@ -7,14 +7,18 @@ channels_last. Windows never read padding for MaxPool (-inf fill); AveragePool d
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numba import njit
 
-from edgenn.errors import UnsupportedOpError
-from edgenn.ir import Attrs, TensorType, tensor_type_of
+from edgenn.errors import QuantizationError, UnsupportedOpError
+from edgenn.ir import Attrs, Graph, Node, TensorType, tensor_type_of
 from edgenn.ops import (
+    SAME,
     ImportContext,
     Imported,
+    Int8Spec,
     Layout,
     OnnxNode,
     OpExample,
@@ -31,6 +35,12 @@ from edgenn.ops.spatial import (
     to_channels_last,
     windows,
 )
+from edgenn.quant.fixed_point import clamp
+
+if TYPE_CHECKING:
+    from edgenn.runtime.program import ProgramBuilder
+
+POOL_ATTRS = {"ceil_mode": 0, "count_include_pad": 0, "channels_last": False}
 
 
 def read_pool(node: OnnxNode, ctx: ImportContext) -> Imported:
@@ -220,7 +230,122 @@ def global_examples(op: str) -> Callable[[], list[OpExample]]:
     ]
 
 
-POOL_ATTRS = {"ceil_mode": 0, "count_include_pad": 0, "channels_last": False}
+# ---- int8: TFLite MAX_POOL_2D / AVERAGE_POOL_2D (same input and output parameters) ----
+
+OP_POOL = 4
+
+
+def pool_row(
+    x: str,
+    y: str,
+    b: ProgramBuilder,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+    pads: Sequence[int],
+    is_avg: bool,
+) -> list[int]:
+    """The pooling row; 1-D pools run as height 1."""
+    _, *spatial, c = b.shape(x)
+    _, *out_spatial, _ = b.shape(y)
+    if len(spatial) == 1:
+        spatial, out_spatial = [1, *spatial], [1, *out_spatial]
+        kernel, strides, dilations = (1, *kernel), (1, *strides), (1, *dilations)
+        pads = (0, pads[0], 0, pads[1])
+    return [
+        OP_POOL,
+        b.arena(x),
+        b.arena(y),
+        *spatial,
+        c,
+        *out_spatial,
+        *kernel,
+        *strides,
+        *dilations,
+        pads[0],
+        pads[1],
+        -128,
+        127,
+        int(is_avg),
+    ]
+
+
+def prepare_pool_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    attrs = {**POOL_ATTRS, **node.attrs}
+    r = len(attrs["kernel"])
+    if node.op == "AveragePool" and attrs["count_include_pad"] and any(attrs["pads"]):
+        raise QuantizationError(
+            f"node '{node.name}' (AveragePool): count_include_pad with padding has no int8 kernel"
+        )
+    dilations = attrs.get("dilations") or (1,) * r
+    return pool_row(
+        node.inputs[0],
+        node.outputs[0],
+        b,
+        attrs["kernel"],
+        attrs["strides"],
+        dilations,
+        attrs["pads"],
+        node.op == "AveragePool",
+    )
+
+
+def prepare_global_pool_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    """A global pool is the pool whose window is the whole feature map."""
+    spatial = b.shape(node.inputs[0])[1:-1]
+    ones = (1,) * len(spatial)
+    return pool_row(
+        node.inputs[0],
+        node.outputs[0],
+        b,
+        spatial,
+        ones,
+        ones,
+        (0,) * (2 * len(spatial)),
+        node.op == "GlobalAveragePool",
+    )
+
+
+@njit(cache=True)
+def pool_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+    x, y, h, w, c, oh, ow = row[1], row[2], row[3], row[4], row[5], row[6], row[7]
+    kh, kw, sh, sw, dh, dw, pt, pl = (
+        row[8],
+        row[9],
+        row[10],
+        row[11],
+        row[12],
+        row[13],
+        row[14],
+        row[15],
+    )
+    lo, hi, is_avg = row[16], row[17], row[18]
+    for oy in range(oh):
+        for ox in range(ow):
+            for ch in range(c):
+                acc = 0 if is_avg else -128
+                count = 0
+                for ky in range(kh):
+                    iy = oy * sh - pt + ky * dh
+                    if iy < 0 or iy >= h:
+                        continue
+                    for kx in range(kw):
+                        ix = ox * sw - pl + kx * dw
+                        if ix < 0 or ix >= w:
+                            continue
+                        v = arena[x + (iy * w + ix) * c + ch]
+                        if is_avg:
+                            acc += v
+                        elif v > acc:
+                            acc = v
+                        count += 1
+                if is_avg and count > 0:
+                    # divide rounding half away from zero, with C's truncating division
+                    acc = (
+                        (acc + count // 2) // count if acc > 0 else -((-acc + count // 2) // count)
+                    )
+                arena[y + (oy * ow + ox) * c + ch] = clamp(acc, lo, hi)
+
 
 register(
     *(
@@ -234,6 +359,7 @@ register(
             layout=Layout.SPATIAL,
             permute_attrs=set_channels_last,
             examples=pool_examples(op),
+            int8=Int8Spec(output=SAME, prepare=prepare_pool_int8),
         )
         for op in ("MaxPool", "AveragePool")
     ),
@@ -248,6 +374,7 @@ register(
             layout=Layout.SPATIAL,
             permute_attrs=set_channels_last,
             examples=global_examples(op),
+            int8=Int8Spec(output=SAME, prepare=prepare_global_pool_int8),
         )
         for op, fn in (("GlobalAveragePool", np.mean), ("GlobalMaxPool", np.max))
     ),

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgenn.ir import Attrs, TensorType
+from edgenn.errors import QuantizationError
+from edgenn.ir import Attrs, Graph, Node, TensorType
 from edgenn.ops import (
+    SAME,
     ImportContext,
     Imported,
+    Int8Spec,
     Layout,
     OnnxNode,
     OpExample,
@@ -19,6 +23,10 @@ from edgenn.ops import (
     positive_axis,
     register,
 )
+from edgenn.ops.pool import pool_row
+
+if TYPE_CHECKING:
+    from edgenn.runtime.program import ProgramBuilder
 
 
 def read_reduce_mean(node: OnnxNode, ctx: ImportContext) -> Imported:
@@ -87,6 +95,21 @@ def examples() -> list[OpExample]:
     ]
 
 
+def prepare_reduce_mean_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    """A spatial mean on a channels-last tensor is the global average pool (same parameters)."""
+    x = node.inputs[0]
+    rank = len(b.shape(x))
+    if tuple(node.attrs["axes"]) != tuple(range(1, rank - 1)):
+        raise QuantizationError(
+            f"node '{node.name}' (ReduceMean): int8 mean only over the spatial axes of a channels-last tensor"
+        )
+    spatial = b.shape(x)[1:-1]
+    ones = (1,) * len(spatial)
+    return pool_row(
+        x, node.outputs[0], b, spatial, ones, ones, (0,) * (2 * len(spatial)), is_avg=True
+    )
+
+
 register(
     OpSpec(
         "ReduceMean",
@@ -98,5 +121,6 @@ register(
         layout=Layout.AXES,
         permute_attrs=permute_reduce,
         examples=examples,
+        int8=Int8Spec(output=SAME, prepare=prepare_reduce_mean_int8),
     )
 )

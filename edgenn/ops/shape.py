@@ -10,25 +10,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numba import njit
 
 from edgenn.errors import ShapeError, UnsupportedOpError
-from edgenn.ir import Attrs, DType, TensorType
+from edgenn.ir import Attrs, DType, Graph, Node, TensorType
 from edgenn.ops import (
+    SAME,
     ImportContext,
     Imported,
+    Int8Spec,
     Layout,
     OnnxNode,
     OpExample,
     OpSpec,
     const_input,
     int_tuple,
+    padded_shape,
     passthrough_import,
     positive_axis,
     register,
     same_type,
 )
+from edgenn.quant.fixed_point import quantize_value
+
+if TYPE_CHECKING:
+    from edgenn.runtime.program import ProgramBuilder
 
 
 def _first(inputs: Sequence[np.ndarray | None]) -> np.ndarray:
@@ -438,6 +447,110 @@ def _examples(op: str):  # type: ignore[no-untyped-def]
     return lambda: examples_shape_ops()[op]
 
 
+# ---- int8: data movement keeps the quantization parameters ----
+
+OP_TRANSPOSE = 8
+OP_PAD = 9
+OP_CONCAT = 10
+
+
+def prepare_transpose_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    shape = b.shape(node.inputs[0])
+    lead = 4 - len(shape)
+    perm = [*range(lead), *(p + lead for p in node.attrs["perm"])]
+    return [
+        OP_TRANSPOSE,
+        b.arena(node.inputs[0]),
+        b.arena(node.outputs[0]),
+        *padded_shape(shape),
+        *perm,
+    ]
+
+
+@njit(cache=True)
+def transpose_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+    x, y = row[1], row[2]
+    dims = row[3:7]
+    perm = row[7:11]
+    strides = np.ones(4, np.int64)
+    for axis in range(2, -1, -1):
+        strides[axis] = strides[axis + 1] * dims[axis + 1]
+    out_dims = np.empty(4, np.int64)
+    step = np.empty(4, np.int64)
+    for axis in range(4):
+        out_dims[axis] = dims[perm[axis]]
+        step[axis] = strides[perm[axis]]
+    index = 0
+    for i0 in range(out_dims[0]):
+        for i1 in range(out_dims[1]):
+            for i2 in range(out_dims[2]):
+                for i3 in range(out_dims[3]):
+                    arena[y + index] = arena[
+                        x + i0 * step[0] + i1 * step[1] + i2 * step[2] + i3 * step[3]
+                    ]
+                    index += 1
+
+
+def prepare_pad_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    x, y = node.inputs[0], node.outputs[0]
+    scale, zp = b.scale_zp(x)
+    value = quantize_value(float(node.attrs.get("value", 0.0)), scale, zp)
+    shape, pads = b.shape(x), node.attrs["pads"]
+    lead = 4 - len(shape)
+    begins = [0] * lead + list(pads[: len(shape)])
+    return [
+        OP_PAD,
+        b.arena(x),
+        b.arena(y),
+        *padded_shape(shape),
+        *begins,
+        *padded_shape(b.shape(y)),
+        max(-128, min(127, value)),
+    ]
+
+
+@njit(cache=True)
+def pad_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+    x, y = row[1], row[2]
+    d0, d1, d2, d3 = row[3], row[4], row[5], row[6]
+    b0, b1, b2, b3 = row[7], row[8], row[9], row[10]
+    o1, o2, o3 = row[12], row[13], row[14]
+    total = row[11] * o1 * o2 * o3
+    for i in range(total):
+        arena[y + i] = row[15]
+    index = 0
+    for i0 in range(d0):
+        for i1 in range(d1):
+            for i2 in range(d2):
+                base = y + (((i0 + b0) * o1 + i1 + b1) * o2 + i2 + b2) * o3 + b3
+                for i3 in range(d3):
+                    arena[base + i3] = arena[x + index]
+                    index += 1
+
+
+def prepare_concat_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    """Inputs already share the output's parameters (the quantizer requantizes them): a blockwise copy."""
+    y = node.outputs[0]
+    axis = node.attrs["axis"]
+    out_shape = b.shape(y)
+    outer = int(np.prod(out_shape[:axis]))
+    inner = int(np.prod(out_shape[axis + 1 :]))
+    parts = [v for name in node.inputs for v in (b.arena(name), b.shape(name)[axis] * inner)]
+    return [OP_CONCAT, b.arena(y), outer, out_shape[axis] * inner, len(node.inputs), *parts]
+
+
+@njit(cache=True)
+def concat_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+    y, outer, out_block, count = row[1], row[2], row[3], row[4]
+    for o in range(outer):
+        position = y + o * out_block
+        for k in range(count):
+            x, block = row[5 + 2 * k], row[6 + 2 * k]
+            for i in range(block):
+                arena[position + i] = arena[x + o * block + i]
+            position += block
+
+
 register(
     OpSpec(
         "Identity",
@@ -447,6 +560,7 @@ register(
         onnx_ops=("Identity",),
         layout=Layout.ELEMENTWISE,
         examples=_examples("Identity"),
+        int8=Int8Spec(output=SAME, alias=True),
     ),
     OpSpec(
         "Dropout",
@@ -456,6 +570,7 @@ register(
         onnx_ops=("Dropout",),
         layout=Layout.ELEMENTWISE,
         examples=_examples("Dropout"),
+        int8=Int8Spec(output=SAME, alias=True),
     ),
     OpSpec(
         "Flatten",
@@ -464,6 +579,7 @@ register(
         read_flatten,
         onnx_ops=("Flatten",),
         examples=_examples("Flatten"),
+        int8=Int8Spec(output=SAME, alias=True),
     ),
     OpSpec(
         "Reshape",
@@ -472,6 +588,7 @@ register(
         read_reshape,
         onnx_ops=("Reshape",),
         examples=_examples("Reshape"),
+        int8=Int8Spec(output=SAME, alias=True),
     ),
     OpSpec(
         "Squeeze",
@@ -480,6 +597,7 @@ register(
         read_squeeze,
         onnx_ops=("Squeeze",),
         examples=_examples("Squeeze"),
+        int8=Int8Spec(output=SAME, alias=True),
     ),
     OpSpec(
         "Unsqueeze",
@@ -488,6 +606,7 @@ register(
         read_unsqueeze,
         onnx_ops=("Unsqueeze",),
         examples=_examples("Unsqueeze"),
+        int8=Int8Spec(output=SAME, alias=True),
     ),
     OpSpec(
         "Transpose",
@@ -496,6 +615,7 @@ register(
         read_transpose,
         onnx_ops=("Transpose",),
         examples=_examples("Transpose"),
+        int8=Int8Spec(output=SAME, prepare=prepare_transpose_int8),
     ),
     OpSpec(
         "Concat",
@@ -506,6 +626,7 @@ register(
         layout=Layout.AXES,
         permute_attrs=permute_axis,
         examples=_examples("Concat"),
+        int8=Int8Spec(same_inputs=True, prepare=prepare_concat_int8),
     ),
     OpSpec(
         "Pad",
@@ -517,6 +638,7 @@ register(
         layout=Layout.AXES,
         permute_attrs=permute_pad,
         examples=_examples("Pad"),
+        int8=Int8Spec(output=SAME, prepare=prepare_pad_int8),
     ),
     OpSpec(
         "Shape",

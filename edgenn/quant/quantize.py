@@ -1,0 +1,206 @@
+"""Float graph -> fixed-point graph, following the TFLite int8 scheme so a .tflite can carry it unchanged.
+
+- activations: int8, asymmetric, per tensor: scale = (hi - lo) / 255 over a range that contains 0,
+  zero point = round(-128 - lo / scale); ops with SAME or FIXED parameters get them (see Int8Spec)
+- weights of Conv / FullyConnected: int8 symmetric per output channel, values in [-127, 127]
+- bias: int32, scale float32(s_in) * float32(s_w[c]), zero point 0
+- other constant operands (Add/Mul/PRelu/Concat): int8 asymmetric per tensor over their own range
+Scales are stored as float32 values (what the file format holds), so every consumer derives the same
+multipliers. After quantizing, the worst-case int32 accumulation of every layer is checked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgenn.errors import QuantizationError
+from edgenn.ir import DType, Graph, GraphEditor, Node, QParams, TensorType, Value
+from edgenn.ops import CALIBRATED, FIXED, REGISTRY, SAME, spec_for
+from edgenn.quant.calibrate import Ranges
+
+INT8_MIN, INT8_MAX = -128, 127
+WEIGHT_MAX = 127
+ACCUMULATOR_MAX = 2**31 - 1
+
+
+def f32(x: float) -> float:
+    return float(np.float32(x))
+
+
+def activation_qparams(lo: float, hi: float) -> QParams:
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if hi - lo < 1e-30:
+        return QParams((1.0,), (0,))  # a constant zero tensor: any scale represents it exactly
+    scale = f32((hi - lo) / (INT8_MAX - INT8_MIN))
+    zero_point = int(np.clip(round_half_away_array(INT8_MIN - lo / scale), INT8_MIN, INT8_MAX))
+    return QParams((scale,), (zero_point,))
+
+
+def round_half_away_array(x: np.ndarray | float) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def quantize_array(x: np.ndarray, qp: QParams, dtype: DType = DType.INT8) -> np.ndarray:
+    """q = clamp(round(x / scale) + zp) with float32 division, as TFLite's QUANTIZE does."""
+    info = np.iinfo(dtype.numpy)
+    scale = np.asarray(qp.scale, np.float32)
+    zp = np.asarray(qp.zero_point, np.int64)
+    if qp.axis is not None:
+        shape = [1] * x.ndim
+        shape[qp.axis] = -1
+        scale, zp = scale.reshape(shape), zp.reshape(shape)
+    q = round_half_away_array(np.asarray(x, np.float32) / scale).astype(np.int64) + zp
+    return np.clip(q, info.min, info.max).astype(dtype.numpy)
+
+
+def dequantize_array(q: np.ndarray, qp: QParams) -> np.ndarray:
+    scale = np.asarray(qp.scale, np.float64)
+    zp = np.asarray(qp.zero_point, np.float64)
+    if qp.axis is not None:
+        shape = [1] * q.ndim
+        shape[qp.axis] = -1
+        scale, zp = scale.reshape(shape), zp.reshape(shape)
+    return ((q.astype(np.float64) - zp) * scale).astype(np.float32)
+
+
+def per_channel_weights(w: np.ndarray) -> tuple[np.ndarray, QParams]:
+    """Symmetric int8 per output channel (axis 0); an all-zero channel gets scale 1."""
+    peak = np.abs(w.reshape(len(w), -1)).max(axis=1).astype(np.float64)
+    scales = tuple(f32(p / WEIGHT_MAX) if p > 0 else 1.0 for p in peak)
+    qp = QParams(scales, (0,) * len(scales), axis=0)
+    q = np.clip(quantize_array(w, qp).astype(np.int64), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
+    return q, qp
+
+
+def bias_int32(b: np.ndarray, input_qp: QParams, weight_qp: QParams) -> tuple[np.ndarray, QParams]:
+    scales = tuple(f32(np.float32(input_qp.scale[0]) * np.float32(s)) for s in weight_qp.scale)
+    q = round_half_away_array(b.astype(np.float64) / np.asarray(scales, np.float64))
+    q = np.clip(q, -(2**31), 2**31 - 1).astype(np.int32)
+    return q, QParams(scales, (0,) * len(scales), axis=0)
+
+
+class _Quantizer:
+    def __init__(self, graph: Graph, ranges: Ranges) -> None:
+        self.graph = graph
+        self.ranges = ranges
+        self.editor = GraphEditor(graph)
+        self.editor.nodes = []
+        self.qp: dict[str, QParams] = {}
+
+    def range_qparams(self, name: str) -> QParams:
+        if name not in self.ranges:
+            raise QuantizationError(f"no calibration range for tensor '{name}'")
+        return activation_qparams(*self.ranges[name])
+
+    def set_int8(self, name: str, qp: QParams) -> None:
+        self.qp[name] = qp
+        shape = self.graph.type_of(name).shape
+        self.editor.values[name] = Value(name, TensorType(DType.INT8, shape, qp))
+
+    def const(self, hint: str, data: np.ndarray, qp: QParams) -> str:
+        name = self.editor.add_const(hint, data)
+        value = self.editor.values[name]
+        self.editor.values[name] = Value(
+            name, TensorType(value.type.dtype, value.type.shape, qp), value.data
+        )
+        return name
+
+    def weights_and_bias(self, node: Node) -> list[str]:
+        inputs = list(node.inputs)
+        w = self.graph.const(inputs[1])
+        if w is None:
+            raise QuantizationError(
+                f"node '{node.name}' ({node.op}): weights must be constant to quantize"
+            )
+        qw, wqp = per_channel_weights(w)
+        inputs[1] = self.const(f"{node.name}_weights_int8", qw, wqp)
+        b = (
+            self.graph.const(inputs[2])
+            if len(inputs) > 2 and inputs[2]
+            else np.zeros(len(w), np.float32)
+        )
+        if b is None:
+            raise QuantizationError(
+                f"node '{node.name}' ({node.op}): bias must be constant to quantize"
+            )
+        qb, bqp = bias_int32(b, self.qp[inputs[0]], wqp)
+        inputs[2:] = [self.const(f"{node.name}_bias_int32", qb, bqp)]
+        check_accumulator(node, qw, qb)
+        return inputs
+
+    def constant_operand(self, name: str) -> str:
+        data = self.graph.const(name)
+        assert data is not None
+        qp = activation_qparams(float(data.min()), float(data.max()))
+        return self.const(f"{name}_int8", quantize_array(data, qp), qp)
+
+    def requantized(self, name: str, qp: QParams, node: Node) -> str:
+        if self.qp[name] == qp:
+            return name
+        out = self.editor.fresh_name(f"{name}_requantized")
+        self.set_int8(out, qp)
+        self.editor.nodes.append(
+            Node(self.editor.fresh_name(f"{node.name}_requantize"), "Requantize", (name,), (out,))
+        )
+        return out
+
+    def output_qparams(self, node: Node, inputs: list[str]) -> QParams:
+        rule = spec_for(node.op).int8
+        assert rule is not None
+        if rule.output == SAME:
+            return self.qp[inputs[0]]
+        if rule.output == FIXED:
+            assert rule.fixed is not None
+            return QParams((rule.fixed[0],), (rule.fixed[1],))
+        assert rule.output == CALIBRATED
+        return self.range_qparams(node.outputs[0])
+
+    def node(self, node: Node) -> None:
+        rule = spec_for(node.op, node.name).int8
+        if rule is None:
+            supported = sorted(name for name, spec in REGISTRY.items() if spec.int8 is not None)
+            raise QuantizationError(
+                f"node '{node.name}': op '{node.op}' has no int8 kernel (int8 ops: {', '.join(supported)})"
+            )
+        if rule.weights:
+            inputs = self.weights_and_bias(node)
+        else:
+            inputs = [
+                self.constant_operand(i) if i and self.graph.values[i].is_const else i
+                for i in node.inputs
+            ]
+        out_qp = self.output_qparams(node, inputs)
+        if rule.same_inputs:
+            inputs = [self.requantized(i, out_qp, node) for i in inputs]
+        for out in node.outputs:
+            self.set_int8(out, out_qp)
+        self.editor.nodes.append(
+            Node(node.name, node.op, tuple(inputs), node.outputs, dict(node.attrs))
+        )
+
+
+def check_accumulator(node: Node, weights: np.ndarray, bias: np.ndarray) -> None:
+    """|sum (x - zp) * w + b| <= 255 * sum|w| + |b| must fit int32 for every output channel."""
+    per_channel = np.abs(weights.reshape(len(weights), -1).astype(np.int64)).sum(axis=1)
+    bound = 255 * per_channel + np.abs(bias.astype(np.int64))
+    worst = int(bound.max())
+    if worst > ACCUMULATOR_MAX:
+        raise QuantizationError(
+            f"node '{node.name}' ({node.op}): worst-case accumulator {worst} exceeds int32 "
+            f"(channel {int(bound.argmax())}); split the layer or use smaller weights"
+        )
+
+
+def quantize_graph(graph: Graph, ranges: Ranges) -> Graph:
+    """The fixed-point graph of a float graph (fused, channels-last) given per-tensor clipping ranges."""
+    q = _Quantizer(graph, ranges)
+    for name in graph.inputs:
+        q.set_int8(name, q.range_qparams(name))
+    for node in graph.nodes:
+        q.node(node)
+    return q.editor.build()
+
+
+def is_fixed_point(graph: Graph) -> bool:
+    return all(graph.type_of(n).dtype == DType.INT8 for n in graph.inputs)

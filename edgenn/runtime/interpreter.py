@@ -1,0 +1,76 @@
+"""The Numba interpreter: one compiled call runs a whole program (every layer, every sample).
+
+Kernels are the module-level @njit functions of the op families; `run_steps` dispatches on each row's
+opcode. Integers only: no float arithmetic runs here.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from edgenn.ops.activation import OP_LEAKY_RELU, OP_PRELU, leaky_relu_int8, prelu_int8
+from edgenn.ops.conv import OP_CONV, conv_int8
+from edgenn.ops.elementwise import OP_BINARY, binary_int8
+from edgenn.ops.linear import OP_FULLY_CONNECTED, fully_connected_int8
+from edgenn.ops.pool import OP_POOL, pool_int8
+from edgenn.ops.quantization import OP_REQUANTIZE, requantize_int8
+from edgenn.ops.shape import OP_CONCAT, OP_PAD, OP_TRANSPOSE, concat_int8, pad_int8, transpose_int8
+
+
+@njit(cache=True)
+def run_steps(rows, arena, weights, biases, mults, shifts, rounding, first, last):  # type: ignore[no-untyped-def]
+    for i in range(first, last):
+        row = rows[i]
+        op = row[0]
+        if op == OP_CONV:
+            conv_int8(row, arena, weights, biases, mults, shifts, rounding)
+        elif op == OP_FULLY_CONNECTED:
+            fully_connected_int8(row, arena, weights, biases, mults, shifts, rounding)
+        elif op == OP_BINARY:
+            binary_int8(row, arena, weights, biases, mults, shifts, rounding)
+        elif op == OP_POOL:
+            pool_int8(row, arena, weights, biases, mults, shifts, rounding)
+        elif op == OP_REQUANTIZE:
+            requantize_int8(row, arena, weights, biases, mults, shifts, rounding)
+        elif op == OP_LEAKY_RELU:
+            leaky_relu_int8(row, arena, weights, biases, mults, shifts, rounding)
+        elif op == OP_PRELU:
+            prelu_int8(row, arena, weights, biases, mults, shifts, rounding)
+        elif op == OP_TRANSPOSE:
+            transpose_int8(row, arena, weights, biases, mults, shifts, rounding)
+        elif op == OP_PAD:
+            pad_int8(row, arena, weights, biases, mults, shifts, rounding)
+        elif op == OP_CONCAT:
+            concat_int8(row, arena, weights, biases, mults, shifts, rounding)
+
+
+@njit(cache=True)
+def run_batch(  # type: ignore[no-untyped-def]
+    rows,
+    arena,
+    weights,
+    biases,
+    mults,
+    shifts,
+    rounding,
+    inputs,
+    in_offsets,
+    in_sizes,
+    outputs,
+    out_offsets,
+    out_sizes,
+):
+    """Samples one after another through the same arena: inputs [N, sum(in_sizes)] int8 in, outputs
+    [N, sum(out_sizes)] int8 out."""
+    for s in range(inputs.shape[0]):
+        position = 0
+        for k in range(in_offsets.shape[0]):
+            for i in range(in_sizes[k]):
+                arena[in_offsets[k] + i] = inputs[s, position + i]
+            position += in_sizes[k]
+        run_steps(rows, arena, weights, biases, mults, shifts, rounding, 0, rows.shape[0])
+        position = 0
+        for k in range(out_offsets.shape[0]):
+            for i in range(out_sizes[k]):
+                outputs[s, position + i] = arena[out_offsets[k] + i]
+            position += out_sizes[k]

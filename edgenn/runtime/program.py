@@ -1,0 +1,187 @@
+"""Turn a fixed-point graph into a flat program: one int64 row per kernel call, constant blobs, and an
+arena plan. Everything the kernels need is computed here once (the TFLM Prepare step)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgenn.errors import QuantizationError
+from edgenn.ir import DType, Graph, QParams
+from edgenn.ops import spec_for
+from edgenn.runtime.plan import ArenaPlan, Buffer, plan_arena
+
+ROW_WIDTH = 64
+
+
+@dataclass(frozen=True)
+class Program:
+    rows: np.ndarray  # [steps, ROW_WIDTH] int64
+    weights: np.ndarray  # int8 blob
+    biases: np.ndarray  # int32 blob
+    multipliers: np.ndarray  # int64 blob (Q31 multipliers)
+    shifts: np.ndarray  # int64 blob
+    plan: ArenaPlan
+    offsets: dict[str, int]  # arena offset of every activation (aliases share their source's)
+    step_outputs: tuple[str, ...]  # the tensor each row writes (for tracing)
+    input_offsets: np.ndarray
+    input_sizes: np.ndarray
+    output_offsets: np.ndarray
+    output_sizes: np.ndarray
+
+
+class ProgramBuilder:
+    """What an op's prepare() uses: arena offsets, shapes, quantization parameters, blob appends."""
+
+    def __init__(self, graph: Graph, offsets: dict[str, int]) -> None:
+        self.graph = graph
+        self.offsets = offsets
+        self._weights: list[np.ndarray] = []
+        self._biases: list[np.ndarray] = []
+        self._mults: list[int] = []
+        self._shifts: list[int] = []
+        self._sizes = {"weights": 0, "biases": 0}
+
+    def arena(self, name: str) -> int:
+        return self.offsets[name]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.graph.type_of(name).shape
+
+    def qparams(self, name: str) -> QParams:
+        qp = self.graph.type_of(name).qparams
+        if qp is None:
+            raise QuantizationError(f"tensor '{name}' has no quantization parameters")
+        return qp
+
+    def scale_zp(self, name: str) -> tuple[float, int]:
+        qp = self.qparams(name)
+        return qp.scale[0], qp.zero_point[0]
+
+    def const(self, name: str) -> np.ndarray:
+        data = self.graph.const(name)
+        assert data is not None, name
+        return data
+
+    def weights(self, data: np.ndarray) -> int:
+        offset = self._sizes["weights"]
+        self._weights.append(np.ascontiguousarray(data, np.int8).reshape(-1))
+        self._sizes["weights"] += data.size
+        return offset
+
+    def biases(self, data: np.ndarray) -> int:
+        offset = self._sizes["biases"]
+        self._biases.append(np.ascontiguousarray(data, np.int32).reshape(-1))
+        self._sizes["biases"] += data.size
+        return offset
+
+    def multipliers(self, pairs: list[tuple[int, int]]) -> int:
+        offset = len(self._mults)
+        for multiplier, shift in pairs:
+            self._mults.append(multiplier)
+            self._shifts.append(shift)
+        return offset
+
+    def blobs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(1, dtype)
+
+        mults = np.array(self._mults or [0], np.int64)
+        shifts = np.array(self._shifts or [0], np.int64)
+        return cat(self._weights, np.int8), cat(self._biases, np.int32), mults, shifts
+
+
+def _alias_roots(graph: Graph) -> dict[str, str]:
+    """Reshape-like outputs share their input's bytes: map each value to the buffer that holds it."""
+    root: dict[str, str] = {}
+    for node in graph.nodes:
+        rule = spec_for(node.op).int8
+        if rule is not None and rule.alias:
+            root[node.outputs[0]] = root.get(node.inputs[0], node.inputs[0])
+    return root
+
+
+def runs_kernel(op: str) -> bool:
+    rule = spec_for(op).int8
+    return rule is None or not rule.alias
+
+
+def build_program(graph: Graph) -> Program:
+    for name in (*graph.inputs, *graph.outputs):
+        if graph.type_of(name).dtype != DType.INT8:
+            raise QuantizationError(
+                f"tensor '{name}' is {graph.type_of(name).dtype.value}; the runtime needs int8"
+            )
+    if graph.batch_size() != 1:
+        raise QuantizationError(
+            "the runtime plans one sample at a time: import the model with batch size 1"
+        )
+    root = _alias_roots(graph)
+    steps = [n for n in graph.nodes if runs_kernel(n.op)]
+    first: dict[str, int] = {root.get(n, n): -1 for n in graph.inputs}
+    last: dict[str, int] = {}
+    for index, node in enumerate(steps):
+        for out in node.outputs:
+            first.setdefault(root.get(out, out), index)
+    step_of = {n.name: i for i, n in enumerate(steps)}
+    for node in graph.nodes:
+        position = step_of.get(node.name)
+        for name in node.inputs:
+            if name and not graph.values[name].is_const:
+                key = root.get(name, name)
+                # an alias is read when its readers run; an alias node itself reads nothing
+                if position is not None:
+                    last[key] = max(last.get(key, -1), position)
+    for name in graph.outputs:
+        last[root.get(name, name)] = len(steps)
+    buffers = [
+        Buffer(
+            name,
+            graph.type_of(name).nbytes,
+            first[name],
+            max(last.get(name, first[name]), first[name]),
+        )
+        for name in first
+    ]
+    plan = plan_arena(buffers)
+    offsets = {
+        name: plan.offsets[root.get(name, name)]
+        for name in graph.values
+        if root.get(name, name) in plan.offsets
+    }
+    builder = ProgramBuilder(graph, offsets)
+    rows = np.zeros((max(len(steps), 1), ROW_WIDTH), np.int64)
+    for i, node in enumerate(steps):
+        rule = spec_for(node.op).int8
+        assert rule is not None and rule.prepare is not None, node.op
+        fields = rule.prepare(node, graph, builder)
+        if len(fields) > ROW_WIDTH:
+            raise QuantizationError(
+                f"node '{node.name}' ({node.op}): too many operands for one program row"
+            )
+        rows[i, : len(fields)] = fields
+    weights, biases, mults, shifts = builder.blobs()
+
+    def table(names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            np.array([offsets[n] for n in names], np.int64),
+            np.array([graph.type_of(n).size for n in names], np.int64),
+        )
+
+    in_off, in_size = table(graph.inputs)
+    out_off, out_size = table(graph.outputs)
+    return Program(
+        rows[: len(steps)],
+        weights,
+        biases,
+        mults,
+        shifts,
+        plan,
+        offsets,
+        tuple(n.outputs[0] for n in steps),
+        in_off,
+        in_size,
+        out_off,
+        out_size,
+    )
