@@ -20,12 +20,8 @@ NO_EXAMPLES_NEEDED = {
 
 
 def test_every_importable_op_has_examples() -> None:
-    missing = [
-        name
-        for name, spec in REGISTRY.items()
-        if not spec.examples() and name not in NO_EXAMPLES_NEEDED
-    ]
-    assert missing == []
+    """Ops made only by passes or the quantizer (FullyConnected, Requantize) are tested there."""
+    assert [name for name, spec in REGISTRY.items() if spec.from_onnx and not spec.examples()] == []
 
 
 def feeds_for(example: OpExample, rng: np.random.Generator) -> list[np.ndarray]:
