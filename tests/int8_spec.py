@@ -50,6 +50,79 @@ def requantize(
     return (high >> right) + (remainder > threshold)
 
 
+# ---- gemmlowp fixed point, vectorized (int64 arrays holding int32 values) ----
+
+I32_MIN, I32_MAX = -(2**31), 2**31 - 1
+
+
+def wrap(x: np.ndarray) -> np.ndarray:
+    return ((np.asarray(x, np.int64) + 2**31) & 0xFFFFFFFF) - 2**31
+
+
+def high_mul(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    p = a * b
+    t = p + np.where(p >= 0, 1 << 30, 1 - (1 << 30))
+    q = np.where(t >= 0, t >> 31, -((-t) >> 31))
+    return np.where((a == I32_MIN) & (b == I32_MIN), I32_MAX, q)
+
+
+def shift_right_rounding(x: np.ndarray, e: int) -> np.ndarray:
+    x = np.asarray(x, np.int64)
+    mask = (1 << e) - 1
+    return (x >> e) + ((x & mask) > ((mask >> 1) + (x < 0)))
+
+
+def times_pot(x: np.ndarray, e: int) -> np.ndarray:
+    if e <= 0:
+        return shift_right_rounding(x, -e) if e else np.asarray(x, np.int64)
+    limit = (1 << (31 - e)) - 1
+    return np.where(x > limit, I32_MAX, np.where(x < -limit, I32_MIN, np.asarray(x, np.int64) << e))
+
+
+def exp_negative(a: np.ndarray, integer_bits: int) -> np.ndarray:
+    frac = 31 - integer_bits
+    quarter = 1 << (frac - 2)
+    shifted = (a & (quarter - 1)) - quarter
+    x = times_pot(shifted, integer_bits) + (1 << 28)
+    x2 = high_mul(x, x)
+    x4 = high_mul(x2, x2)
+    poly = times_pot(high_mul(times_pot(x4, -2) + high_mul(x2, x), 715827883) + x2, -1)
+    result = wrap(1895147668 + high_mul(1895147668, x + poly))
+    rest = shifted - a
+    for k, mult in zip(
+        range(-2, 5), (1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242)
+    ):
+        if integer_bits > k:
+            result = np.where(rest & (1 << (frac + k)), high_mul(result, mult), result)
+    if integer_bits > 5:
+        result = np.where(a < -(1 << (36 - integer_bits)), 0, result)
+    return np.where(a == 0, I32_MAX, result)
+
+
+def newton_reciprocal(a: np.ndarray) -> np.ndarray:
+    """x ~ 1 / ((1 + a) / 2) in Q2.29 after three Newton steps."""
+    total = np.asarray(a, np.int64) + I32_MAX
+    half = total + np.where(total >= 0, 1, -1)
+    d = np.where(half >= 0, half // 2, -((-half) // 2))
+    x = 1515870810 + high_mul(d, -1010580540)
+    for _ in range(3):
+        x = x + times_pot(high_mul(x, (1 << 29) - high_mul(d, x)), 2)
+    return x
+
+
+def logistic_q31(a: np.ndarray) -> np.ndarray:
+    magnitude = np.where(a > 0, a, wrap(-a))
+    positive = times_pot(newton_reciprocal(exp_negative(wrap(-magnitude), 4)), 1)
+    return np.where(a == 0, 1 << 30, np.where(a > 0, positive, I32_MAX - positive))
+
+
+def tanh_q31(a: np.ndarray) -> np.ndarray:
+    negative = np.where(a < 0, a, wrap(-a))
+    t = times_pot(newton_reciprocal(exp_negative(negative, 5)) - (1 << 29), 2)
+    return np.where(a == 0, 0, np.where(a < 0, wrap(-t), t))
+
+
 def sz(graph: Graph, name: str) -> tuple[float, int]:
     qp = graph.type_of(name).qparams
     assert qp is not None
@@ -270,6 +343,64 @@ def prelu(node: Node, graph: Graph, x: np.ndarray, single: bool) -> np.ndarray:
     return np.clip(np.where(v >= 0, pos, neg) + zo, -128, 127)
 
 
+def logistic_or_tanh(node: Node, graph: Graph, x: np.ndarray, single: bool) -> np.ndarray:
+    s_in, zp = sz(graph, node.inputs[0])
+    mantissa, shift = math.frexp(float(s_in) * 2.0**27)
+    q = int(math.floor(mantissa * 2**31 + 0.5))
+    radius = math.floor(15 * 2.0**27 / 2.0**shift)
+    v = x.astype(np.int64) - zp
+    q4 = requantize(v, q, shift, single)
+    if node.op == "Sigmoid":
+        out = shift_right_rounding(logistic_q31(q4), 23) - 128
+    else:
+        out = shift_right_rounding(tanh_q31(q4), 24)
+    out = np.clip(out, -128, 127)
+    return np.where(v <= -radius, -128, np.where(v >= radius, 127, out))
+
+
+def softmax(node: Node, graph: Graph, x: np.ndarray, single: bool) -> np.ndarray:
+    s_in, _ = sz(graph, node.inputs[0])
+    q, shift = multiplier(min(float(s_in) * 2.0**26, 2.0**31 - 1))
+    diff_min = -math.floor(31 * 2.0**26 / 2.0**shift)
+    diff = x.astype(np.int64) - x.max(axis=-1, keepdims=True)
+    used = diff >= diff_min
+    e = exp_negative(requantize(diff, q, shift, single), 5)
+    total = np.where(used, shift_right_rounding(e, 12), 0).sum(axis=-1, keepdims=True)
+    bit_length = sum((total >> k) > 0 for k in range(32))
+    headroom = 32 - bit_length  # count of leading zeros of the uint32 sum
+    scale = times_pot(newton_reciprocal(wrap(((total << headroom) & 0xFFFFFFFF) - 2**31)), 1)
+    exponent = (12 - headroom) + 31 - 8
+    shifted = shift_right_rounding(high_mul(scale, e), exponent)
+    return np.where(used, np.clip(shifted - 128, -128, 127), -128)
+
+
+def hard_swish(node: Node, graph: Graph, x: np.ndarray) -> np.ndarray:
+    (si, zi), (so, zo) = sz(graph, node.inputs[0]), sz(graph, node.outputs[0])
+    hires_scale = np.float32(1 / 128) * np.float32(si)
+
+    def q15(real: np.float32) -> tuple[int, int]:
+        q, e = multiplier(float(real))
+        return (32767 if q >= 2**31 - 1 - 2**15 else (q + 2**15) >> 16), e
+
+    out_m, out_e = q15(hires_scale / np.float32(so))
+    relu_m, relu_e = q15(hires_scale / np.float32(3 / 32768))
+
+    def high16(a: np.ndarray, b: int, rounding: bool) -> np.ndarray:
+        p = a * b + (np.where(a * b >= 0, 1 << 14, 1 - (1 << 14)) if rounding else 0)
+        return np.where(p >= 0, p >> 15, -((-p) >> 15))
+
+    hires = (x.astype(np.int64) - zi) * 128
+    pre = high16(hires, out_m, True)
+    r = np.clip(hires * (1 << max(relu_e - 1, 0)), -32768, 32767) if relu_e > 0 else hires
+    r = high16(r, relu_m, True)
+    if relu_e > 0:
+        r = np.clip(r * 2, -32768, 32767)
+    elif relu_e < 0:
+        r = shift_right_rounding(r, -relu_e)
+    r = (r + 32768) >> 1
+    return np.clip(shift_right_rounding(high16(r, pre, False), -out_e) + zo, -128, 127)
+
+
 def run_spec(graph: Graph, x: np.ndarray, single: bool = False) -> np.ndarray:
     """The graph's (single) output for int8 input x [N, ...]."""
     env = {graph.inputs[0]: x.astype(np.int64)}
@@ -292,6 +423,12 @@ def run_spec(graph: Graph, x: np.ndarray, single: bool = False) -> np.ndarray:
             y = unary(node, graph, ins[0], single)
         elif op == "PRelu":
             y = prelu(node, graph, ins[0], single)
+        elif op in ("Sigmoid", "Tanh"):
+            y = logistic_or_tanh(node, graph, ins[0], single)
+        elif op == "Softmax":
+            y = softmax(node, graph, ins[0], single)
+        elif op == "HardSwish":
+            y = hard_swish(node, graph, ins[0])
         elif op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"):
             y = ins[0].reshape(out_shape)
         elif op == "Transpose":

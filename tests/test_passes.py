@@ -23,6 +23,7 @@ from edgenn.passes.fold_batchnorm import fold_batchnorm
 from edgenn.passes.fold_constants import fold_constants
 from edgenn.passes.fully_connected import fuse_matmul_add
 from edgenn.passes.fuse_activation import fuse_activation
+from edgenn.passes.fuse_hard_swish import fuse_hard_swish
 from edgenn.passes.remove_dead import remove_dead_nodes
 from edgenn.passes.remove_identity import remove_identity
 from edgenn.reference import run_reference
@@ -73,6 +74,7 @@ PASSES: dict[str, Callable[[Graph], Graph]] = {
     "fuse_matmul_add": fuse_matmul_add,
     "fold_batchnorm": fold_batchnorm,
     "fuse_activation": fuse_activation,
+    "fuse_hard_swish": fuse_hard_swish,
     "remove_dead_nodes": remove_dead_nodes,
     "to_channels_last": to_channels_last,
     "simplify_layout": simplify_layout,
@@ -126,6 +128,15 @@ def test_fuse_activation_folds_relu_and_relu6() -> None:
         (n.attrs["clip_min"], n.attrs["clip_max"]) for n in fused.nodes if n.op == "Conv"
     )
     assert clips == [(0.0, 6.0), (0.0, math.inf)]
+
+
+def test_fuse_hard_swish_from_opset11_export() -> None:
+    graph = run_pipeline(
+        GRAPHS["torch_depthwise_separable_opset11"], prefix_until("fuse_hard_swish")
+    )
+    assert "HardSigmoid" in ops(graph)
+    fused = fuse_hard_swish(graph)
+    assert "HardSigmoid" not in ops(fused) and "HardSwish" in ops(fused)
 
 
 def test_fuse_activation_into_residual_add() -> None:

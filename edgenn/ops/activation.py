@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 
+from edgenn.errors import QuantizationError
 from edgenn.ir import Attrs, Graph, Node, TensorType
 from edgenn.ops import (
+    FIXED,
     ImportContext,
     Imported,
     Int8Spec,
@@ -27,7 +29,17 @@ from edgenn.ops import (
     same_type,
 )
 from edgenn.ops.quantization import requantize_row
-from edgenn.quant.fixed_point import clamp, multiply_by_quantized_multiplier, real_multiplier
+from edgenn.quant.fixed_point import (
+    clamp,
+    fixed_logistic,
+    fixed_tanh,
+    input_radius,
+    multiply_by_quantized_multiplier,
+    quantize_multiplier,
+    real_multiplier,
+    round_half_away,
+    rounding_divide_by_pot,
+)
 
 if TYPE_CHECKING:
     from edgenn.runtime.program import ProgramBuilder
@@ -222,10 +234,133 @@ def prelu_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: i
                     index += 1
 
 
+OP_LOGISTIC = 11
+OP_TANH = 12
+OP_HARD_SWISH = 13
+INPUT_INTEGER_BITS = 4  # TFLM rescales Logistic/Tanh inputs to Q4.27
+
+
+def prepare_logistic_tanh_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    """TFLM's Prepare: input multiplier s_in * 2^27 as frexp mantissa (rounded, not renormalized) and
+    exponent, and the input radius beyond which the output saturates."""
+    x, y = node.inputs[0], node.outputs[0]
+    s_in, zp_in = b.scale_zp(x)
+    mantissa, left_shift = math.frexp(float(s_in) * float(1 << (31 - INPUT_INTEGER_BITS)))
+    multiplier = round_half_away(mantissa * (1 << 31))
+    radius = input_radius(INPUT_INTEGER_BITS, left_shift)
+    opcode = OP_LOGISTIC if node.op == "Sigmoid" else OP_TANH
+    return [
+        opcode,
+        b.arena(x),
+        b.arena(y),
+        int(np.prod(b.shape(x))),
+        zp_in,
+        radius,
+        b.multipliers([(multiplier, left_shift)]),
+    ]
+
+
+@njit(cache=True)
+def logistic_tanh_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+    op, x, y, n, zp_in, radius, m = row[0], row[1], row[2], row[3], row[4], row[5], row[6]
+    for i in range(n):
+        v = arena[x + i] - zp_in
+        if v <= -radius:
+            arena[y + i] = -128
+        elif v >= radius:
+            arena[y + i] = 127
+        else:
+            q4 = multiply_by_quantized_multiplier(v, mults[m], shifts[m], rounding)
+            if op == OP_LOGISTIC:  # output 1/256, zero point -128
+                out = rounding_divide_by_pot(fixed_logistic(q4, INPUT_INTEGER_BITS), 23) - 128
+            else:  # output 1/128, zero point 0
+                out = rounding_divide_by_pot(fixed_tanh(q4, INPUT_INTEGER_BITS), 24)
+            arena[y + i] = clamp(out, -128, 127)
+
+
+def int16_multiplier(q31: int) -> int:
+    """TFLite's DownScaleInt32ToInt16Multiplier: round a Q31 multiplier to Q15."""
+    if q31 >= 2**31 - 1 - (1 << 15):
+        return 2**15 - 1
+    return (q31 + (1 << 15)) >> 16
+
+
+def prepare_hard_swish_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    """TFLM's HardSwish Prepare: scales formed in float32, then two Q15 multipliers."""
+    x, y = node.inputs[0], node.outputs[0]
+    (s_in, zp_in), (s_out, zp_out) = b.scale_zp(x), b.scale_zp(y)
+    hires = np.float32(1.0 / 128.0) * np.float32(s_in)
+    out_q31, out_exp = quantize_multiplier(float(hires / np.float32(s_out)))
+    relu_q31, relu_exp = quantize_multiplier(float(hires / np.float32(3.0 / 32768.0)))
+    if out_exp > 0:
+        raise QuantizationError(
+            f"node '{node.name}' (HardSwish): output scale {s_out} is too small for the int8 kernel"
+        )
+    return [
+        OP_HARD_SWISH,
+        b.arena(x),
+        b.arena(y),
+        int(np.prod(b.shape(x))),
+        zp_in,
+        zp_out,
+        int16_multiplier(out_q31),
+        out_exp,
+        int16_multiplier(relu_q31),
+        relu_exp,
+    ]
+
+
+@njit(cache=True, inline="always")
+def _srdhm16(a: int, b: int) -> int:
+    if a == b and a == -32768:
+        return 32767
+    ab = a * b
+    nudge = (1 << 14) if ab >= 0 else 1 - (1 << 14)
+    total = ab + nudge
+    return total // (1 << 15) if total >= 0 else -((-total) // (1 << 15))
+
+
+@njit(cache=True, inline="always")
+def _sdhm16(a: int, b: int) -> int:
+    """SQDMULH: the doubling high multiply truncating toward zero (no rounding nudge)."""
+    if a == b and a == -32768:
+        return 32767
+    ab = a * b
+    return ab // (1 << 15) if ab >= 0 else -((-ab) // (1 << 15))
+
+
+@njit(cache=True, inline="always")
+def _saturating_left_shift16(value: int, amount: int) -> int:
+    return max(-32768, min(32767, value * (1 << amount)))
+
+
+@njit(cache=True)
+def hard_swish_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+    x, y, n, zp_in, zp_out = row[1], row[2], row[3], row[4], row[5]
+    out_mult, out_exp, relu_mult, relu_exp = row[6], row[7], row[8], row[9]
+    for i in range(n):
+        hires = (arena[x + i] - zp_in) * 128
+        preshift_out = _srdhm16(hires, out_mult)
+        reluish = hires
+        if relu_exp > 0:
+            reluish = _saturating_left_shift16(reluish, relu_exp - 1)
+        reluish = _srdhm16(reluish, relu_mult)
+        if relu_exp > 0:
+            reluish = _saturating_left_shift16(reluish, 1)
+        if relu_exp < 0:
+            reluish = rounding_divide_by_pot(reluish, -relu_exp)
+        reluish = (reluish + (1 << 15)) >> 1
+        value = rounding_divide_by_pot(_sdhm16(reluish, preshift_out), -out_exp)
+        arena[y + i] = clamp(value + zp_out, -128, 127)
+
+
 INT8_UNARY = {
     "Relu": Int8Spec(prepare=prepare_clamp_int8),
     "Clip": Int8Spec(prepare=prepare_clamp_int8),
     "LeakyRelu": Int8Spec(prepare=prepare_leaky_relu_int8),
+    "Sigmoid": Int8Spec(output=FIXED, fixed=(1.0 / 256, -128), prepare=prepare_logistic_tanh_int8),
+    "Tanh": Int8Spec(output=FIXED, fixed=(1.0 / 128, 0), prepare=prepare_logistic_tanh_int8),
+    "HardSwish": Int8Spec(prepare=prepare_hard_swish_int8),
 }
 
 register(

@@ -12,6 +12,7 @@ from edgenn.passes.fold_batchnorm import fold_batchnorm
 from edgenn.passes.fold_constants import fold_constants
 from edgenn.passes.fully_connected import fuse_matmul_add
 from edgenn.passes.fuse_activation import fuse_activation
+from edgenn.passes.fuse_hard_swish import fuse_hard_swish
 from edgenn.passes.remove_dead import remove_dead_nodes
 from edgenn.passes.remove_identity import remove_identity
 
@@ -25,6 +26,7 @@ FLOAT_PASSES: tuple[tuple[str, Pass], ...] = (
     ("fuse_matmul_add", fuse_matmul_add),
     ("fold_batchnorm", fold_batchnorm),
     ("fuse_activation", fuse_activation),
+    ("fuse_hard_swish", fuse_hard_swish),
     ("remove_dead_nodes", remove_dead_nodes),
 )
 LAYOUT_PASSES: tuple[tuple[str, Pass], ...] = (

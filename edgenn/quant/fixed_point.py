@@ -107,3 +107,154 @@ def real_multiplier(*factors: float, divisor: float = 1.0) -> tuple[int, int]:
     for f in factors:
         value *= float(f)
     return quantize_multiplier(value / float(divisor))
+
+
+# ---- gemmlowp fixed-point functions (TFLM's Softmax / Logistic / Tanh) ----
+# A raw int32 with `integer_bits` integer bits holds real = raw / 2^(31 - integer_bits).
+# Products of two such values are SRDHM of the raws (integer bits add up).
+
+EXP_BARREL = (
+    (-2, 1672461947),
+    (-1, 1302514674),
+    (0, 790015084),
+    (1, 290630308),
+    (2, 39332535),
+    (3, 720401),
+    (4, 242),
+)  # exp(-2^k) in Q0.31, k = -2..4
+
+
+@njit(cache=True, inline="always")
+def wrap32(x: int) -> int:
+    """Two's-complement int32 wrap-around, as C arithmetic on int32 gives."""
+    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+@njit(cache=True, inline="always")
+def saturating_rounding_multiply_by_pot(x: int, exponent: int) -> int:
+    """x * 2^exponent: a saturating left shift, or a rounding right shift."""
+    if exponent == 0:
+        return x
+    if exponent < 0:
+        return rounding_divide_by_pot(x, -exponent)
+    threshold = (1 << (31 - exponent)) - 1
+    if x > threshold:
+        return INT32_MAX
+    if x < -threshold:
+        return INT32_MIN
+    return x << exponent
+
+
+@njit(cache=True, inline="always")
+def rounding_half_sum(a: int, b: int) -> int:
+    total = a + b
+    sign = 1 if total >= 0 else -1
+    half = total + sign
+    return half // 2 if half >= 0 else -((-half) // 2)  # C division truncates
+
+
+@njit(cache=True)
+def exp_on_interval_between_negative_one_quarter_and_0_excl(a: int) -> int:
+    """exp(a) for a in [-1/4, 0), Q0.31: Taylor expansion around -1/8."""
+    constant_term = 1895147668  # exp(-1/8)
+    constant_1_over_3 = 715827883
+    x = a + (1 << 28)  # a + 1/8
+    x2 = saturating_rounding_doubling_high_mul(x, x)
+    x3 = saturating_rounding_doubling_high_mul(x2, x)
+    x4 = saturating_rounding_doubling_high_mul(x2, x2)
+    x4_over_4 = saturating_rounding_multiply_by_pot(x4, -2)
+    poly = saturating_rounding_multiply_by_pot(
+        saturating_rounding_doubling_high_mul(x4_over_4 + x3, constant_1_over_3) + x2, -1
+    )
+    return wrap32(constant_term + saturating_rounding_doubling_high_mul(constant_term, x + poly))
+
+
+@njit(cache=True)
+def exp_on_negative_values(a: int, integer_bits: int) -> int:
+    """exp(a) for a <= 0 given with `integer_bits` integer bits; result Q0.31."""
+    fractional_bits = 31 - integer_bits
+    one_quarter = 1 << (fractional_bits - 2)
+    mask = one_quarter - 1
+    a_mod_quarter_minus_one_quarter = (a & mask) - one_quarter
+    result = exp_on_interval_between_negative_one_quarter_and_0_excl(
+        saturating_rounding_multiply_by_pot(a_mod_quarter_minus_one_quarter, integer_bits)
+    )
+    remainder = a_mod_quarter_minus_one_quarter - a
+    for exponent, multiplier in EXP_BARREL:
+        if integer_bits > exponent:
+            if remainder & (1 << (fractional_bits + exponent)):
+                result = saturating_rounding_doubling_high_mul(result, multiplier)
+    if integer_bits > 5 and a < -(1 << (36 - integer_bits)):
+        result = 0
+    if a == 0:
+        result = INT32_MAX
+    return result
+
+
+@njit(cache=True)
+def one_over_one_plus_x_for_x_in_0_1(a: int) -> int:
+    """1 / (1 + a) for a in [0, 1), Q0.31 in and out: Newton-Raphson in Q2.29 (constants 48/17, -32/17)."""
+    half_denominator = rounding_half_sum(a, INT32_MAX)
+    x = 1515870810 + saturating_rounding_doubling_high_mul(half_denominator, -1010580540)
+    for _ in range(3):
+        half_denominator_times_x = saturating_rounding_doubling_high_mul(half_denominator, x)
+        one_minus = (1 << 29) - half_denominator_times_x
+        x = x + saturating_rounding_multiply_by_pot(
+            saturating_rounding_doubling_high_mul(x, one_minus), 2
+        )
+    return saturating_rounding_multiply_by_pot(x, 1)
+
+
+@njit(cache=True)
+def one_minus_x_over_one_plus_x_for_x_in_0_1(a: int) -> int:
+    half_denominator = rounding_half_sum(a, INT32_MAX)
+    x = 1515870810 + saturating_rounding_doubling_high_mul(half_denominator, -1010580540)
+    for _ in range(3):
+        half_denominator_times_x = saturating_rounding_doubling_high_mul(half_denominator, x)
+        one_minus = (1 << 29) - half_denominator_times_x
+        x = x + saturating_rounding_multiply_by_pot(
+            saturating_rounding_doubling_high_mul(x, one_minus), 2
+        )
+    return saturating_rounding_multiply_by_pot(x - (1 << 29), 2)
+
+
+@njit(cache=True)
+def fixed_logistic(a: int, integer_bits: int) -> int:
+    """1 / (1 + exp(-a)), Q0.31 out."""
+    if a == 0:
+        return 1 << 30
+    magnitude = a if a > 0 else wrap32(-a)
+    positive = one_over_one_plus_x_for_x_in_0_1(
+        exp_on_negative_values(wrap32(-magnitude), integer_bits)
+    )
+    return positive if a > 0 else INT32_MAX - positive
+
+
+@njit(cache=True)
+def fixed_tanh(a: int, integer_bits: int) -> int:
+    """tanh(a), Q0.31 out, via (1 - exp(-2|a|)) / (1 + exp(-2|a|))."""
+    if a == 0:
+        return 0
+    negative = a if a < 0 else wrap32(-a)
+    t = one_minus_x_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(negative, integer_bits + 1))
+    return wrap32(-t) if a < 0 else t
+
+
+@njit(cache=True, inline="always")
+def count_leading_zeros32(x: int) -> int:
+    n = 0
+    value = x & 0xFFFFFFFF
+    if value == 0:
+        return 32
+    while value < (1 << 31):
+        value <<= 1
+        n += 1
+    return n
+
+
+def input_radius(integer_bits: int, left_shift: int, total_bits: int = 31) -> int:
+    """TFLite's CalculateInputRadius: the largest |input| before the fixed-point function saturates."""
+    value = (
+        ((1 << integer_bits) - 1) * float(1 << (total_bits - integer_bits)) / float(1 << left_shift)
+    )
+    return int(math.floor(value))

@@ -8,13 +8,24 @@ from __future__ import annotations
 
 from numba import njit
 
-from edgenn.ops.activation import OP_LEAKY_RELU, OP_PRELU, leaky_relu_int8, prelu_int8
+from edgenn.ops.activation import (
+    OP_HARD_SWISH,
+    OP_LEAKY_RELU,
+    OP_LOGISTIC,
+    OP_PRELU,
+    OP_TANH,
+    hard_swish_int8,
+    leaky_relu_int8,
+    logistic_tanh_int8,
+    prelu_int8,
+)
 from edgenn.ops.conv import OP_CONV, conv_int8
 from edgenn.ops.elementwise import OP_BINARY, binary_int8
 from edgenn.ops.linear import OP_FULLY_CONNECTED, fully_connected_int8
 from edgenn.ops.pool import OP_POOL, pool_int8
 from edgenn.ops.quantization import OP_REQUANTIZE, requantize_int8
 from edgenn.ops.shape import OP_CONCAT, OP_PAD, OP_TRANSPOSE, concat_int8, pad_int8, transpose_int8
+from edgenn.ops.softmax import OP_SOFTMAX, softmax_int8
 
 
 @njit(cache=True)
@@ -42,6 +53,12 @@ def run_steps(rows, arena, weights, biases, mults, shifts, rounding, first, last
             pad_int8(row, arena, weights, biases, mults, shifts, rounding)
         elif op == OP_CONCAT:
             concat_int8(row, arena, weights, biases, mults, shifts, rounding)
+        elif op == OP_LOGISTIC or op == OP_TANH:
+            logistic_tanh_int8(row, arena, weights, biases, mults, shifts, rounding)
+        elif op == OP_HARD_SWISH:
+            hard_swish_int8(row, arena, weights, biases, mults, shifts, rounding)
+        elif op == OP_SOFTMAX:
+            softmax_int8(row, arena, weights, biases, mults, shifts, rounding)
 
 
 @njit(cache=True)
