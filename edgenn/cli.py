@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
 
 from edgenn import __version__
-from edgenn.errors import EdgennError
+from edgenn.errors import EdgennError, InputError
 
 _debug = False
 
@@ -24,12 +26,72 @@ def cli(debug: bool) -> None:
     _debug = debug
 
 
-def _load(model: Path, batch_size: int, optimized: bool):  # type: ignore[no-untyped-def]
+def calib_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The calibration options shared by convert, eval and run."""
+    options = [
+        click.option(
+            "--calib",
+            default=None,
+            metavar="DATA|random",
+            help="Calibration data (.npz with array x, or .npy), or 'random'. "
+            "Default: the model's bundled test set.",
+        ),
+        click.option(
+            "--observer",
+            type=click.Choice(["minmax", "percentile", "mse"]),
+            default="minmax",
+            show_default=True,
+            help="How activation ranges are chosen from the calibration data.",
+        ),
+        click.option(
+            "--percentile",
+            default=99.99,
+            show_default=True,
+            help="Percentile for --observer percentile.",
+        ),
+        click.option(
+            "--calib-samples",
+            default=256,
+            show_default=True,
+            type=click.IntRange(min=1),
+            help="Samples drawn for --calib random.",
+        ),
+        click.option("--seed", default=0, show_default=True, help="Seed for --calib random."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _float_graph(model: Path, batch_size: int, optimized: bool):  # type: ignore[no-untyped-def]
     from edgenn.frontend.onnx import load_onnx
     from edgenn.passes import optimize
 
     graph = load_onnx(model, batch_size=batch_size)
     return optimize(graph) if optimized else graph
+
+
+def _fixed_point(model: Path, calib: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """(Converted or None, fixed-point graph): an ONNX model is converted now; a .edgenn file is loaded."""
+    from edgenn.compile import convert
+    from edgenn.serialize import is_edgenn_file, load_graph
+
+    if is_edgenn_file(model):
+        return None, load_graph(model)
+    converted = convert(model, **calib)
+    return converted, converted.fixed_graph
+
+
+def _calib(
+    calib: str | None, observer: str, percentile: float, calib_samples: int, seed: int
+) -> dict[str, Any]:
+    return {
+        "calib": calib,
+        "observer": observer,
+        "percentile": percentile,
+        "samples": calib_samples,
+        "seed": seed,
+    }
 
 
 @cli.command()
@@ -49,8 +111,117 @@ def inspect(model: Path, as_json: bool, raw: bool, batch_size: int) -> None:
     """Per-layer table of MODEL: op, output shape, parameters, MACs, and totals."""
     from edgenn.summary import format_table, summary
 
-    info = summary(_load(model, batch_size, optimized=not raw))
+    info = summary(_float_graph(model, batch_size, optimized=not raw))
     click.echo(json.dumps(info, indent=2) if as_json else format_table(info))
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    "outdir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for model.edgenn and report.json (created if missing).",
+)
+@calib_options
+@click.option(
+    "--data",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Labelled data (.npz with x, y) for the accuracy report. "
+    "Default: the bundled test set, or the calibration data if labelled.",
+)
+def convert(
+    model: Path,
+    outdir: Path,
+    calib: str | None,
+    observer: str,
+    percentile: float,
+    calib_samples: int,
+    seed: int,
+    data: Path | None,
+) -> None:
+    """Quantize MODEL (ONNX) to an int8 fixed-point model: OUTDIR/model.edgenn and OUTDIR/report.json."""
+    from edgenn.compile import conversion_report
+    from edgenn.fileio import write_atomic
+    from edgenn.serialize import save_graph
+
+    converted, fixed = _fixed_point(model, _calib(calib, observer, percentile, calib_samples, seed))
+    if converted is None:
+        raise InputError(f"{model}: already a fixed-point model; convert takes an ONNX model")
+    report = conversion_report(converted, model, calib, data)
+    outdir.mkdir(parents=True, exist_ok=True)
+    save_graph(fixed, outdir / "model.edgenn")
+    write_atomic(outdir / "report.json", lambda f: f.write(json.dumps(report, indent=2).encode()))
+    _print_report(report)
+    click.echo(f"wrote {outdir / 'model.edgenn'} and {outdir / 'report.json'}")
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    click.echo(
+        f"calibration: {report['calibration']} ({report['calibration_samples']} samples, "
+        f"{report['observer']} observer)"
+    )
+    click.echo(f"{'layer':<28} {'op':<18} {'SQNR dB':>8}")
+    for row in report["layers"]:
+        click.echo(f"{row['layer']:<28} {row['op']:<18} {row['sqnr_db']:>8.2f}")
+    click.echo(
+        f"arena {report['arena_bytes']:,} B, weights {report['weight_bytes']:,} B, "
+        f"model file {report['model_file_bytes']:,} B"
+    )
+    evaluation = report.get("evaluation", {})
+    if "int8_accuracy" in evaluation:
+        click.echo(
+            f"accuracy on {evaluation['samples']} samples: float {evaluation['float_accuracy']:.4f}, "
+            f"int8 {evaluation['int8_accuracy']:.4f}"
+        )
+
+
+@cli.command(name="eval")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Labelled data: .npz with x and y.",
+)
+@calib_options
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def eval_command(
+    model: Path,
+    data: Path,
+    calib: str | None,
+    observer: str,
+    percentile: float,
+    calib_samples: int,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Float and int8 accuracy of MODEL side by side (an ONNX model is converted first)."""
+    from edgenn.compile import accuracy, evaluate, load_dataset
+    from edgenn.runtime import Runtime
+
+    x, labels = load_dataset(data)
+    if labels is None:
+        raise InputError(f"{data}: no integer labels (array y) to compute accuracy")
+    converted, fixed = _fixed_point(model, _calib(calib, observer, percentile, calib_samples, seed))
+    if converted is not None:
+        result = evaluate(converted, x, labels)
+    else:  # a fixed-point file carries no float graph
+        result = {
+            "samples": len(x),
+            "float_accuracy": None,
+            "int8_accuracy": accuracy(Runtime(fixed).run_float(x.astype(np.float32)), labels),
+        }
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    float_text = "n/a" if result["float_accuracy"] is None else f"{result['float_accuracy']:.4f}"
+    click.echo(
+        f"{len(x)} samples: float accuracy {float_text}, int8 accuracy {result['int8_accuracy']:.4f}"
+    )
 
 
 @cli.command()
@@ -73,27 +244,66 @@ def inspect(model: Path, as_json: bool, raw: bool, batch_size: int) -> None:
 )
 @click.option(
     "--backend",
-    type=click.Choice(["float"]),
+    type=click.Choice(["float", "int8"]),
     default="float",
     show_default=True,
-    help="float: the numpy float reference.",
+    help="float: the numpy float reference; int8: the Numba fixed-point runtime.",
 )
-def run(model: Path, inputs: tuple[Path, ...], output: Path, backend: str) -> None:
+@click.option(
+    "--dequantize", is_flag=True, help="With --backend int8: write float outputs instead of int8."
+)
+@calib_options
+def run(
+    model: Path,
+    inputs: tuple[Path, ...],
+    output: Path,
+    backend: str,
+    dequantize: bool,
+    calib: str | None,
+    observer: str,
+    percentile: float,
+    calib_samples: int,
+    seed: int,
+) -> None:
     """Run MODEL on the given inputs (any batch size) and save its outputs."""
     from edgenn.fileio import load_array, load_labels, save_arrays
-    from edgenn.reference import run_reference
 
-    graph = _load(model, 1, optimized=False)
     arrays = [load_array(path) for path in inputs]
-    results = run_reference(graph, arrays)
+    if backend == "float":
+        from edgenn.reference import run_reference
+
+        results = run_reference(_float_graph(model, 1, optimized=False), arrays)
+    else:
+        calib_args = _calib(calib, observer, percentile, calib_samples, seed)
+        results = _run_int8(model, arrays, dequantize, calib_args)
     save_arrays(output, results)
-    shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in results.items())
+    shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))} {v.dtype}" for k, v in results.items())
     click.echo(f"wrote {output} ({shapes})")
     labels = load_labels(inputs[0]) if len(inputs) == 1 else None
     first = next(iter(results.values()))
     if labels is not None and first.ndim == 2 and len(labels) == len(first):
         accuracy = float(np.mean(first.argmax(axis=1) == labels))
         click.echo(f"top-1 accuracy {accuracy:.4f} on {len(labels)} labelled samples ({backend})")
+
+
+def _run_int8(
+    model: Path, arrays: list[np.ndarray], dequantize: bool, calib: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """int8 inputs run as they are; float inputs are quantized with the model's input parameters."""
+    from edgenn.quant.quantize import dequantize_array, quantize_array
+    from edgenn.runtime import Runtime
+
+    _, fixed = _fixed_point(model, calib)
+    runtime = Runtime(fixed)
+    quantized = [
+        a if a.dtype == np.int8 else quantize_array(a.astype(np.float32), t.qparams)  # type: ignore[arg-type]
+        for a, t in zip(arrays, runtime.input_types)
+    ]
+    outputs = runtime.run(*quantized)
+    outputs = outputs if isinstance(outputs, list) else [outputs]
+    if dequantize:
+        outputs = [dequantize_array(o, t.qparams) for o, t in zip(outputs, runtime.output_types)]  # type: ignore[arg-type]
+    return dict(zip(fixed.outputs, outputs))
 
 
 def main(argv: list[str] | None = None) -> None:

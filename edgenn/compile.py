@@ -1,0 +1,174 @@
+"""The float -> fixed-point compile as one call, and the reports that compare the two."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgenn.errors import InputError
+from edgenn.fileio import load_array, load_labels
+from edgenn.frontend.onnx import load_onnx
+from edgenn.ir import Graph
+from edgenn.passes import optimize
+from edgenn.quant.calibrate import calibrate, check_calibration_data
+from edgenn.quant.quantize import dequantize_array, quantize_array, quantize_graph
+from edgenn.reference import run_reference
+from edgenn.runtime import Runtime
+
+SQNR_SAMPLES = 128  # per-layer SQNR is measured on this many calibration samples at most
+
+
+@dataclass
+class Converted:
+    float_graph: Graph  # optimized (fused, channels-last) float graph
+    fixed_graph: Graph
+    calibration: str  # where the calibration data came from
+    data: np.ndarray  # the calibration inputs
+    observer: str
+
+
+def bundled_test_set(model: Path) -> Path | None:
+    """models/<name>.onnx ships with models/<name>_test.npz."""
+    candidate = model.with_name(f"{model.stem}_test.npz")
+    return candidate if candidate.is_file() else None
+
+
+def calibration_data(
+    graph: Graph, model: Path, calib: str | None, samples: int, seed: int
+) -> tuple[np.ndarray, str]:
+    """The calibration inputs: a file, `random` (uniform in [-1, 1], seeded) or the bundled test set."""
+    if calib == "random":
+        shape = graph.type_of(graph.inputs[0]).shape[1:]
+        data = np.random.default_rng(seed).uniform(-1, 1, (samples, *shape)).astype(np.float32)
+        return data, f"random uniform [-1, 1], {samples} samples, seed {seed}"
+    source = Path(calib) if calib else bundled_test_set(model)
+    if source is None:
+        raise InputError(
+            f"{model}: no calibration data; give --calib DATA.npz (array x) or .npy, or --calib random"
+        )
+    return load_array(source), str(source)
+
+
+def convert(
+    model: str | os.PathLike[str],
+    calib: str | None = None,
+    observer: str = "minmax",
+    percentile: float = 99.99,
+    samples: int = 256,
+    seed: int = 0,
+) -> Converted:
+    path = Path(model)
+    float_graph = optimize(load_onnx(path))
+    data, origin = calibration_data(float_graph, path, calib, samples, seed)
+    ranges = calibrate(float_graph, data, observer=observer, percentile=percentile)
+    return Converted(float_graph, quantize_graph(float_graph, ranges), origin, data, observer)
+
+
+def sqnr_db(reference: np.ndarray, approximation: np.ndarray) -> float:
+    """10 log10(signal power / noise power); inf when equal."""
+    noise = float(np.sum((reference.astype(np.float64) - approximation) ** 2))
+    signal = float(np.sum(reference.astype(np.float64) ** 2))
+    if noise == 0.0:
+        return math.inf
+    return 10.0 * math.log10(signal / noise) if signal > 0 else -math.inf
+
+
+def layer_sqnr(float_graph: Graph, fixed_graph: Graph, x: np.ndarray) -> list[dict[str, Any]]:
+    """Per-layer SQNR of the dequantized integer result against the float reference (same tensor names)."""
+    x = check_calibration_data(float_graph, x, "SQNR data")[:SQNR_SAMPLES]
+    float_values = run_reference(float_graph, x, keep_all=True)
+    runtime = Runtime(fixed_graph)
+    in_qp = fixed_graph.type_of(fixed_graph.inputs[0]).qparams
+    assert in_qp is not None
+    traces = [runtime.trace(quantize_array(x[i : i + 1], in_qp)) for i in range(len(x))]
+    rows = []
+    for node in fixed_graph.nodes:
+        name = node.outputs[0]
+        if name not in float_values or name not in traces[0]:
+            continue
+        qp = fixed_graph.type_of(name).qparams
+        assert qp is not None
+        approx = dequantize_array(np.concatenate([t[name] for t in traces]), qp)
+        rows.append(
+            {
+                "layer": node.name,
+                "op": node.op,
+                "tensor": name,
+                "sqnr_db": round(sqnr_db(float_values[name], approx), 2),
+                "scale": qp.scale[0],
+                "zero_point": qp.zero_point[0],
+            }
+        )
+    return rows
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(logits.reshape(len(logits), -1).argmax(axis=1) == labels))
+
+
+def evaluate(converted: Converted, data: np.ndarray, labels: np.ndarray | None) -> dict[str, Any]:
+    """Float and int8 outputs on `data`; accuracies when labels are given."""
+    data = check_calibration_data(converted.float_graph, data, "evaluation data")
+    float_out = run_reference(converted.float_graph, data)[converted.float_graph.outputs[0]]
+    int8_out = Runtime(converted.fixed_graph).run_float(data)
+    assert isinstance(int8_out, np.ndarray)
+    result: dict[str, Any] = {
+        "samples": len(data),
+        "output_sqnr_db": round(sqnr_db(float_out, int8_out), 2),
+    }
+    if labels is not None:
+        if len(labels) != len(data):
+            raise InputError(f"{len(labels)} labels for {len(data)} samples")
+        result["float_accuracy"] = accuracy(float_out, labels)
+        result["int8_accuracy"] = accuracy(int8_out, labels)
+        result["agreement"] = float(np.mean(float_out.argmax(-1) == int8_out.argmax(-1)))
+    return result
+
+
+def evaluation_set(model: Path, calib: str | None, data: Path | None) -> Path | None:
+    """Labelled data for accuracy: --data, else a bundled test set, else the calibration file if labelled."""
+    if data is not None:
+        return data
+    if calib is None:
+        return bundled_test_set(model)
+    if calib != "random" and load_labels(calib) is not None:
+        return Path(calib)
+    return None
+
+
+def load_dataset(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    return load_array(path), load_labels(path)
+
+
+def conversion_report(
+    converted: Converted, model: Path, calib: str | None, data: Path | None
+) -> dict[str, Any]:
+    """What `edgenn convert` writes to report.json: sizes, arena plan, per-layer SQNR, accuracy."""
+    from edgenn.serialize import to_bytes
+
+    fixed = converted.fixed_graph
+    eval_path = evaluation_set(model, calib, data)
+    x_eval, labels = load_dataset(eval_path) if eval_path else (None, None)
+    runtime = Runtime(fixed)
+    report: dict[str, Any] = {
+        "model": str(model),
+        "observer": converted.observer,
+        "calibration": converted.calibration,
+        "calibration_samples": len(converted.data),
+        "rounding": "double",
+        "arena_bytes": runtime.arena_bytes,
+        "weight_bytes": sum(v.type.nbytes for v in fixed.values.values() if v.is_const),
+        "model_file_bytes": len(to_bytes(fixed)),
+        "layers": layer_sqnr(
+            converted.float_graph, fixed, converted.data if x_eval is None else x_eval
+        ),
+        "arena_plan": runtime.program.plan.describe(),
+    }
+    if x_eval is not None:
+        report["evaluation"] = {"data": str(eval_path), **evaluate(converted, x_eval, labels)}
+    return report
