@@ -217,6 +217,15 @@ def broadcast_strides(shape: Sequence[int], out_shape: Sequence[int], rank: int 
     return strides
 
 
+def checked_int32(values: np.ndarray, node: Node) -> np.ndarray:
+    """Values that must fit an int32 blob (folded biases); QuantizationError naming the node if not."""
+    if values.size and int(np.abs(values).max()) > 2**31 - 1:
+        from edgenn.errors import QuantizationError
+
+        raise QuantizationError(f"node '{node.name}' ({node.op}): folded bias exceeds int32")
+    return values.astype(np.int32)
+
+
 def padded_shape(shape: Sequence[int], rank: int = 4) -> list[int]:
     if len(shape) > rank:
         raise ShapeError(f"rank {len(shape)} is above the integer kernels' limit of {rank}")

@@ -176,7 +176,7 @@ def prepare_leaky_relu_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list
 
 
 @njit(cache=True)
-def leaky_relu_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+def leaky_relu_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     x, y, n, zp_in, zp_out, m = row[1], row[2], row[3], row[4], row[5], row[6]
     for i in range(n):
         v = arena[x + i] - zp_in
@@ -210,7 +210,7 @@ def prepare_prelu_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]
 
 
 @njit(cache=True)
-def prelu_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+def prelu_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     x, a, y = row[1], row[2], row[3]
     d0, d1, d2, d3 = row[4], row[5], row[6], row[7]
     zp_in, zp_a, zp_out, m = row[16], row[17], row[18], row[19]
@@ -261,7 +261,7 @@ def prepare_logistic_tanh_int8(node: Node, graph: Graph, b: ProgramBuilder) -> l
 
 
 @njit(cache=True)
-def logistic_tanh_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+def logistic_tanh_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     op, x, y, n, zp_in, radius, m = row[0], row[1], row[2], row[3], row[4], row[5], row[6]
     for i in range(n):
         v = arena[x + i] - zp_in
@@ -335,7 +335,7 @@ def _saturating_left_shift16(value: int, amount: int) -> int:
 
 
 @njit(cache=True)
-def hard_swish_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+def hard_swish_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     x, y, n, zp_in, zp_out = row[1], row[2], row[3], row[4], row[5]
     out_mult, out_exp, relu_mult, relu_exp = row[6], row[7], row[8], row[9]
     for i in range(n):

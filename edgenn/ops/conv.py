@@ -25,10 +25,12 @@ from edgenn.ops import (
     OnnxNode,
     OpExample,
     OpSpec,
+    checked_int32,
     clip_range,
     register,
     set_channels_last,
 )
+from edgenn.ops.dot import dot_rows
 from edgenn.ops.spatial import (
     auto_pads,
     channels,
@@ -233,21 +235,34 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     pads = attrs["pads"]
     pt, pl = (0, pads[0]) if one_d else (pads[0], pads[1])
     group = attrs["group"]
-    if group not in (1, c) or (group == c and w.shape[-1] != 1 and c > 1):
+    depthwise = group == c and group > 1 and w.shape[-1] == 1
+    if group != 1 and not depthwise:
         raise QuantizationError(
             f"node '{node.name}' (Conv): grouped convolution (group {group}) has no int8 kernel"
         )
-    depth_mult = oc // c if group == c and c > 1 else 0
     s_in, zp_in = b.scale_zp(x)
     s_out, zp_out = b.scale_zp(y)
     pairs = [real_multiplier(s_in, s_w, divisor=s_out) for s_w in b.qparams(w_name).scale]
     lo, hi = activation_bounds(attrs["clip_min"], attrs["clip_max"], s_out, zp_out)
+    bias_q = b.const(bias).astype(np.int64)
+    w2 = w.reshape(oc, -1).astype(np.int64)
+    if depthwise:
+        # taps outer, channels inner: weights stored [KH, KW, O] so a tap's weights are contiguous
+        weights = w.reshape(oc, kh * kw).T
+        b.scratch(accumulators=oc)
+    else:
+        # padding taps are filled with the input zero point, so (x - zp) * w is folded into the bias:
+        # sum (x - zp) w + bias == sum x w + (bias - zp * sum w) exactly, in integers
+        weights = w
+        bias_q = bias_q - zp_in * w2.sum(axis=1)
+        b.scratch(patch=kh * kw * c, accumulators=oc)
+    depth_mult = oc // c if depthwise else 0
     return [
         OP_CONV,
         b.arena(x),
         b.arena(y),
-        b.weights(w),
-        b.biases(b.const(bias)),
+        b.weights(weights),
+        b.biases(checked_int32(bias_q, node)),
         b.multipliers(pairs),
         h,
         width,
@@ -271,12 +286,40 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     ]
 
 
+@njit(cache=True)
+def gather_window(arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, patch):  # type: ignore[no-untyped-def]
+    """Copy one convolution window [KH, KW, C] into `patch`; taps outside the input get the input zero
+    point (so they add nothing once the bias carries -zp * sum w). Rows fully inside copy in one run."""
+    row_len = kw * c
+    for ky in range(kh):
+        iy = iy0 + ky * dh
+        dst = patch[ky * row_len : (ky + 1) * row_len]
+        if iy < 0 or iy >= h:
+            for i in range(row_len):
+                dst[i] = zp_in
+        elif dw == 1 and ix0 >= 0 and ix0 + kw <= width:
+            src = arena[x + (iy * width + ix0) * c : x + (iy * width + ix0) * c + row_len]
+            for i in range(row_len):
+                dst[i] = src[i]
+        else:
+            for kx in range(kw):
+                ix = ix0 + kx * dw
+                tap = dst[kx * c : (kx + 1) * c]
+                if ix < 0 or ix >= width:
+                    for i in range(c):
+                        tap[i] = zp_in
+                else:
+                    src = arena[x + (iy * width + ix) * c : x + (iy * width + ix + 1) * c]
+                    for i in range(c):
+                        tap[i] = src[i]
+
+
 def _pairs(values: Sequence[int], one_d: bool) -> tuple[int, int]:
     return (1, values[0]) if one_d else (values[0], values[1])
 
 
 @njit(cache=True)
-def conv_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+def conv_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     x, y, w, b, m = row[1], row[2], row[3], row[4], row[5]
     h, width, c, oh, ow, oc, kh, kw = (
         row[6],
@@ -290,12 +333,17 @@ def conv_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ig
     )
     sh, sw, dh, dw, pt, pl = row[14], row[15], row[16], row[17], row[18], row[19]
     zp_in, zp_out, lo, hi, depth_mult = row[20], row[21], row[22], row[23], row[24]
+    k = kh * kw * c
     for oy in range(oh):
         for ox in range(ow):
             iy0 = oy * sh - pt
             ix0 = ox * sw - pl
-            for o in range(oc):
-                acc = 0
+            if depth_mult == 0:
+                gather_window(arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, patch)
+                dot_rows(patch[:k], weights, w, k, oc, acc)
+            else:
+                for o in range(oc):
+                    acc[o] = 0
                 for ky in range(kh):
                     iy = iy0 + ky * dh
                     if iy < 0 or iy >= h:
@@ -304,21 +352,22 @@ def conv_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ig
                         ix = ix0 + kx * dw
                         if ix < 0 or ix >= width:
                             continue
-                        pixel = x + (iy * width + ix) * c
-                        if depth_mult > 0:  # depthwise: output channel o reads input channel o // M
-                            acc += (arena[pixel + o // depth_mult] - zp_in) * weights[
-                                w + (o * kh + ky) * kw + kx
-                            ]
-                        else:
-                            tap = w + ((o * kh + ky) * kw + kx) * c
-                            for i in range(c):
-                                acc += (arena[pixel + i] - zp_in) * weights[tap + i]
-                acc += biases[b + o]
-                acc = (
-                    multiply_by_quantized_multiplier(acc, mults[m + o], shifts[m + o], rounding)
-                    + zp_out
+                        src = arena[x + (iy * width + ix) * c : x + (iy * width + ix + 1) * c]
+                        tap = weights[w + (ky * kw + kx) * oc : w + (ky * kw + kx + 1) * oc]
+                        if depth_mult == 1:
+                            for o in range(oc):
+                                acc[o] += (np.int32(src[o]) - zp_in) * np.int32(tap[o])
+                        else:  # output channel o reads input channel o // M
+                            for o in range(oc):
+                                acc[o] += (np.int32(src[o // depth_mult]) - zp_in) * np.int32(
+                                    tap[o]
+                                )
+            out = arena[y + (oy * ow + ox) * oc : y + (oy * ow + ox + 1) * oc]
+            for o in range(oc):
+                v = multiply_by_quantized_multiplier(
+                    acc[o] + biases[b + o], mults[m + o], shifts[m + o], rounding
                 )
-                arena[y + (oy * ow + ox) * oc + o] = clamp(acc, lo, hi)
+                out[o] = clamp(v + zp_out, lo, hi)
 
 
 CONV_SPEC = OpSpec(

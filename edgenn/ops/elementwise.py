@@ -114,7 +114,7 @@ def prepare_binary_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int
 
 
 @njit(cache=True)
-def binary_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+def binary_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     a, c, y = row[1], row[2], row[3]
     d0, d1, d2, d3 = row[4], row[5], row[6], row[7]
     kind, zp_a, zp_b, zp_out, m, lo, hi = (

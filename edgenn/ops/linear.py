@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 
-from edgenn.errors import QuantizationError, ShapeError
+from edgenn.errors import ShapeError
 from edgenn.ir import Attrs, Graph, Node, TensorType
 from edgenn.ops import (
     CLIP_ATTRS,
@@ -22,10 +22,12 @@ from edgenn.ops import (
     OpExample,
     OpSpec,
     broadcast_shape,
+    checked_int32,
     clip_range,
     passthrough_import,
     register,
 )
+from edgenn.ops.dot import dot_rows
 from edgenn.quant.fixed_point import (
     activation_bounds,
     clamp,
@@ -188,10 +190,9 @@ def prepare_fc_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     lo, hi = activation_bounds(attrs["clip_min"], attrs["clip_max"], s_out, zp_out)
     # sum (x - zp) * w + bias == sum x * w + (bias - zp * sum w): exact in integers, and the loop
     # then multiplies raw int8 values only
-    folded = b.const(bias).astype(np.int64) - zp_in * w.sum(axis=1)
-    if np.abs(folded).max() > 2**31 - 1:
-        raise QuantizationError(f"node '{node.name}' (FullyConnected): folded bias exceeds int32")
+    folded = checked_int32(b.const(bias).astype(np.int64) - zp_in * w.sum(axis=1), node)
     n, k = b.shape(x)
+    b.scratch(accumulators=w.shape[0])
     return [
         OP_FULLY_CONNECTED,
         b.arena(x),
@@ -209,22 +210,17 @@ def prepare_fc_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
 
 
 @njit(cache=True)
-def fully_connected_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+def fully_connected_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     x, y, w, b, m = row[1], row[2], row[3], row[4], row[5]
     n, k, outs, zp_out, lo, hi = row[6], row[7], row[8], row[9], row[10], row[11]
     for s in range(n):
+        dot_rows(arena[x + s * k : x + (s + 1) * k], weights, w, k, outs, acc)
+        out = arena[y + s * outs : y + (s + 1) * outs]
         for o in range(outs):
-            acc = 0
-            tap = w + o * k
-            base = x + s * k
-            for i in range(k):
-                acc += np.int32(arena[base + i]) * np.int32(weights[tap + i])
-            acc += biases[b + o]
-            acc = (
-                multiply_by_quantized_multiplier(acc, mults[m + o], shifts[m + o], rounding)
-                + zp_out
+            v = multiply_by_quantized_multiplier(
+                acc[o] + biases[b + o], mults[m + o], shifts[m + o], rounding
             )
-            arena[y + s * outs + o] = clamp(acc, lo, hi)
+            out[o] = clamp(v + zp_out, lo, hi)
 
 
 FC_SPEC = OpSpec(

@@ -307,7 +307,7 @@ def prepare_global_pool_int8(node: Node, graph: Graph, b: ProgramBuilder) -> lis
 
 
 @njit(cache=True)
-def pool_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+def pool_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     x, y, h, w, c, oh, ow = row[1], row[2], row[3], row[4], row[5], row[6], row[7]
     kh, kw, sh, sw, dh, dw, pt, pl = (
         row[8],

@@ -53,7 +53,7 @@ def prepare_requantize_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list
 
 
 @njit(cache=True)
-def requantize_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+def requantize_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     x, y, n, zp_in, zp_out, m, lo, hi = (
         row[1],
         row[2],

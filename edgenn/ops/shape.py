@@ -468,7 +468,7 @@ def prepare_transpose_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[
 
 
 @njit(cache=True)
-def transpose_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+def transpose_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     x, y = row[1], row[2]
     dims = row[3:7]
     perm = row[7:11]
@@ -510,7 +510,7 @@ def prepare_pad_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
 
 
 @njit(cache=True)
-def pad_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+def pad_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     x, y = row[1], row[2]
     d0, d1, d2, d3 = row[3], row[4], row[5], row[6]
     b0, b1, b2, b3 = row[7], row[8], row[9], row[10]
@@ -540,7 +540,7 @@ def prepare_concat_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int
 
 
 @njit(cache=True)
-def concat_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+def concat_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     y, outer, out_block, count = row[1], row[2], row[3], row[4]
     for o in range(outer):
         position = y + o * out_block

@@ -110,7 +110,7 @@ def prepare_softmax_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[in
 
 
 @njit(cache=True)
-def softmax_int8(row, arena, weights, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+def softmax_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     x, y, outer, depth, diff_min, m = row[1], row[2], row[3], row[4], row[5], row[6]
     for r in range(outer):
         base = r * depth

@@ -1,4 +1,8 @@
-"""The Numba runtime: loads a fixed-point graph once, then runs it with no allocation per inference."""
+"""The Numba runtime: loads a fixed-point graph once, then runs it with no allocation per inference.
+
+All activations live in one int8 arena planned from tensor lifetimes; kernels share two small scratch
+buffers. One compiled call runs every layer of every sample of a batch.
+"""
 
 from __future__ import annotations
 
@@ -20,68 +24,68 @@ class Runtime:
         if rounding not in ROUNDING_MODES:
             raise InputError(f"rounding must be one of {sorted(ROUNDING_MODES)}, got '{rounding}'")
         self.graph = graph
-        self.rounding = ROUNDING_MODES[rounding]
         self.program: Program = build_program(graph)
-        self.arena = np.zeros(max(self.program.plan.size, 1), np.int8)
-        self.input_types = [graph.type_of(n) for n in graph.inputs]
-        self.output_types = [graph.type_of(n) for n in graph.outputs]
-        self._single_out = np.zeros((1, int(self.program.output_sizes.sum())), np.int8)
-
-    @property
-    def arena_bytes(self) -> int:
-        return self.program.plan.size
-
-    def _inputs(self, arrays: list[np.ndarray]) -> np.ndarray:
-        if len(arrays) != len(self.input_types):
-            raise InputError(f"model takes {len(self.input_types)} input(s), got {len(arrays)}")
-        flat = []
-        for name, t, a in zip(self.graph.inputs, self.input_types, arrays):
-            if a.dtype != np.int8 or a.ndim != t.rank or a.shape[1:] != t.shape[1:]:
-                raise InputError(
-                    f"input '{name}' is {a.dtype}{list(a.shape)}; expected int8[N, {', '.join(map(str, t.shape[1:]))}]"
-                )
-            flat.append(a.reshape(len(a), -1))
-        batch = {len(f) for f in flat}
-        if len(batch) != 1:
-            raise InputError(f"inputs have different batch sizes {sorted(batch)}")
-        return np.ascontiguousarray(np.concatenate(flat, axis=1))
-
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray] | np.ndarray:
-        """int8 in, int8 out; one array for a one-output model, else a list."""
-        x = self._inputs([np.asarray(a) for a in inputs])
         p = self.program
-        out = (
-            self._single_out
-            if len(x) == 1
-            else np.empty((len(x), self._single_out.shape[1]), np.int8)
-        )
-        run_batch(
+        self.arena = np.zeros(max(p.plan.size, 1), np.int8)
+        # everything a kernel call needs besides the step range, in the kernels' argument order
+        self._state = (
             p.rows,
             self.arena,
             p.weights,
             p.biases,
             p.multipliers,
             p.shifts,
-            self.rounding,
-            x,
-            p.input_offsets,
-            p.input_sizes,
-            out,
-            p.output_offsets,
-            p.output_sizes,
+            ROUNDING_MODES[rounding],
+            np.zeros(p.patch_size, np.int8),
+            np.zeros(p.accumulator_size, np.int32),
         )
+        self._io = (p.input_offsets, p.input_sizes)
+        self.input_types = [graph.type_of(n) for n in graph.inputs]
+        self.output_types = [graph.type_of(n) for n in graph.outputs]
+        self._out_width = int(p.output_sizes.sum())
+
+    @property
+    def arena_bytes(self) -> int:
+        return self.program.plan.size
+
+    def _inputs(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """The inputs as one int8 matrix [N, sum of per-sample input sizes]."""
+        if len(arrays) != len(self.input_types):
+            raise InputError(f"model takes {len(self.input_types)} input(s), got {len(arrays)}")
+        flat = []
+        for name, t, a in zip(self.graph.inputs, self.input_types, arrays):
+            if a.dtype != np.int8 or a.ndim != t.rank or a.shape[1:] != t.shape[1:]:
+                want = ", ".join(map(str, t.shape[1:]))
+                raise InputError(
+                    f"input '{name}' is {a.dtype}{list(a.shape)}; expected int8[N, {want}]"
+                )
+            flat.append(a.reshape(len(a), -1))
+        if len({len(f) for f in flat}) != 1:
+            raise InputError(f"inputs have different batch sizes {sorted({len(f) for f in flat})}")
+        return flat[0] if len(flat) == 1 else np.concatenate(flat, axis=1)
+
+    def run_flat(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """The fast path: x int8 [N, input size] C-contiguous, out int8 [N, output size]; no checks."""
+        p = self.program
+        run_batch(*self._state, x, *self._io, out, p.output_offsets, p.output_sizes)
+        return out
+
+    def run(self, *inputs: np.ndarray) -> list[np.ndarray] | np.ndarray:
+        """int8 in, int8 out; one array for a one-output model, else a list."""
+        x = np.ascontiguousarray(self._inputs([np.asarray(a) for a in inputs]))
+        out = self.run_flat(x, np.empty((len(x), self._out_width), np.int8))
         results, position = [], 0
         for t in self.output_types:
             size = t.size // t.shape[0]
-            results.append(out[:, position : position + size].reshape(len(x), *t.shape[1:]).copy())
+            results.append(out[:, position : position + size].reshape(len(x), *t.shape[1:]))
             position += size
         return results[0] if len(results) == 1 else results
 
     def run_float(self, *inputs: np.ndarray) -> list[np.ndarray] | np.ndarray:
         quantized = [
-            quantize_array(np.asarray(a, np.float32), t.qparams)
+            quantize_array(np.asarray(a, np.float32), t.qparams)  # type: ignore[arg-type]
             for a, t in zip(inputs, self.input_types)
-        ]  # type: ignore[arg-type]
+        ]
         outputs = self.run(*quantized)
         outputs = outputs if isinstance(outputs, list) else [outputs]
         real = [dequantize_array(q, t.qparams) for q, t in zip(outputs, self.output_types)]  # type: ignore[arg-type]
@@ -99,17 +103,7 @@ class Runtime:
             position += size
         captured = {}
         for step, name in enumerate(p.step_outputs):
-            run_steps(
-                p.rows,
-                self.arena,
-                p.weights,
-                p.biases,
-                p.multipliers,
-                p.shifts,
-                self.rounding,
-                step,
-                step + 1,
-            )
+            run_steps(*self._state, step, step + 1)
             t = self.graph.type_of(name)
             start = p.offsets[name]
             captured[name] = self.arena[start : start + t.size].reshape(t.shape).copy()

@@ -29,36 +29,36 @@ from edgenn.ops.softmax import OP_SOFTMAX, softmax_int8
 
 
 @njit(cache=True)
-def run_steps(rows, arena, weights, biases, mults, shifts, rounding, first, last):  # type: ignore[no-untyped-def]
+def run_steps(rows, arena, weights, biases, mults, shifts, rounding, patch, acc, first, last):  # type: ignore[no-untyped-def]
     for i in range(first, last):
         row = rows[i]
         op = row[0]
         if op == OP_CONV:
-            conv_int8(row, arena, weights, biases, mults, shifts, rounding)
+            conv_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_FULLY_CONNECTED:
-            fully_connected_int8(row, arena, weights, biases, mults, shifts, rounding)
+            fully_connected_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_BINARY:
-            binary_int8(row, arena, weights, biases, mults, shifts, rounding)
+            binary_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_POOL:
-            pool_int8(row, arena, weights, biases, mults, shifts, rounding)
+            pool_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_REQUANTIZE:
-            requantize_int8(row, arena, weights, biases, mults, shifts, rounding)
+            requantize_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_LEAKY_RELU:
-            leaky_relu_int8(row, arena, weights, biases, mults, shifts, rounding)
+            leaky_relu_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_PRELU:
-            prelu_int8(row, arena, weights, biases, mults, shifts, rounding)
+            prelu_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_TRANSPOSE:
-            transpose_int8(row, arena, weights, biases, mults, shifts, rounding)
+            transpose_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_PAD:
-            pad_int8(row, arena, weights, biases, mults, shifts, rounding)
+            pad_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_CONCAT:
-            concat_int8(row, arena, weights, biases, mults, shifts, rounding)
+            concat_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_LOGISTIC or op == OP_TANH:
-            logistic_tanh_int8(row, arena, weights, biases, mults, shifts, rounding)
+            logistic_tanh_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_HARD_SWISH:
-            hard_swish_int8(row, arena, weights, biases, mults, shifts, rounding)
+            hard_swish_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_SOFTMAX:
-            softmax_int8(row, arena, weights, biases, mults, shifts, rounding)
+            softmax_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
 
 
 @njit(cache=True)
@@ -70,6 +70,8 @@ def run_batch(  # type: ignore[no-untyped-def]
     mults,
     shifts,
     rounding,
+    patch,
+    acc,
     inputs,
     in_offsets,
     in_sizes,
@@ -82,12 +84,16 @@ def run_batch(  # type: ignore[no-untyped-def]
     for s in range(inputs.shape[0]):
         position = 0
         for k in range(in_offsets.shape[0]):
-            for i in range(in_sizes[k]):
-                arena[in_offsets[k] + i] = inputs[s, position + i]
+            arena[in_offsets[k] : in_offsets[k] + in_sizes[k]] = inputs[
+                s, position : position + in_sizes[k]
+            ]
             position += in_sizes[k]
-        run_steps(rows, arena, weights, biases, mults, shifts, rounding, 0, rows.shape[0])
+        run_steps(
+            rows, arena, weights, biases, mults, shifts, rounding, patch, acc, 0, rows.shape[0]
+        )
         position = 0
         for k in range(out_offsets.shape[0]):
-            for i in range(out_sizes[k]):
-                outputs[s, position + i] = arena[out_offsets[k] + i]
+            outputs[s, position : position + out_sizes[k]] = arena[
+                out_offsets[k] : out_offsets[k] + out_sizes[k]
+            ]
             position += out_sizes[k]

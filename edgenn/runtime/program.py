@@ -29,6 +29,8 @@ class Program:
     input_sizes: np.ndarray
     output_offsets: np.ndarray
     output_sizes: np.ndarray
+    patch_size: int  # int8 scratch for one gathered convolution window
+    accumulator_size: int  # int32 scratch for one output pixel's channels
 
 
 class ProgramBuilder:
@@ -42,6 +44,8 @@ class ProgramBuilder:
         self._mults: list[int] = []
         self._shifts: list[int] = []
         self._sizes = {"weights": 0, "biases": 0}
+        self.patch_size = 1
+        self.accumulator_size = 1
 
     def arena(self, name: str) -> int:
         return self.offsets[name]
@@ -82,6 +86,11 @@ class ProgramBuilder:
             self._mults.append(multiplier)
             self._shifts.append(shift)
         return offset
+
+    def scratch(self, patch: int = 0, accumulators: int = 0) -> None:
+        """Ask for kernel scratch space (shared by all steps, allocated once by the runtime)."""
+        self.patch_size = max(self.patch_size, patch)
+        self.accumulator_size = max(self.accumulator_size, accumulators)
 
     def blobs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
@@ -184,4 +193,6 @@ def build_program(graph: Graph) -> Program:
         in_size,
         out_off,
         out_size,
+        builder.patch_size,
+        builder.accumulator_size,
     )
