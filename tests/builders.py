@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from edgenn.ops import OpExample
@@ -205,3 +206,132 @@ STACKS = {
     "residual": residual,
     "shape_chain_flatten": shape_chain_flatten,
 }
+
+
+# ---- random conv stacks for property tests ----
+
+
+@st.composite
+def conv_stacks(draw: st.DrawFn) -> tuple:
+    one_d = draw(st.booleans())
+    layers = []
+    c_in = channels = draw(st.integers(1, 4))
+    for _ in range(draw(st.integers(1, 4))):
+        depthwise = draw(st.booleans()) and channels > 1
+        layers.append(
+            {
+                "out": channels if depthwise else draw(st.integers(1, 6)),
+                "group": channels if depthwise else 1,
+                "k": draw(st.integers(1, 3)),
+                "stride": draw(st.integers(1, 2)),
+                "pad": draw(st.integers(0, 1)),
+                "bn": draw(st.booleans()),
+                "act": draw(st.sampled_from(["none", "Relu", "Relu6", "LeakyRelu", "Sigmoid"])),
+                "residual": draw(st.booleans()),
+                "pool": draw(st.sampled_from(["none", "MaxPool", "AveragePool"])),
+            }
+        )
+        channels = layers[-1]["out"]
+    head = draw(st.sampled_from(["gap_gemm", "flatten_gemm", "reducemean_softmax"]))
+    return one_d, c_in, draw(st.integers(6, 12)), layers, head, draw(st.integers(0, 99))
+
+
+def build_conv_stack(one_d: bool, c_in: int, size: int, layers: list[dict], head: str, seed: int):  # type: ignore[no-untyped-def]
+    r = 1 if one_d else 2
+    s = Stack((1, c_in, *([size] * r)), seed=seed)
+    x, c, spatial = "input", c_in, size
+    for layer in layers:
+        if spatial < layer["k"]:
+            break
+        y = s.conv(
+            x,
+            c,
+            layer["out"],
+            (layer["k"],) * r,
+            group=layer["group"],
+            strides=[layer["stride"]] * r,
+            pads=[layer["pad"]] * (2 * r),
+        )
+        spatial = (spatial + 2 * layer["pad"] - layer["k"]) // layer["stride"] + 1
+        if layer["bn"]:
+            y = s.batchnorm(y, layer["out"])
+        if layer["act"] == "Relu6":
+            y = s.op(
+                "Clip", [y, s.const(np.array(0, np.float32)), s.const(np.array(6, np.float32))]
+            )
+        elif layer["act"] != "none":
+            y = s.op(layer["act"], [y])
+        if (
+            layer["residual"]
+            and layer["out"] == c
+            and layer["stride"] == 1
+            and layer["k"] == 2 * layer["pad"] + 1
+        ):
+            y = s.op("Relu", [s.op("Add", [y, x])])
+        if layer["pool"] != "none" and spatial >= 2:
+            y = s.op(layer["pool"], [y], kernel_shape=[2] * r, strides=[2] * r)
+            spatial //= 2
+        x, c = y, layer["out"]
+    if head == "gap_gemm":
+        out = s.gemm(s.op("Flatten", [s.op("GlobalAveragePool", [x])]), c, 3)
+    elif head == "flatten_gemm":
+        out = s.gemm(s.op("Flatten", [x]), c * spatial**r, 3)
+    else:
+        out = s.op(
+            "Softmax", [s.op("ReduceMean", [x], axes=list(range(2, 2 + r)), keepdims=0)], axis=-1
+        )
+    return s.model(out)
+
+
+BLOCKS = ("act", "residual", "mul_const", "sub_const", "concat", "pad", "pool", "depthwise")
+ACTS = ("Relu", "Relu6", "LeakyRelu", "Sigmoid", "Tanh", "HardSwish", "PRelu")
+
+
+@st.composite
+def mixed_graphs(draw: st.DrawFn) -> tuple:
+    """Random small CNNs mixing every op family the integer backends take."""
+    blocks = draw(st.lists(st.tuples(st.sampled_from(BLOCKS), st.sampled_from(ACTS)), min_size=1, max_size=5))
+    head = draw(st.sampled_from(["gap_gemm", "flatten_gemm", "gemm_softmax", "gemm_tanh"]))
+    return draw(st.integers(1, 3)), draw(st.integers(4, 8)), blocks, head, draw(st.integers(0, 999))
+
+
+def build_mixed_graph(c_in: int, size: int, blocks: list[tuple[str, str]], head: str, seed: int) -> onnx.ModelProto:
+    s = Stack((1, c_in, size, size), seed=seed)
+    c = 4
+    x = s.op("Relu", [s.conv("input", c_in, c, (3, 3), pads=[1, 1, 1, 1])])
+    for kind, act in blocks:
+        if kind == "act":
+            if act == "Relu6":
+                x = s.op("Clip", [x, s.const(np.array(0, np.float32)), s.const(np.array(6, np.float32))])
+            elif act == "PRelu":
+                x = s.op("PRelu", [x, s.const(s.rng.uniform(-0.5, 0.5, (c, 1, 1)).astype(np.float32))])
+            elif act == "LeakyRelu":
+                x = s.op("LeakyRelu", [x], alpha=0.1)
+            else:
+                x = s.op(act, [x])
+        elif kind == "residual":
+            x = s.op("Add", [s.conv(x, c, c, (3, 3), pads=[1, 1, 1, 1]), x])
+        elif kind == "mul_const":
+            x = s.op("Mul", [x, s.const(s.rng.uniform(0.5, 2.0, (1, c, 1, 1)).astype(np.float32))])
+        elif kind == "sub_const":
+            x = s.op("Sub", [x, s.const(s.rng.uniform(-1, 1, (1, c, 1, 1)).astype(np.float32))])
+        elif kind == "concat" and c <= 8:
+            x = s.op("Concat", [x, s.conv(x, c, c, (1, 1))], axis=1)
+            c *= 2
+        elif kind == "pad":
+            x = s.op("Pad", [x, s.const(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))])
+            size += 2
+        elif kind == "pool" and size >= 4:
+            x = s.op("MaxPool" if act in ("Relu", "Tanh", "PRelu") else "AveragePool", [x], kernel_shape=[2, 2],
+                     strides=[2, 2])
+            size //= 2
+        elif kind == "depthwise":
+            x = s.op("Relu", [s.conv(x, c, c, (3, 3), group=c, pads=[1, 1, 1, 1])])
+    if head == "gap_gemm":
+        out = s.gemm(s.op("Flatten", [s.op("GlobalAveragePool", [x])]), c, 5)
+    elif head == "flatten_gemm":
+        out = s.gemm(s.op("Flatten", [x]), c * size * size, 5)
+    else:
+        logits = s.gemm(s.op("Flatten", [s.op("GlobalMaxPool", [x])]), c, 5)
+        out = s.op("Softmax", [logits], axis=-1) if head == "gemm_softmax" else s.op("Tanh", [logits])
+    return s.model(out)

@@ -5,8 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# first calls compile Numba kernels (or load them from the cache): no per-example deadline
+settings.register_profile("edgenn", deadline=None, print_blob=True)
+settings.load_profile("edgenn")
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from builders import STACKS, Stack
+from builders import STACKS, Stack, build_conv_stack, conv_stacks
 from conftest import MODELS, relative_error
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from edgenn.frontend.onnx import import_model, load_onnx
 from edgenn.ir import Graph, GraphEditor, Node, Value
@@ -197,78 +196,6 @@ def test_channels_last_leaves_no_transpose_inside(name: str) -> None:
 
 
 # ---- property test: random conv stacks through import, all passes, against onnxruntime ----
-
-
-@st.composite
-def conv_stacks(draw: st.DrawFn) -> tuple:
-    one_d = draw(st.booleans())
-    layers = []
-    c_in = channels = draw(st.integers(1, 4))
-    for _ in range(draw(st.integers(1, 4))):
-        depthwise = draw(st.booleans()) and channels > 1
-        layers.append(
-            {
-                "out": channels if depthwise else draw(st.integers(1, 6)),
-                "group": channels if depthwise else 1,
-                "k": draw(st.integers(1, 3)),
-                "stride": draw(st.integers(1, 2)),
-                "pad": draw(st.integers(0, 1)),
-                "bn": draw(st.booleans()),
-                "act": draw(st.sampled_from(["none", "Relu", "Relu6", "LeakyRelu", "Sigmoid"])),
-                "residual": draw(st.booleans()),
-                "pool": draw(st.sampled_from(["none", "MaxPool", "AveragePool"])),
-            }
-        )
-        channels = layers[-1]["out"]
-    head = draw(st.sampled_from(["gap_gemm", "flatten_gemm", "reducemean_softmax"]))
-    return one_d, c_in, draw(st.integers(6, 12)), layers, head, draw(st.integers(0, 99))
-
-
-def build_conv_stack(one_d: bool, c_in: int, size: int, layers: list[dict], head: str, seed: int):  # type: ignore[no-untyped-def]
-    r = 1 if one_d else 2
-    s = Stack((1, c_in, *([size] * r)), seed=seed)
-    x, c, spatial = "input", c_in, size
-    for layer in layers:
-        if spatial < layer["k"]:
-            break
-        y = s.conv(
-            x,
-            c,
-            layer["out"],
-            (layer["k"],) * r,
-            group=layer["group"],
-            strides=[layer["stride"]] * r,
-            pads=[layer["pad"]] * (2 * r),
-        )
-        spatial = (spatial + 2 * layer["pad"] - layer["k"]) // layer["stride"] + 1
-        if layer["bn"]:
-            y = s.batchnorm(y, layer["out"])
-        if layer["act"] == "Relu6":
-            y = s.op(
-                "Clip", [y, s.const(np.array(0, np.float32)), s.const(np.array(6, np.float32))]
-            )
-        elif layer["act"] != "none":
-            y = s.op(layer["act"], [y])
-        if (
-            layer["residual"]
-            and layer["out"] == c
-            and layer["stride"] == 1
-            and layer["k"] == 2 * layer["pad"] + 1
-        ):
-            y = s.op("Relu", [s.op("Add", [y, x])])
-        if layer["pool"] != "none" and spatial >= 2:
-            y = s.op(layer["pool"], [y], kernel_shape=[2] * r, strides=[2] * r)
-            spatial //= 2
-        x, c = y, layer["out"]
-    if head == "gap_gemm":
-        out = s.gemm(s.op("Flatten", [s.op("GlobalAveragePool", [x])]), c, 3)
-    elif head == "flatten_gemm":
-        out = s.gemm(s.op("Flatten", [x]), c * spatial**r, 3)
-    else:
-        out = s.op(
-            "Softmax", [s.op("ReduceMean", [x], axes=list(range(2, 2 + r)), keepdims=0)], axis=-1
-        )
-    return s.model(out)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -108,6 +108,8 @@ class OpSpec:
     layout: str = Layout.FIXED
     # maps attributes to a permuted input layout; returns None when the op cannot follow it
     permute_attrs: Callable[[Attrs, tuple[int, ...]], Attrs | None] | None = None
+    # the output's layout for an input permuted by perm (original attributes); default: the same perm
+    output_layout: Callable[[Attrs, tuple[int, ...]], tuple[int, ...] | None] | None = None
     fuses_activation: bool = False  # has clip_min/clip_max attributes (fused Relu/Clip)
     examples: Callable[[], list[OpExample]] = list
     int8: Int8Spec | None = None  # None: no integer kernel

@@ -97,8 +97,8 @@ def prepare_binary_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int
     out_shape = b.shape(y)
     return [
         OP_BINARY,
-        b.arena(a),
-        b.arena(c),
+        *b.operand(a),
+        *b.operand(c),
         b.arena(y),
         *padded_shape(out_shape),
         *broadcast_strides(b.shape(a), out_shape),
@@ -115,26 +115,31 @@ def prepare_binary_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int
 
 @njit(cache=True)
 def binary_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    a, c, y = row[1], row[2], row[3]
-    d0, d1, d2, d3 = row[4], row[5], row[6], row[7]
+    # each operand is read from the arena, or from the weights blob when it is a constant
+    first = weights if row[1] else arena
+    second = weights if row[3] else arena
+    a, c, y = row[2], row[4], row[5]
+    d0, d1, d2, d3 = row[6], row[7], row[8], row[9]
     kind, zp_a, zp_b, zp_out, m, lo, hi = (
-        row[16],
-        row[17],
         row[18],
         row[19],
         row[20],
         row[21],
         row[22],
+        row[23],
+        row[24],
     )
     index = 0
     for i0 in range(d0):
         for i1 in range(d1):
             for i2 in range(d2):
                 for i3 in range(d3):
-                    va = arena[a + i0 * row[8] + i1 * row[9] + i2 * row[10] + i3 * row[11]] - zp_a
-                    vb = arena[c + i0 * row[12] + i1 * row[13] + i2 * row[14] + i3 * row[15]] - zp_b
+                    va = first[a + i0 * row[10] + i1 * row[11] + i2 * row[12] + i3 * row[13]] - zp_a
+                    vb = (
+                        second[c + i0 * row[14] + i1 * row[15] + i2 * row[16] + i3 * row[17]] - zp_b
+                    )
                     if kind == MUL:
-                        acc = multiply_by_quantized_multiplier(
+                        value = multiply_by_quantized_multiplier(
                             va * vb, mults[m + 2], shifts[m + 2], rounding
                         )
                     else:
@@ -145,10 +150,10 @@ def binary_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc
                             vb << LEFT_SHIFT, mults[m + 1], shifts[m + 1], rounding
                         )
                         total = sa + sb if kind == ADD else sa - sb
-                        acc = multiply_by_quantized_multiplier(
+                        value = multiply_by_quantized_multiplier(
                             total, mults[m + 2], shifts[m + 2], rounding
                         )
-                    arena[y + index] = clamp(acc + zp_out, lo, hi)
+                    arena[y + index] = clamp(value + zp_out, lo, hi)
                     index += 1
 
 

@@ -245,9 +245,16 @@ def pool_row(
     pads: Sequence[int],
     is_avg: bool,
 ) -> list[int]:
-    """The pooling row; 1-D pools run as height 1."""
+    """The pooling row; 1-D pools run as height 1. The output grid follows from the window, so a global
+    pool's output may be shaped [N, C] as well as [N, 1, 1, C]."""
     _, *spatial, c = b.shape(x)
-    _, *out_spatial, _ = b.shape(y)
+    r = len(spatial)
+    out_spatial = [
+        (spatial[i] + pads[i] + pads[r + i] - (kernel[i] - 1) * dilations[i] - 1) // strides[i] + 1
+        if len(b.shape(y)) != r + 2
+        else b.shape(y)[1 + i]
+        for i in range(r)
+    ]
     if len(spatial) == 1:
         spatial, out_spatial = [1, *spatial], [1, *out_spatial]
         kernel, strides, dilations = (1, *kernel), (1, *strides), (1, *dilations)

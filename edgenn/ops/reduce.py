@@ -68,9 +68,17 @@ def reference_reduce_mean(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> 
 
 
 def permute_reduce(attrs: Attrs, perm: tuple[int, ...]) -> Attrs | None:
-    if not attrs["keepdims"]:
-        return None  # the output rank changes, so it has no permuted layout of its own
     return {**attrs, "axes": tuple(sorted(perm.index(a) for a in attrs["axes"]))}
+
+
+def reduced_layout(attrs: Attrs, perm: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The output's layout when the input is permuted by `perm`: the same permutation with keepdims;
+    without, the permutation of the remaining axes (None when that is the identity)."""
+    if attrs["keepdims"]:
+        return perm
+    kept = [p for p in perm if p not in attrs["axes"]]
+    rest = tuple(sorted(kept).index(p) for p in kept)
+    return None if rest == tuple(range(len(rest))) else rest
 
 
 def examples() -> list[OpExample]:
@@ -120,6 +128,7 @@ register(
         attrs={"keepdims": 1},
         layout=Layout.AXES,
         permute_attrs=permute_reduce,
+        output_layout=reduced_layout,
         examples=examples,
         int8=Int8Spec(output=SAME, prepare=prepare_reduce_mean_int8),
     )

@@ -535,7 +535,7 @@ def prepare_concat_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int
     out_shape = b.shape(y)
     outer = int(np.prod(out_shape[:axis]))
     inner = int(np.prod(out_shape[axis + 1 :]))
-    parts = [v for name in node.inputs for v in (b.arena(name), b.shape(name)[axis] * inner)]
+    parts = [v for name in node.inputs for v in (*b.operand(name), b.shape(name)[axis] * inner)]
     return [OP_CONCAT, b.arena(y), outer, out_shape[axis] * inner, len(node.inputs), *parts]
 
 
@@ -545,9 +545,10 @@ def concat_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc
     for o in range(outer):
         position = y + o * out_block
         for k in range(count):
-            x, block = row[5 + 2 * k], row[6 + 2 * k]
+            source = weights if row[5 + 3 * k] else arena
+            x, block = row[6 + 3 * k], row[7 + 3 * k]
             for i in range(block):
-                arena[position + i] = arena[x + o * block + i]
+                arena[position + i] = source[x + o * block + i]
             position += block
 
 

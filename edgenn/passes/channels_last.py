@@ -99,7 +99,9 @@ def _follow_perm(rw: _Rewrite, node: Node) -> Perm | None:
     if len(perms) != 1:
         return None
     perm = perms.pop()
-    if perm is None or rw.graph.type_of(node.outputs[0]).rank != len(perm):
+    if perm is None:
+        return None
+    if spec.output_layout is None and rw.graph.type_of(node.outputs[0]).rank != len(perm):
         return None
     if any(rw.graph.type_of(i).rank != len(perm) for i in acts):
         return None
@@ -138,23 +140,25 @@ def to_channels_last(graph: Graph) -> Graph:
         spec = spec_for(node.op, node.name)
         inputs, perm = _convert(rw, node)
         attrs = dict(node.attrs)
-        outputs = list(node.outputs)
+        out_perm = perm
         if perm is not None:
             if spec.permute_attrs is not None:
                 attrs = dict(spec.permute_attrs(spec.attrs_of(node), perm) or attrs)
-            # graph outputs keep their layout: the node writes a private value that is transposed back
-            outputs = [
-                rw.editor.fresh_name(f"{o}_channels_last") if o in graph.outputs else o
-                for o in outputs
-            ]
+            if spec.output_layout is not None:
+                out_perm = spec.output_layout(spec.attrs_of(node), perm)
+        # graph outputs keep their layout: a permuted one is written privately, then transposed back
+        outputs = [
+            rw.editor.fresh_name(f"{o}_channels_last") if o in graph.outputs and out_perm else o
+            for o in node.outputs
+        ]
         rw.emit(node.op, inputs, attrs, node.name, outputs)
         for original, out in zip(node.outputs, outputs):
-            rw.layout[out] = perm
-            if out != original and perm is not None:
+            rw.layout[out] = out_perm
+            if out != original and out_perm is not None:
                 rw.emit(
                     "Transpose",
                     [out],
-                    {"perm": inverse(perm)},
+                    {"perm": inverse(out_perm)},
                     rw.editor.fresh_name(f"{original}_transpose"),
                     [original],
                 )

@@ -93,9 +93,10 @@ class _Quantizer:
             raise QuantizationError(f"no calibration range for tensor '{name}'")
         return activation_qparams(*self.ranges[name])
 
-    def set_int8(self, name: str, qp: QParams) -> None:
+    def set_int8(self, name: str, qp: QParams, like: str | None = None) -> None:
+        """Record `name` as an int8 activation shaped like the float value `like` (default: itself)."""
         self.qp[name] = qp
-        shape = self.graph.type_of(name).shape
+        shape = self.graph.type_of(like or name).shape
         self.editor.values[name] = Value(name, TensorType(DType.INT8, shape, qp))
 
     def const(self, hint: str, data: np.ndarray, qp: QParams) -> str:
@@ -129,17 +130,18 @@ class _Quantizer:
         check_accumulator(node, qw, qb)
         return inputs
 
-    def constant_operand(self, name: str) -> str:
+    def constant_operand(self, name: str, qp: QParams | None = None) -> str:
+        """An int8 copy of a float constant, with `qp` or else parameters over its own range."""
         data = self.graph.const(name)
         assert data is not None
-        qp = activation_qparams(float(data.min()), float(data.max()))
+        qp = qp or activation_qparams(float(data.min()), float(data.max()))
         return self.const(f"{name}_int8", quantize_array(data, qp), qp)
 
     def requantized(self, name: str, qp: QParams, node: Node) -> str:
         if self.qp[name] == qp:
             return name
         out = self.editor.fresh_name(f"{name}_requantized")
-        self.set_int8(out, qp)
+        self.set_int8(out, qp, like=name)
         self.editor.nodes.append(
             Node(self.editor.fresh_name(f"{node.name}_requantize"), "Requantize", (name,), (out,))
         )
@@ -165,14 +167,20 @@ class _Quantizer:
             )
         if rule.weights:
             inputs = self.weights_and_bias(node)
+        elif rule.same_inputs:  # every input takes the output's parameters; constants directly
+            out_qp = self.range_qparams(node.outputs[0])
+            inputs = [
+                self.constant_operand(i, out_qp)
+                if self.graph.values[i].is_const
+                else self.requantized(i, out_qp, node)
+                for i in node.inputs
+            ]
         else:
             inputs = [
                 self.constant_operand(i) if i and self.graph.values[i].is_const else i
                 for i in node.inputs
             ]
         out_qp = self.output_qparams(node, inputs)
-        if rule.same_inputs:
-            inputs = [self.requantized(i, out_qp, node) for i in inputs]
         for out in node.outputs:
             self.set_int8(out, out_qp)
         self.editor.nodes.append(

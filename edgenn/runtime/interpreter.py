@@ -2,9 +2,15 @@
 
 Kernels are the module-level @njit functions of the op families; `run_steps` dispatches on each row's
 opcode. Integers only: no float arithmetic runs here.
+
+Numba's on-disk cache of this module only notices edits to this file, not to the kernels it calls, so
+the cache is dropped whenever any kernel source changes (a digest of them is kept beside the cache).
 """
 
 from __future__ import annotations
+
+import hashlib
+from pathlib import Path
 
 from numba import njit
 
@@ -26,6 +32,31 @@ from edgenn.ops.pool import OP_POOL, pool_int8
 from edgenn.ops.quantization import OP_REQUANTIZE, requantize_int8
 from edgenn.ops.shape import OP_CONCAT, OP_PAD, OP_TRANSPOSE, concat_int8, pad_int8, transpose_int8
 from edgenn.ops.softmax import OP_SOFTMAX, softmax_int8
+
+KERNEL_SOURCES = ("ops", "quant/fixed_point.py", "runtime/interpreter.py")
+
+
+def _drop_stale_cache() -> None:
+    package = Path(__file__).resolve().parent.parent
+    files: list[Path] = []
+    for name in KERNEL_SOURCES:
+        path = package / name
+        files.extend(sorted(path.glob("*.py")) if path.is_dir() else [path])
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
+    cache = Path(__file__).resolve().parent / "__pycache__"
+    stamp = cache / "kernels.sha256"
+    try:
+        if stamp.is_file() and stamp.read_text() == digest:
+            return
+        for stale in cache.glob("interpreter.*.nb[ic]"):
+            stale.unlink()
+        cache.mkdir(exist_ok=True)
+        stamp.write_text(digest)
+    except OSError:
+        pass  # a read-only install keeps whatever cache Numba finds
+
+
+_drop_stale_cache()
 
 
 @njit(cache=True)

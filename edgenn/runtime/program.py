@@ -68,6 +68,13 @@ class ProgramBuilder:
         assert data is not None, name
         return data
 
+    def operand(self, name: str) -> tuple[int, int]:
+        """(1, offset in the weights blob) for a constant int8 operand, (0, arena offset) otherwise."""
+        value = self.graph.values[name]
+        if value.data is not None:
+            return 1, self.weights(value.data)
+        return 0, self.arena(name)
+
     def weights(self, data: np.ndarray) -> int:
         offset = self._sizes["weights"]
         self._weights.append(np.ascontiguousarray(data, np.int8).reshape(-1))

@@ -1,0 +1,226 @@
+"""Int8 quantization and the Numba runtime: fixed-point helpers against exact arithmetic, the runtime
+against the independent numpy spec (tests/int8_spec.py) bit for bit, accuracy targets, bad input."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from builders import build_conv_stack, build_mixed_graph, conv_stacks, mixed_graphs
+from conftest import MODELS
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from int8_spec import multiplier, requantize, run_spec
+
+from edgenn.errors import InputError, QuantizationError
+from edgenn.frontend.onnx import import_model, load_onnx
+from edgenn.ir import Graph
+from edgenn.passes import optimize
+from edgenn.quant.calibrate import calibrate
+from edgenn.quant.fixed_point import (
+    exp_on_negative_values,
+    fixed_logistic,
+    fixed_tanh,
+    multiply_by_quantized_multiplier,
+    quantize_multiplier,
+    rounding_divide_by_pot,
+    saturating_rounding_doubling_high_mul,
+)
+from edgenn.quant.quantize import quantize_array, quantize_graph
+from edgenn.reference import run_reference
+from edgenn.runtime import Runtime
+
+BUNDLED = sorted(p.stem for p in MODELS.glob("*.onnx"))
+TORCH = sorted((Path(__file__).parent / "data" / "torch").glob("*.onnx"))
+MAX_DROP = {"digits_cnn": 0.003}  # accuracy points the int8 model may lose; 0.005 for the others
+
+
+def round_half_away(value: Fraction) -> int:
+    return int(math.copysign(math.floor(abs(value) + Fraction(1, 2)), value))
+
+
+# ---- fixed-point arithmetic ----
+
+@given(st.floats(1e-9, 1e4))
+def test_quantize_multiplier_is_accurate_and_matches_spec(real: float) -> None:
+    q, shift = quantize_multiplier(real)
+    assert 2**30 <= q < 2**31
+    assert abs(Fraction(q) * Fraction(2) ** (shift - 31) - Fraction(real)) <= Fraction(real) * Fraction(2) ** -30
+    assert (q, shift) == multiplier(real)
+
+
+@given(st.integers(-(2**31), 2**31 - 1), st.integers(-(2**31), 2**31 - 1))
+def test_srdhm_is_rounded_doubling_high_product(a: int, b: int) -> None:
+    want = 2**31 - 1 if a == b == -(2**31) else round_half_away(Fraction(a * b, 2**31))
+    assert saturating_rounding_doubling_high_mul(a, b) == want
+
+
+@given(st.integers(-(2**31), 2**31 - 1), st.integers(0, 31))
+def test_rounding_divide_by_pot_rounds_half_away(x: int, e: int) -> None:
+    assert rounding_divide_by_pot(x, e) == round_half_away(Fraction(x, 2**e))
+
+
+@given(st.integers(-(2**20), 2**20), st.floats(1e-6, 0.99))
+def test_mbqm_within_one_lsb_of_exact_and_equal_to_spec(x: int, real: float) -> None:
+    q, shift = quantize_multiplier(real)
+    exact = Fraction(x) * q * Fraction(2) ** (shift - 31)
+    double = multiply_by_quantized_multiplier(x, q, shift, 0)
+    single = multiply_by_quantized_multiplier(x, q, shift, 1)
+    assert abs(double - exact) <= 1
+    assert single == math.floor(exact + Fraction(1, 2))  # one rounding, ties up
+    assert double == int(requantize(np.array([x]), q, shift)[0])
+    assert single == int(requantize(np.array([x]), q, shift, single=True)[0])
+
+
+@pytest.mark.parametrize("value", [-7.9, -3.0, -1.0, -0.26, -0.1, -0.001, 0.0])
+def test_fixed_point_exp_logistic_tanh_are_accurate(value: float) -> None:
+    assert abs(exp_on_negative_values(int(value * 2**26), 5) / 2**31 - math.exp(value)) < 2e-6
+    for v in (value, -value):
+        raw = int(v * 2**27)
+        assert abs(fixed_logistic(raw, 4) / 2**31 - 1 / (1 + math.exp(-v))) < 2e-6
+        assert abs(fixed_tanh(raw, 4) / 2**31 - math.tanh(v)) < 4e-6
+
+
+# ---- the runtime against the independent spec ----
+
+def quantized(graph: Graph, data: np.ndarray) -> tuple[Graph, np.ndarray]:
+    fixed = quantize_graph(graph, calibrate(graph, data))
+    qp = fixed.type_of(fixed.inputs[0]).qparams
+    assert qp is not None
+    return fixed, quantize_array(data, qp)
+
+
+def assert_runtime_matches_spec(fixed: Graph, xq: np.ndarray) -> None:
+    for rounding in ("double", "single"):
+        got = Runtime(fixed, rounding).run(xq)
+        want = run_spec(fixed, xq, single=rounding == "single")
+        assert got.dtype == np.int8 and got.shape == want.shape
+        assert int(np.count_nonzero(got != want)) == 0, rounding
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_model_runtime_matches_spec(name: str) -> None:
+    data = np.load(MODELS / f"{name}_test.npz")
+    fixed, xq = quantized(optimize(load_onnx(MODELS / f"{name}.onnx")), data["x"])
+    assert_runtime_matches_spec(fixed, xq)
+
+
+@pytest.mark.parametrize("path", TORCH, ids=[p.stem for p in TORCH])
+def test_torch_export_runtime_matches_spec(path: Path, rng: np.random.Generator) -> None:
+    graph = optimize(load_onnx(path))
+    x = rng.uniform(-1, 1, (64, *graph.type_of(graph.inputs[0]).shape[1:])).astype(np.float32)
+    assert_runtime_matches_spec(*quantized(graph, x))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mixed_graphs())
+def test_random_mixed_graphs_match_spec(case: tuple) -> None:
+    graph = optimize(import_model(build_mixed_graph(*case)))
+    x = np.random.default_rng(case[-1]).uniform(-1, 1, (16, *graph.type_of(graph.inputs[0]).shape[1:]))
+    assert_runtime_matches_spec(*quantized(graph, x.astype(np.float32)))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_stacks())
+def test_random_conv_stacks_match_spec(case: tuple) -> None:
+    graph = optimize(import_model(build_conv_stack(*case)))
+    x = np.random.default_rng(case[-1]).uniform(-1, 1, (16, *graph.type_of(graph.inputs[0]).shape[1:]))
+    assert_runtime_matches_spec(*quantized(graph, x.astype(np.float32)))
+
+
+# ---- accuracy, batching ----
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_int8_accuracy_within_target(name: str) -> None:
+    data = np.load(MODELS / f"{name}_test.npz")
+    graph = optimize(load_onnx(MODELS / f"{name}.onnx"))
+    fixed = quantize_graph(graph, calibrate(graph, data["x"]))
+    float_acc = np.mean(run_reference(graph, data["x"])[graph.outputs[0]].argmax(1) == data["y"])
+    int8_acc = np.mean(Runtime(fixed).run_float(data["x"]).argmax(1) == data["y"])
+    print(f"{name}: float {float_acc:.4f} int8 {int8_acc:.4f}")
+    assert float_acc - int8_acc <= MAX_DROP.get(name, 0.005) + 1e-9
+
+
+def test_batch_equals_single_samples() -> None:
+    data = np.load(MODELS / "digits_cnn_test.npz")["x"][:20]
+    fixed, xq = quantized(optimize(load_onnx(MODELS / "digits_cnn.onnx")), data)
+    runtime = Runtime(fixed)
+    batch = runtime.run(xq).copy()
+    singles = np.concatenate([runtime.run(xq[i : i + 1]).copy() for i in range(len(xq))])
+    assert np.array_equal(batch, singles)
+
+
+def test_trace_ends_with_the_output() -> None:
+    data = np.load(MODELS / "digits_mlp_test.npz")["x"][:1]
+    fixed, xq = quantized(optimize(load_onnx(MODELS / "digits_mlp.onnx")), data)
+    runtime = Runtime(fixed)
+    assert np.array_equal(runtime.trace(xq)[fixed.outputs[0]], runtime.run(xq))
+
+
+# ---- bad input ----
+
+@pytest.fixture(scope="module")
+def cnn() -> Graph:
+    return optimize(load_onnx(MODELS / "digits_cnn.onnx"))
+
+
+@pytest.mark.parametrize("data, message", [
+    (np.zeros((5, 1, 8, 7), np.float32), r"shape \(5, 1, 8, 7\); expected \[N, 1, 8, 8\]"),
+    (np.zeros((0, 1, 8, 8), np.float32), r"is empty; expected at least one sample shaped \[N, 1, 8, 8\]"),
+    (np.full((3, 1, 8, 8), np.nan, np.float32), "NaN or Inf"),
+    (np.array([["a"]]), "dtype <U1; expected numbers shaped"),
+])
+def test_bad_calibration_data(cnn: Graph, data: np.ndarray, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        calibrate(cnn, data)
+
+
+def test_constant_activation_quantizes_without_division_by_zero(cnn: Graph) -> None:
+    zeros = np.zeros((4, 1, 8, 8), np.float32)
+    fixed = quantize_graph(cnn, calibrate(cnn, zeros))  # every range is [0, 0] or nearly
+    out = Runtime(fixed).run_float(zeros)
+    assert np.all(np.isfinite(out))
+
+
+def test_accumulator_overflow_names_the_layer() -> None:
+    from builders import Stack
+
+    s = Stack((1, 70000))
+    fc = s.op("Gemm", ["input", s.const(np.ones((2, 70000), np.float32)), s.const(np.zeros(2, np.float32))],
+              transB=1)
+    graph = optimize(import_model(s.model(fc)))
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 70000)).astype(np.float32)
+    with pytest.raises(QuantizationError, match="node 'Gemm_1' .*accumulator .* exceeds int32"):
+        quantize_graph(graph, calibrate(graph, x))
+
+
+def test_op_without_int8_kernel_is_named() -> None:
+    from builders import Stack
+
+    s = Stack((1, 4))
+    out = s.op("Div", ["input", s.const(np.full((1, 4), 2.0, np.float32))])
+    graph = optimize(import_model(s.model(out)))
+    with pytest.raises(QuantizationError, match="node 'Div_1': op 'Div' has no int8 kernel"):
+        quantize_graph(graph, calibrate(graph, np.ones((2, 4), np.float32)))
+
+
+def test_runtime_rejects_wrong_input(cnn: Graph) -> None:
+    fixed, _ = quantized(cnn, np.load(MODELS / "digits_cnn_test.npz")["x"][:8])
+    with pytest.raises(InputError, match=r"expected int8\[N, 1, 8, 8\]"):
+        Runtime(fixed).run(np.zeros((1, 1, 8, 8), np.float32))
+
+
+# ---- observers ----
+
+@pytest.mark.parametrize("observer", ["percentile", "mse"])
+def test_observers_narrow_the_minmax_range(cnn: Graph, observer: str) -> None:
+    x = np.load(MODELS / "digits_cnn_test.npz")["x"]
+    wide = calibrate(cnn, x)
+    narrow = calibrate(cnn, x, observer=observer, percentile=99.9)
+    assert set(wide) == set(narrow)
+    for name, (lo, hi) in narrow.items():
+        assert wide[name][0] - 1e-6 <= lo <= 0.0 <= hi <= wide[name][1] + 1e-6
+    assert any(narrow[n][1] < wide[n][1] for n in wide)
