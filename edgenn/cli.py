@@ -286,6 +286,39 @@ def run(
         click.echo(f"top-1 accuracy {accuracy:.4f} on {len(labels)} labelled samples ({backend})")
 
 
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--data",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Inputs (and labels) to time and score on. Default: the model's bundled test set.",
+)
+@click.option(
+    "--seconds", default=1.0, show_default=True, help="Measuring time per backend and mode."
+)
+@calib_options
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def bench(
+    model: Path,
+    data: Path | None,
+    seconds: float,
+    calib: str | None,
+    observer: str,
+    percentile: float,
+    calib_samples: int,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Latency and throughput of edgenn's int8 runtime beside onnxruntime (float and int8), one thread."""
+    from edgenn.bench import format_bench, run_bench
+
+    results = run_bench(
+        model, data, seconds, **_calib(calib, observer, percentile, calib_samples, seed)
+    )
+    click.echo(json.dumps(results, indent=2) if as_json else format_bench(results))
+
+
 def _run_int8(
     model: Path, arrays: list[np.ndarray], dequantize: bool, calib: dict[str, Any]
 ) -> dict[str, np.ndarray]:
