@@ -290,21 +290,29 @@ ACTS = ("Relu", "Relu6", "LeakyRelu", "Sigmoid", "Tanh", "HardSwish", "PRelu")
 @st.composite
 def mixed_graphs(draw: st.DrawFn) -> tuple:
     """Random small CNNs mixing every op family the integer backends take."""
-    blocks = draw(st.lists(st.tuples(st.sampled_from(BLOCKS), st.sampled_from(ACTS)), min_size=1, max_size=5))
+    blocks = draw(
+        st.lists(st.tuples(st.sampled_from(BLOCKS), st.sampled_from(ACTS)), min_size=1, max_size=5)
+    )
     head = draw(st.sampled_from(["gap_gemm", "flatten_gemm", "gemm_softmax", "gemm_tanh"]))
     return draw(st.integers(1, 3)), draw(st.integers(4, 8)), blocks, head, draw(st.integers(0, 999))
 
 
-def build_mixed_graph(c_in: int, size: int, blocks: list[tuple[str, str]], head: str, seed: int) -> onnx.ModelProto:
+def build_mixed_graph(
+    c_in: int, size: int, blocks: list[tuple[str, str]], head: str, seed: int
+) -> onnx.ModelProto:
     s = Stack((1, c_in, size, size), seed=seed)
     c = 4
     x = s.op("Relu", [s.conv("input", c_in, c, (3, 3), pads=[1, 1, 1, 1])])
     for kind, act in blocks:
         if kind == "act":
             if act == "Relu6":
-                x = s.op("Clip", [x, s.const(np.array(0, np.float32)), s.const(np.array(6, np.float32))])
+                x = s.op(
+                    "Clip", [x, s.const(np.array(0, np.float32)), s.const(np.array(6, np.float32))]
+                )
             elif act == "PRelu":
-                x = s.op("PRelu", [x, s.const(s.rng.uniform(-0.5, 0.5, (c, 1, 1)).astype(np.float32))])
+                x = s.op(
+                    "PRelu", [x, s.const(s.rng.uniform(-0.5, 0.5, (c, 1, 1)).astype(np.float32))]
+                )
             elif act == "LeakyRelu":
                 x = s.op("LeakyRelu", [x], alpha=0.1)
             else:
@@ -322,8 +330,12 @@ def build_mixed_graph(c_in: int, size: int, blocks: list[tuple[str, str]], head:
             x = s.op("Pad", [x, s.const(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))])
             size += 2
         elif kind == "pool" and size >= 4:
-            x = s.op("MaxPool" if act in ("Relu", "Tanh", "PRelu") else "AveragePool", [x], kernel_shape=[2, 2],
-                     strides=[2, 2])
+            x = s.op(
+                "MaxPool" if act in ("Relu", "Tanh", "PRelu") else "AveragePool",
+                [x],
+                kernel_shape=[2, 2],
+                strides=[2, 2],
+            )
             size //= 2
         elif kind == "depthwise":
             x = s.op("Relu", [s.conv(x, c, c, (3, 3), group=c, pads=[1, 1, 1, 1])])
@@ -333,5 +345,7 @@ def build_mixed_graph(c_in: int, size: int, blocks: list[tuple[str, str]], head:
         out = s.gemm(s.op("Flatten", [x]), c * size * size, 5)
     else:
         logits = s.gemm(s.op("Flatten", [s.op("GlobalMaxPool", [x])]), c, 5)
-        out = s.op("Softmax", [logits], axis=-1) if head == "gemm_softmax" else s.op("Tanh", [logits])
+        out = (
+            s.op("Softmax", [logits], axis=-1) if head == "gemm_softmax" else s.op("Tanh", [logits])
+        )
     return s.model(out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,108 @@ def test_run_accepts_npz_test_set(tmp_path: Path) -> None:
 def test_unknown_option_is_usage_error() -> None:
     result = run_cli("inspect", "--frobnicate", str(MODELS / "digits_cnn.onnx"))
     assert result.returncode == 2 and "No such option" in result.stderr
+
+
+# ---- int8: convert, eval, run --backend int8, bench ----
+
+
+def test_convert_writes_model_and_report(tmp_path: Path) -> None:
+    result = run_cli("convert", str(MODELS / "digits_cnn.onnx"), "-o", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["evaluation"]["int8_accuracy"] >= report["evaluation"]["float_accuracy"] - 0.003
+    assert report["arena_bytes"] > 0 and report["weight_bytes"] > 0
+    assert [row["op"] for row in report["layers"]][:2] == ["Conv", "Conv"]
+    assert all(row["sqnr_db"] > 20 for row in report["layers"])
+    assert (tmp_path / "out" / "model.edgenn").stat().st_size == report["model_file_bytes"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model.edgenn", "report.json"]
+
+
+def test_convert_is_deterministic(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        assert (
+            run_cli(
+                "convert", str(MODELS / "digits_mlp.onnx"), "-o", str(tmp_path / name)
+            ).returncode
+            == 0
+        )
+    for file in ("model.edgenn", "report.json"):
+        assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes()
+
+
+def test_eval_json_reports_fractions(tmp_path: Path) -> None:
+    result = run_cli(
+        "eval",
+        str(MODELS / "mnist1d_cnn.onnx"),
+        "--data",
+        str(MODELS / "mnist1d_cnn_test.npz"),
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert (
+        0.85 <= info["float_accuracy"] <= 1
+        and abs(info["float_accuracy"] - info["int8_accuracy"]) <= 0.005
+    )
+
+
+def test_run_int8_matches_runtime(tmp_path: Path) -> None:
+    from edgenn.quant.quantize import quantize_array
+    from edgenn.runtime import Runtime
+    from edgenn.serialize import load_graph
+
+    assert run_cli("convert", str(MODELS / "digits_mlp.onnx"), "-o", str(tmp_path)).returncode == 0
+    x = np.load(MODELS / "digits_mlp_test.npz")["x"][:9]
+    np.save(tmp_path / "x.npy", x)
+    result = run_cli(
+        "run",
+        str(tmp_path / "model.edgenn"),
+        "-i",
+        str(tmp_path / "x.npy"),
+        "-o",
+        str(tmp_path / "y.npy"),
+        "--backend",
+        "int8",
+    )
+    assert result.returncode == 0, result.stderr
+    fixed = load_graph(tmp_path / "model.edgenn")
+    want = Runtime(fixed).run(quantize_array(x, fixed.type_of(fixed.inputs[0]).qparams))
+    got = np.load(tmp_path / "y.npy")
+    assert got.dtype == np.int8 and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--calib", "{tmp}/bad.npy"], r"calibration data has shape \(3, 5\); expected \[N, 64\]"),
+        (["--calib", "{tmp}/missing.npz"], "no such file"),
+        (["--observer", "nope"], "Invalid value for '--observer'"),
+    ],
+)
+def test_convert_bad_calibration(tmp_path: Path, args: list[str], message: str) -> None:
+    np.save(tmp_path / "bad.npy", np.zeros((3, 5), np.float32))
+    args = [a.format(tmp=tmp_path) for a in args]
+    result = run_cli("convert", str(MODELS / "digits_mlp.onnx"), "-o", str(tmp_path / "out"), *args)
+    assert result.returncode == 2 and re.search(message, result.stderr), result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_convert_without_calibration_data_says_what_to_give(tmp_path: Path) -> None:
+    copy = tmp_path / "model.onnx"
+    copy.write_bytes((MODELS / "digits_mlp.onnx").read_bytes())
+    result = run_cli("convert", str(copy), "-o", str(tmp_path / "out"))
+    assert result.returncode == 2 and "--calib" in result.stderr
+
+
+def test_bench_json_has_the_promised_keys() -> None:
+    result = run_cli("bench", str(MODELS / "digits_mlp.onnx"), "--seconds", "0.05", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    for backend in ("edgenn", "ort_float", "ort_int8_qdq"):
+        assert (
+            info["backends"][backend]["latency_us"] > 0
+            and info["backends"][backend]["throughput_sps"] > 0
+        )
+    assert "skipped" in info["backends"]["litert"]
+    assert info["latency_ratio_vs_litert"] is None and info["throughput_ratio_vs_ort_int8"] > 0
+    assert info["first_result_seconds"]["warm_jit_cache"] > 0

@@ -44,11 +44,15 @@ def round_half_away(value: Fraction) -> int:
 
 # ---- fixed-point arithmetic ----
 
+
 @given(st.floats(1e-9, 1e4))
 def test_quantize_multiplier_is_accurate_and_matches_spec(real: float) -> None:
     q, shift = quantize_multiplier(real)
     assert 2**30 <= q < 2**31
-    assert abs(Fraction(q) * Fraction(2) ** (shift - 31) - Fraction(real)) <= Fraction(real) * Fraction(2) ** -30
+    assert (
+        abs(Fraction(q) * Fraction(2) ** (shift - 31) - Fraction(real))
+        <= Fraction(real) * Fraction(2) ** -30
+    )
     assert (q, shift) == multiplier(real)
 
 
@@ -86,6 +90,7 @@ def test_fixed_point_exp_logistic_tanh_are_accurate(value: float) -> None:
 
 # ---- the runtime against the independent spec ----
 
+
 def quantized(graph: Graph, data: np.ndarray) -> tuple[Graph, np.ndarray]:
     fixed = quantize_graph(graph, calibrate(graph, data))
     qp = fixed.type_of(fixed.inputs[0]).qparams
@@ -119,7 +124,9 @@ def test_torch_export_runtime_matches_spec(path: Path, rng: np.random.Generator)
 @given(mixed_graphs())
 def test_random_mixed_graphs_match_spec(case: tuple) -> None:
     graph = optimize(import_model(build_mixed_graph(*case)))
-    x = np.random.default_rng(case[-1]).uniform(-1, 1, (16, *graph.type_of(graph.inputs[0]).shape[1:]))
+    x = np.random.default_rng(case[-1]).uniform(
+        -1, 1, (16, *graph.type_of(graph.inputs[0]).shape[1:])
+    )
     assert_runtime_matches_spec(*quantized(graph, x.astype(np.float32)))
 
 
@@ -127,11 +134,14 @@ def test_random_mixed_graphs_match_spec(case: tuple) -> None:
 @given(conv_stacks())
 def test_random_conv_stacks_match_spec(case: tuple) -> None:
     graph = optimize(import_model(build_conv_stack(*case)))
-    x = np.random.default_rng(case[-1]).uniform(-1, 1, (16, *graph.type_of(graph.inputs[0]).shape[1:]))
+    x = np.random.default_rng(case[-1]).uniform(
+        -1, 1, (16, *graph.type_of(graph.inputs[0]).shape[1:])
+    )
     assert_runtime_matches_spec(*quantized(graph, x.astype(np.float32)))
 
 
 # ---- accuracy, batching ----
+
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_int8_accuracy_within_target(name: str) -> None:
@@ -162,17 +172,24 @@ def test_trace_ends_with_the_output() -> None:
 
 # ---- bad input ----
 
+
 @pytest.fixture(scope="module")
 def cnn() -> Graph:
     return optimize(load_onnx(MODELS / "digits_cnn.onnx"))
 
 
-@pytest.mark.parametrize("data, message", [
-    (np.zeros((5, 1, 8, 7), np.float32), r"shape \(5, 1, 8, 7\); expected \[N, 1, 8, 8\]"),
-    (np.zeros((0, 1, 8, 8), np.float32), r"is empty; expected at least one sample shaped \[N, 1, 8, 8\]"),
-    (np.full((3, 1, 8, 8), np.nan, np.float32), "NaN or Inf"),
-    (np.array([["a"]]), "dtype <U1; expected numbers shaped"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (np.zeros((5, 1, 8, 7), np.float32), r"shape \(5, 1, 8, 7\); expected \[N, 1, 8, 8\]"),
+        (
+            np.zeros((0, 1, 8, 8), np.float32),
+            r"is empty; expected at least one sample shaped \[N, 1, 8, 8\]",
+        ),
+        (np.full((3, 1, 8, 8), np.nan, np.float32), "NaN or Inf"),
+        (np.array([["a"]]), "dtype <U1; expected numbers shaped"),
+    ],
+)
 def test_bad_calibration_data(cnn: Graph, data: np.ndarray, message: str) -> None:
     with pytest.raises(InputError, match=message):
         calibrate(cnn, data)
@@ -189,8 +206,11 @@ def test_accumulator_overflow_names_the_layer() -> None:
     from builders import Stack
 
     s = Stack((1, 70000))
-    fc = s.op("Gemm", ["input", s.const(np.ones((2, 70000), np.float32)), s.const(np.zeros(2, np.float32))],
-              transB=1)
+    fc = s.op(
+        "Gemm",
+        ["input", s.const(np.ones((2, 70000), np.float32)), s.const(np.zeros(2, np.float32))],
+        transB=1,
+    )
     graph = optimize(import_model(s.model(fc)))
     x = np.random.default_rng(0).uniform(-1, 1, (2, 70000)).astype(np.float32)
     with pytest.raises(QuantizationError, match="node 'Gemm_1' .*accumulator .* exceeds int32"):
@@ -214,6 +234,7 @@ def test_runtime_rejects_wrong_input(cnn: Graph) -> None:
 
 
 # ---- observers ----
+
 
 @pytest.mark.parametrize("observer", ["percentile", "mse"])
 def test_observers_narrow_the_minmax_range(cnn: Graph, observer: str) -> None:
