@@ -30,7 +30,7 @@ from edgenn.ops import (
     register,
     set_channels_last,
 )
-from edgenn.ops.dot import dot_rows
+from edgenn.ops.dot import dot_rows, requantize_channels
 from edgenn.ops.spatial import (
     auto_pads,
     channels,
@@ -42,8 +42,6 @@ from edgenn.ops.spatial import (
 )
 from edgenn.quant.fixed_point import (
     activation_bounds,
-    clamp,
-    multiply_by_quantized_multiplier,
     real_multiplier,
 )
 
@@ -214,6 +212,8 @@ def examples() -> list[OpExample]:
 # ---- int8: TFLite CONV_2D / DEPTHWISE_CONV_2D semantics (1-D as height 1) ----
 
 OP_CONV = 1
+GATHER, OUTER = 0, -1  # kernel modes; a positive mode is a depthwise multiplier
+FEW_CHANNELS = 3
 
 
 def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
@@ -248,15 +248,22 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     w2 = w.reshape(oc, -1).astype(np.int64)
     if depthwise:
         # taps outer, channels inner: weights stored [KH, KW, O] so a tap's weights are contiguous
-        weights = w.reshape(oc, kh * kw).T
+        weights, mode = w.reshape(oc, kh * kw).T, oc // c
+        b.scratch(accumulators=oc)
+    elif c <= FEW_CHANNELS:
+        # few input channels (a first layer): every tap adds (x - zp) times a row of output weights,
+        # vectorized over the output channels; weights stored [KH, KW, C, O]
+        weights, mode = (
+            np.transpose(w, (1, 2, 3, 0)) if not one_d else np.transpose(w, (1, 2, 0)),
+            OUTER,
+        )
         b.scratch(accumulators=oc)
     else:
         # padding taps are filled with the input zero point, so (x - zp) * w is folded into the bias:
         # sum (x - zp) w + bias == sum x w + (bias - zp * sum w) exactly, in integers
-        weights = w
+        weights, mode = w, GATHER
         bias_q = bias_q - zp_in * w2.sum(axis=1)
         b.scratch(patch=kh * kw * c, accumulators=oc)
-    depth_mult = oc // c if depthwise else 0
     return [
         OP_CONV,
         b.arena(x),
@@ -282,7 +289,7 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         zp_out,
         lo,
         hi,
-        depth_mult,
+        mode,
     ]
 
 
@@ -332,18 +339,19 @@ def conv_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):
         row[13],
     )
     sh, sw, dh, dw, pt, pl = row[14], row[15], row[16], row[17], row[18], row[19]
-    zp_in, zp_out, lo, hi, depth_mult = row[20], row[21], row[22], row[23], row[24]
+    zp_in, zp_out, lo, hi, mode = row[20], row[21], row[22], row[23], row[24]
     k = kh * kw * c
+    total = acc[:oc]
     for oy in range(oh):
         for ox in range(ow):
             iy0 = oy * sh - pt
             ix0 = ox * sw - pl
-            if depth_mult == 0:
+            if mode == GATHER:
                 gather_window(arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, patch)
-                dot_rows(patch[:k], weights, w, k, oc, acc)
+                dot_rows(patch[:k], weights, w, k, oc, total)
             else:
                 for o in range(oc):
-                    acc[o] = 0
+                    total[o] = 0
                 for ky in range(kh):
                     iy = iy0 + ky * dh
                     if iy < 0 or iy >= h:
@@ -353,21 +361,33 @@ def conv_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):
                         if ix < 0 or ix >= width:
                             continue
                         src = arena[x + (iy * width + ix) * c : x + (iy * width + ix + 1) * c]
+                        if mode == OUTER:
+                            for i in range(c):
+                                v = np.int32(src[i]) - zp_in
+                                start = w + ((ky * kw + kx) * c + i) * oc
+                                tap = weights[start : start + oc]
+                                for o in range(oc):
+                                    total[o] += v * np.int32(tap[o])
+                            continue
                         tap = weights[w + (ky * kw + kx) * oc : w + (ky * kw + kx + 1) * oc]
-                        if depth_mult == 1:
+                        if mode == 1:
                             for o in range(oc):
-                                acc[o] += (np.int32(src[o]) - zp_in) * np.int32(tap[o])
-                        else:  # output channel o reads input channel o // M
+                                total[o] += (np.int32(src[o]) - zp_in) * np.int32(tap[o])
+                        else:  # depthwise multiplier M: output channel o reads input channel o // M
                             for o in range(oc):
-                                acc[o] += (np.int32(src[o // depth_mult]) - zp_in) * np.int32(
-                                    tap[o]
-                                )
+                                total[o] += (np.int32(src[o // mode]) - zp_in) * np.int32(tap[o])
             out = arena[y + (oy * ow + ox) * oc : y + (oy * ow + ox + 1) * oc]
-            for o in range(oc):
-                v = multiply_by_quantized_multiplier(
-                    acc[o] + biases[b + o], mults[m + o], shifts[m + o], rounding
-                )
-                out[o] = clamp(v + zp_out, lo, hi)
+            requantize_channels(
+                total,
+                biases[b : b + oc],
+                mults[m : m + oc],
+                shifts[m : m + oc],
+                rounding,
+                zp_out,
+                lo,
+                hi,
+                out,
+            )
 
 
 CONV_SPEC = OpSpec(

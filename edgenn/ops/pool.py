@@ -35,7 +35,6 @@ from edgenn.ops.spatial import (
     to_channels_last,
     windows,
 )
-from edgenn.quant.fixed_point import clamp
 
 if TYPE_CHECKING:
     from edgenn.runtime.program import ProgramBuilder
@@ -259,6 +258,7 @@ def pool_row(
         spatial, out_spatial = [1, *spatial], [1, *out_spatial]
         kernel, strides, dilations = (1, *kernel), (1, *strides), (1, *dilations)
         pads = (0, pads[0], 0, pads[1])
+    b.scratch(accumulators=c)
     return [
         OP_POOL,
         b.arena(x),
@@ -327,31 +327,36 @@ def pool_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):
         row[15],
     )
     lo, hi, is_avg = row[16], row[17], row[18]
+    total = acc[:c]  # channels innermost: each tap updates a whole pixel's channels at once
     for oy in range(oh):
         for ox in range(ow):
             for ch in range(c):
-                acc = 0 if is_avg else -128
-                count = 0
-                for ky in range(kh):
-                    iy = oy * sh - pt + ky * dh
-                    if iy < 0 or iy >= h:
+                total[ch] = 0 if is_avg else -128
+            count = 0
+            for ky in range(kh):
+                iy = oy * sh - pt + ky * dh
+                if iy < 0 or iy >= h:
+                    continue
+                for kx in range(kw):
+                    ix = ox * sw - pl + kx * dw
+                    if ix < 0 or ix >= w:
                         continue
-                    for kx in range(kw):
-                        ix = ox * sw - pl + kx * dw
-                        if ix < 0 or ix >= w:
-                            continue
-                        v = arena[x + (iy * w + ix) * c + ch]
-                        if is_avg:
-                            acc += v
-                        elif v > acc:
-                            acc = v
-                        count += 1
+                    src = arena[x + (iy * w + ix) * c : x + (iy * w + ix + 1) * c]
+                    if is_avg:
+                        for ch in range(c):
+                            total[ch] += src[ch]
+                    else:
+                        for ch in range(c):
+                            total[ch] = max(total[ch], np.int32(src[ch]))
+                    count += 1
+            out = arena[y + (oy * ow + ox) * c : y + (oy * ow + ox + 1) * c]
+            for ch in range(c):
+                value = total[ch]
                 if is_avg and count > 0:
                     # divide rounding half away from zero, with C's truncating division
-                    acc = (
-                        (acc + count // 2) // count if acc > 0 else -((-acc + count // 2) // count)
-                    )
-                arena[y + (oy * ow + ox) * c + ch] = clamp(acc, lo, hi)
+                    half = count // 2
+                    value = (value + half) // count if value > 0 else -((-value + half) // count)
+                out[ch] = min(max(value, lo), hi)
 
 
 register(
