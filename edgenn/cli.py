@@ -133,6 +133,13 @@ def inspect(model: Path, as_json: bool, raw: bool, batch_size: int) -> None:
     help="Labelled data (.npz with x, y) for the accuracy report. "
     "Default: the bundled test set, or the calibration data if labelled.",
 )
+@click.option(
+    "--emit",
+    "emits",
+    multiple=True,
+    type=click.Choice(["tflite"]),
+    help="Also write OUTDIR/model.tflite (a TFLite flatbuffer for TFLM and LiteRT).",
+)
 def convert(
     model: Path,
     outdir: Path,
@@ -142,6 +149,7 @@ def convert(
     calib_samples: int,
     seed: int,
     data: Path | None,
+    emits: tuple[str, ...],
 ) -> None:
     """Quantize MODEL (ONNX) to an int8 fixed-point model: OUTDIR/model.edgenn and OUTDIR/report.json."""
     from edgenn.compile import conversion_report
@@ -152,11 +160,24 @@ def convert(
     if converted is None:
         raise InputError(f"{model}: already a fixed-point model; convert takes an ONNX model")
     report = conversion_report(converted, model, calib, data)
+    tflite_bytes = None
+    if "tflite" in emits:  # lowered before anything is written, so an unmappable op writes nothing
+        from edgenn.codegen.tflite import to_tflite
+
+        tflite_bytes = to_tflite(fixed)
+        report["tflite_file_bytes"] = len(tflite_bytes)
     outdir.mkdir(parents=True, exist_ok=True)
     save_graph(fixed, outdir / "model.edgenn")
-    write_atomic(outdir / "report.json", lambda f: f.write(json.dumps(report, indent=2).encode()))
+    written = [outdir / "model.edgenn"]
+    if tflite_bytes is not None:
+        written.append(write_atomic(outdir / "model.tflite", lambda f: f.write(tflite_bytes)))
+    written.append(
+        write_atomic(
+            outdir / "report.json", lambda f: f.write(json.dumps(report, indent=2).encode())
+        )
+    )
     _print_report(report)
-    click.echo(f"wrote {outdir / 'model.edgenn'} and {outdir / 'report.json'}")
+    click.echo(f"wrote {', '.join(map(str, written))}")
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -167,9 +188,12 @@ def _print_report(report: dict[str, Any]) -> None:
     click.echo(f"{'layer':<28} {'op':<18} {'SQNR dB':>8}")
     for row in report["layers"]:
         click.echo(f"{row['layer']:<28} {row['op']:<18} {row['sqnr_db']:>8.2f}")
+    tflite_size = (
+        f", .tflite {report['tflite_file_bytes']:,} B" if "tflite_file_bytes" in report else ""
+    )
     click.echo(
         f"arena {report['arena_bytes']:,} B, weights {report['weight_bytes']:,} B, "
-        f"model file {report['model_file_bytes']:,} B"
+        f"model file {report['model_file_bytes']:,} B{tflite_size}"
     )
     evaluation = report.get("evaluation", {})
     if "int8_accuracy" in evaluation:

@@ -23,11 +23,18 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_arrays(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> Path:

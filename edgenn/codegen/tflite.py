@@ -15,9 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import flatbuffers
 import numpy as np
-import tflite
+
+try:
+    import flatbuffers
+    import tflite
+except ImportError as missing:  # an optional extra: only the .tflite backend needs it
+    raise ImportError("writing .tflite files needs: pip install 'edgenn[tflite]'") from missing
 
 from edgenn.errors import QuantizationError
 from edgenn.fileio import write_atomic
