@@ -7,7 +7,8 @@ Backends (all single-threaded):
 - ort_int8_qdq: onnxruntime's own static quantization, QDQ format, per-channel int8 weights and int8
   activations (S8S8), calibrated on the same data. On CPUs without VNNI its kernels saturate int16 pair
   sums, so its accuracy is reported beside its speed.
-- litert: the LiteRT interpreter on edgenn's .tflite export, once that export exists (skipped until then).
+- litert: the LiteRT interpreter (default XNNPACK kernels) on edgenn's own .tflite export of the same
+  fixed-point graph, so both run the identical int8 model.
 
 Latency: median of single-sample calls after warm-up. Throughput: batches of 256, samples per second.
 Also the wall time of a fresh process that loads a .edgenn file and produces one result, with the JIT
@@ -35,7 +36,6 @@ from edgenn.runtime import Runtime
 from edgenn.serialize import save_graph
 
 BATCH = 256
-LITERT_SKIP = "no TFLite export yet (issue 'TFLite export and import'); LiteRT needs a .tflite file"
 
 
 def median_latency_us(call: Callable[[], object], seconds: float = 1.0, warmup: int = 50) -> float:
@@ -144,6 +144,48 @@ def ort_qdq_model(model: Path, calibration: np.ndarray, folder: Path) -> str:
     return str(out)
 
 
+def bench_litert(
+    model: bytes, xq: np.ndarray, labels: np.ndarray | None, out_qp: Any, seconds: float
+) -> dict[str, Any]:
+    """LiteRT with its default kernels (XNNPACK), one thread: set + invoke + get per sample, and one
+    invoke over a batch resized to 256."""
+    from edgenn.interop import litert_interpreter
+    from edgenn.quant.quantize import dequantize_array
+
+    single = litert_interpreter(model)
+    source, target = single.get_input_details()[0]["index"], single.get_output_details()[0]["index"]
+    one = np.ascontiguousarray(xq[:1])
+
+    def invoke_one() -> np.ndarray:
+        single.set_tensor(source, one)
+        single.invoke()
+        return single.get_tensor(target)
+
+    batched = litert_interpreter(model)
+    batched.resize_tensor_input(source, [BATCH, *xq.shape[1:]])
+    batched.allocate_tensors()
+    batch = _batch(xq, BATCH)
+
+    def invoke_batch() -> np.ndarray:
+        batched.set_tensor(source, batch)
+        batched.invoke()
+        return batched.get_tensor(target)
+
+    result = {
+        "latency_us": median_latency_us(invoke_one, seconds),
+        "throughput_sps": throughput_sps(invoke_batch, BATCH, seconds),
+        "kernels": "default (XNNPACK)",
+    }
+    if labels is not None:
+        outputs = []
+        for i in range(len(xq)):
+            single.set_tensor(source, np.ascontiguousarray(xq[i : i + 1]))
+            single.invoke()
+            outputs.append(single.get_tensor(target).copy())
+        result["accuracy"] = accuracy(dequantize_array(np.concatenate(outputs), out_qp), labels)
+    return result
+
+
 def fresh_process_seconds(fixed_model: Path, cache_dir: str | None) -> float:
     """Wall time of a new Python process that loads the fixed-point file and runs one sample."""
     script = (
@@ -165,6 +207,7 @@ def fresh_process_seconds(fixed_model: Path, cache_dir: str | None) -> float:
 def run_bench(
     model: Path, data: Path | None = None, seconds: float = 1.0, **calib: Any
 ) -> dict[str, Any]:
+    from edgenn.codegen.tflite import to_tflite
     from edgenn.compile import bundled_test_set, load_dataset
 
     try:
@@ -187,7 +230,14 @@ def run_bench(
         backends["ort_int8_qdq"] = bench_ort(
             ort_qdq_model(model, converted.data, folder), x, labels, seconds
         )
-        backends["litert"] = {"skipped": LITERT_SKIP}
+        fixed = converted.fixed_graph
+        in_qp, out_qp = (
+            fixed.type_of(fixed.inputs[0]).qparams,
+            fixed.type_of(fixed.outputs[0]).qparams,
+        )
+        backends["litert"] = bench_litert(
+            to_tflite(fixed), quantize_array(x, in_qp), labels, out_qp, seconds
+        )
         fixed_path = folder / "model.edgenn"
         save_graph(converted.fixed_graph, fixed_path)
         fresh_process_seconds(fixed_path, None)  # fill the regular cache
@@ -199,7 +249,10 @@ def run_bench(
         }
     results["backends"] = backends
     ours = backends["edgenn"]
-    results["latency_ratio_vs_litert"] = None  # filled once LiteRT runs
+    results["latency_ratio_vs_litert"] = ours["latency_us"] / backends["litert"]["latency_us"]
+    results["throughput_ratio_vs_litert"] = (
+        ours["throughput_sps"] / backends["litert"]["throughput_sps"]
+    )
     results["latency_ratio_vs_ort_float"] = ours["latency_us"] / backends["ort_float"]["latency_us"]
     results["latency_ratio_vs_ort_int8"] = (
         ours["latency_us"] / backends["ort_int8_qdq"]["latency_us"]
@@ -216,17 +269,16 @@ def format_bench(results: dict[str, Any]) -> str:
         f"{'backend':<14} {'latency us':>11} {'throughput/s':>13} {'accuracy':>9}",
     ]
     for name, r in results["backends"].items():
-        if "skipped" in r:
-            lines.append(f"{name:<14} skipped: {r['skipped']}")
-            continue
         acc = f"{r['accuracy']:.4f}" if "accuracy" in r else "n/a"
         lines.append(f"{name:<14} {r['latency_us']:>11.1f} {r['throughput_sps']:>13,.0f} {acc:>9}")
     lines.append(
-        f"latency ratio edgenn / ort float: {results['latency_ratio_vs_ort_float']:.2f}, "
-        f"/ ort int8: {results['latency_ratio_vs_ort_int8']:.2f}, / LiteRT: n/a (no .tflite yet)"
+        f"latency ratio edgenn / LiteRT: {results['latency_ratio_vs_litert']:.2f}, "
+        f"/ ort float: {results['latency_ratio_vs_ort_float']:.2f}, "
+        f"/ ort int8: {results['latency_ratio_vs_ort_int8']:.2f}"
     )
     lines.append(
-        f"throughput ratio edgenn / ort int8: {results['throughput_ratio_vs_ort_int8']:.2f}"
+        f"throughput ratio edgenn / ort int8: {results['throughput_ratio_vs_ort_int8']:.2f}, "
+        f"/ LiteRT: {results['throughput_ratio_vs_litert']:.2f}"
     )
     first = results["first_result_seconds"]
     lines.append(

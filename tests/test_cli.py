@@ -196,11 +196,10 @@ def test_bench_json_has_the_promised_keys() -> None:
     result = run_cli("bench", str(MODELS / "digits_mlp.onnx"), "--seconds", "0.05", "--json")
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
-    for backend in ("edgenn", "ort_float", "ort_int8_qdq"):
-        assert (
-            info["backends"][backend]["latency_us"] > 0
-            and info["backends"][backend]["throughput_sps"] > 0
-        )
-    assert "skipped" in info["backends"]["litert"]
-    assert info["latency_ratio_vs_litert"] is None and info["throughput_ratio_vs_ort_int8"] > 0
+    for backend in ("edgenn", "ort_float", "ort_int8_qdq", "litert"):
+        assert info["backends"][backend]["latency_us"] > 0
+        assert info["backends"][backend]["throughput_sps"] > 0
+    # the same int8 model on both: LiteRT may differ by an LSB, rarely enough to move a prediction
+    assert abs(info["backends"]["edgenn"]["accuracy"] - info["backends"]["litert"]["accuracy"]) <= 0.004
+    assert info["latency_ratio_vs_litert"] > 0 and info["throughput_ratio_vs_ort_int8"] > 0
     assert info["first_result_seconds"]["warm_jit_cache"] > 0

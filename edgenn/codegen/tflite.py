@@ -146,11 +146,15 @@ class Lowering:
 
     def reshape(self, source: str, shape: Sequence[int], target: str | None = None) -> str:
         target = target or self.like(f"{source}_reshaped", source, shape)
+        # a leading batch dimension is written as -1, so interpreters that resize inputs keep working
+        new_shape = (
+            [-1, *shape[1:]] if shape and shape[0] == self.graph.batch_size() else list(shape)
+        )
         self.emit(
             "RESHAPE",
-            [source, self.const_int32(f"{target}_shape", shape)],
+            [source, self.const_int32(f"{target}_shape", new_shape)],
             [target],
-            ("ReshapeOptions", {"new_shape": list(shape)}),
+            ("ReshapeOptions", {"new_shape": new_shape}),
         )
         return target
 
