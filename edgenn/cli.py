@@ -78,8 +78,19 @@ def _fixed_point(model: Path, calib: dict[str, Any]):  # type: ignore[no-untyped
 
     if is_edgenn_file(model):
         return None, load_graph(model)
+    if _is_tflite(model):
+        from edgenn.frontend.tflite import load_tflite
+
+        return None, load_tflite(model)
     converted = convert(model, **calib)
     return converted, converted.fixed_graph
+
+
+def _is_tflite(model: Path) -> bool:
+    if not model.is_file():
+        return False
+    with open(model, "rb") as f:
+        return f.read(8)[4:8] == b"TFL3"
 
 
 def _calib(
@@ -341,6 +352,30 @@ def bench(
         model, data, seconds, **_calib(calib, observer, percentile, calib_samples, seed)
     )
     click.echo(json.dumps(results, indent=2) if as_json else format_bench(results))
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Inputs: .npz with x (float, quantized with the model's input parameters, or int8), or .npy.",
+)
+@click.option(
+    "--rounding",
+    type=click.Choice(["double", "single"]),
+    default="double",
+    show_default=True,
+    help="Requantization rounding of edgenn's runtime (TFLM uses double).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+def verify(model: Path, data: Path, rounding: str, as_json: bool) -> None:
+    """Run MODEL.tflite on edgenn's runtime, TensorFlow Lite Micro and LiteRT; count differing outputs."""
+    from edgenn.verify import format_verification, verify_tflite
+
+    result = verify_tflite(model, data, rounding)
+    click.echo(json.dumps(result, indent=2) if as_json else format_verification(result))
 
 
 def _run_int8(
