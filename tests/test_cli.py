@@ -200,6 +200,9 @@ def test_bench_json_has_the_promised_keys() -> None:
         assert info["backends"][backend]["latency_us"] > 0
         assert info["backends"][backend]["throughput_sps"] > 0
     # the same int8 model on both: LiteRT may differ by an LSB, rarely enough to move a prediction
-    assert abs(info["backends"]["edgenn"]["accuracy"] - info["backends"]["litert"]["accuracy"]) <= 0.004
+    assert (
+        abs(info["backends"]["edgenn"]["accuracy"] - info["backends"]["litert"]["accuracy"])
+        <= 0.004
+    )
     assert info["latency_ratio_vs_litert"] > 0 and info["throughput_ratio_vs_ort_int8"] > 0
     assert info["first_result_seconds"]["warm_jit_cache"] > 0

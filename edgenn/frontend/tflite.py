@@ -43,6 +43,7 @@ BUILTIN_NAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.
 # errors the generated flatbuffer readers raise on corrupt offsets and lengths
 CORRUPT = (
     IndexError,
+    KeyError,
     struct.error,
     ValueError,
     TypeError,
@@ -283,6 +284,12 @@ def _padding(
     return (pads[0][0], pads[1][0], pads[0][1], pads[1][1])
 
 
+def _positive(r: _Reader, name: str, **values: tuple[int, ...]) -> None:
+    for key, pair in values.items():
+        if any(v < 1 for v in pair):
+            raise ModelFormatError(f"{r.name}: {name} has {key} {pair}; they must be at least 1")
+
+
 def _clip(options: Any) -> dict[str, float]:
     activation = options.FusedActivationFunction() if options is not None else 0
     if activation not in ACTIVATIONS:
@@ -303,7 +310,10 @@ def read_conv(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -
         raise UnsupportedOpError(
             f"{r.name}: {name} has run-time weights; edgenn needs constant filters"
         )
+    if o is None:
+        raise ModelFormatError(f"{r.name}: {name} has no options")
     strides, dilations = (o.StrideH(), o.StrideW()), (o.DilationHFactor(), o.DilationWFactor())
+    _positive(r, name, strides=strides, dilations=dilations)
     _, kh, kw, _ = weights.type.shape
     pads = _padding(r, x, outs[0], (kh, kw), strides, dilations, o.Padding() == tflite.Padding.SAME)
     group = 1
@@ -353,7 +363,10 @@ def read_pool(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -
     is_max = (
         r.model.OperatorCodes(op.OpcodeIndex()).BuiltinCode() == tflite.BuiltinOperator.MAX_POOL_2D
     )
+    if o is None:
+        raise ModelFormatError(f"{r.name}: {name} has no options")
     kernel, strides = (o.FilterHeight(), o.FilterWidth()), (o.StrideH(), o.StrideW())
+    _positive(r, name, filter=kernel, strides=strides)
     pads = _padding(r, ins[0], outs[0], kernel, strides, (1, 1), o.Padding() == tflite.Padding.SAME)
     if _clip(o) != {"clip_min": -math.inf, "clip_max": math.inf}:
         raise UnsupportedOpError(

@@ -123,7 +123,7 @@ class OpSpec:
             out = self.infer(in_types, self.attrs_of(node))
         except EdgennError as err:
             raise type(err)(f"node '{node.name}' ({node.op}): {err}") from None
-        except (ValueError, IndexError, TypeError) as err:
+        except (ValueError, IndexError, TypeError, ZeroDivisionError) as err:
             raise ShapeError(
                 f"node '{node.name}' ({node.op}): cannot infer shapes: {err}"
             ) from None
