@@ -201,3 +201,32 @@ def test_fuzzed_files_never_crash(edits: list[tuple[int, int]]) -> None:
         Runtime(graph).run(np.zeros((1, *t.shape[1:]), np.int8))
     except EdgennError:
         pass
+
+
+THIRD_PARTY = sorted((Path(__file__).parent / "data" / "tflite").glob("*.tflite"))
+
+
+@pytest.mark.parametrize("path", THIRD_PARTY, ids=[p.stem for p in THIRD_PARTY])
+def test_tensorflow_converter_files_bit_exact_with_tflm(path: Path) -> None:
+    """Files made by TensorFlow's TFLiteConverter (tools/make_tflite_fixtures.py) run on edgenn's
+    runtime with TFLM's bits: Keras Flatten's SHAPE chains, MEAN, depthwise multipliers included."""
+    from edgenn.frontend.tflite import load_tflite
+    from edgenn.interop import run_tflm
+
+    graph = load_tflite(path)
+    if path.stem == "tf_digits_cnn":
+        data = np.load(MODELS / "digits_cnn_test.npz")
+        x = quantize_array(data["x"].transpose(0, 2, 3, 1), graph.type_of(graph.inputs[0]).qparams)
+    else:
+        x = np.load(path.with_name(f"{path.stem}_inputs.npy"))
+    ours = Runtime(graph).run(x)
+    assert np.array_equal(run_tflm(path.read_bytes(), x).reshape(ours.shape), ours)
+    if path.stem == "tf_digits_cnn":
+        assert np.mean(ours.argmax(1) == data["y"]) >= 0.97
+
+
+def test_export_no_larger_than_tensorflow_converter() -> None:
+    ours = to_tflite(fixed_model("digits_cnn")[0])
+    theirs = (Path(__file__).parent / "data" / "tflite" / "tf_digits_cnn.tflite").read_bytes()
+    print(f"digits_cnn .tflite: edgenn {len(ours)} B, TFLiteConverter {len(theirs)} B")
+    assert len(ours) <= len(theirs)

@@ -466,7 +466,32 @@ def read_quantize(r: _Reader, name: str, ins: list[str], outs: list[str], op: An
     r.emit(name, "Quantize" if source == DType.FLOAT32 else "Requantize", ins[:1], outs)
 
 
+def read_mean(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
+    axes = r.values[ins[1]].data
+    if axes is None:
+        raise UnsupportedOpError(f"{r.name}: {name} has run-time axes")
+    rank = len(r.shape(ins[0]))
+    o = r.options(op, "ReducerOptions")
+    r.emit(
+        name,
+        "Mean",
+        ins[:1],
+        outs,
+        axes=tuple(sorted(int(a) % rank for a in axes.reshape(-1))),
+        keepdims=int(o.KeepDims()) if o is not None else 0,
+    )
+
+
+def shape_arithmetic(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
+    """SHAPE / STRIDED_SLICE / PACK computing a RESHAPE's target: nothing to run, since RESHAPE takes
+    its output tensor's static shape. Any other use of these values fails verification by name."""
+
+
 OPERATORS: dict[str, Callable[..., None]] = {
+    "MEAN": read_mean,
+    "SHAPE": shape_arithmetic,
+    "STRIDED_SLICE": shape_arithmetic,
+    "PACK": shape_arithmetic,
     "CONV_2D": read_conv,
     "DEPTHWISE_CONV_2D": read_conv,
     "FULLY_CONNECTED": read_fully_connected,

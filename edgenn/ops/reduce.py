@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numba import njit
 
 from edgenn.errors import QuantizationError
 from edgenn.ir import Attrs, Graph, Node, TensorType
@@ -24,6 +26,7 @@ from edgenn.ops import (
     register,
 )
 from edgenn.ops.pool import pool_row
+from edgenn.quant.fixed_point import multiply_by_quantized_multiplier, quantize_multiplier
 
 if TYPE_CHECKING:
     from edgenn.runtime.program import ProgramBuilder
@@ -131,5 +134,72 @@ register(
         output_layout=reduced_layout,
         examples=examples,
         int8=Int8Spec(output=SAME, prepare=prepare_reduce_mean_int8),
+    )
+)
+
+
+# ---- Mean: TFLite's MEAN operator as TFLM computes it (read from .tflite files made by other tools) ----
+
+OP_MEAN = 15
+
+
+def infer_mean(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
+    return infer_reduce(inputs, attrs)
+
+
+def prepare_mean_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    """TFLM's integer mean: the multiplier s_in/s_out absorbs the division by n, pre-shifted by
+    k = min(floor(log2 n), 32, 31 + shift) bits so the quotient keeps its precision."""
+    x, y = node.inputs[0], node.outputs[0]
+    shape = b.shape(x)
+    if tuple(node.attrs["axes"]) != tuple(range(1, len(shape) - 1)):
+        raise QuantizationError(f"node '{node.name}' (Mean): int8 mean only over the spatial axes")
+    (s_in, zp_in), (s_out, zp_out) = b.scale_zp(x), b.scale_zp(y)
+    multiplier, shift = quantize_multiplier(float(s_in) / float(s_out))
+    n = math.prod(shape[1:-1])
+    k = min(n.bit_length() - 1, 32, 31 + shift)
+    scaled = (multiplier << k) // n
+    b.scratch(accumulators=shape[-1])
+    return [
+        OP_MEAN,
+        b.arena(x),
+        b.arena(y),
+        n,
+        shape[-1],
+        zp_in,
+        zp_out,
+        b.multipliers([(scaled, shift - k)]),
+    ]
+
+
+@njit(cache=True)
+def mean_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+    x, y, n, c, zp_in, zp_out, m = row[1], row[2], row[3], row[4], row[5], row[6], row[7]
+    total = acc[:c]
+    for ch in range(c):
+        total[ch] = 0
+    for i in range(n):
+        src = arena[x + i * c : x + (i + 1) * c]
+        for ch in range(c):
+            total[ch] += src[ch]
+    out = arena[y : y + c]
+    for ch in range(c):
+        value = multiply_by_quantized_multiplier(
+            total[ch] - zp_in * n, mults[m], shifts[m], rounding
+        )
+        out[ch] = min(max(value + zp_out, -128), 127)
+
+
+def reference_mean(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
+    return reference_reduce_mean(inputs, attrs)
+
+
+register(
+    OpSpec(
+        "Mean",
+        infer_mean,
+        reference_mean,
+        attrs={"keepdims": 1},
+        int8=Int8Spec(prepare=prepare_mean_int8),
     )
 )

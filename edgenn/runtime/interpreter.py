@@ -30,6 +30,7 @@ from edgenn.ops.elementwise import OP_BINARY, binary_int8
 from edgenn.ops.linear import OP_FULLY_CONNECTED, fully_connected_int8
 from edgenn.ops.pool import OP_POOL, pool_int8
 from edgenn.ops.quantization import OP_REQUANTIZE, requantize_int8
+from edgenn.ops.reduce import OP_MEAN, mean_int8
 from edgenn.ops.shape import OP_CONCAT, OP_PAD, OP_TRANSPOSE, concat_int8, pad_int8, transpose_int8
 from edgenn.ops.softmax import OP_SOFTMAX, softmax_int8
 
@@ -90,6 +91,8 @@ def run_steps(rows, arena, weights, biases, mults, shifts, rounding, patch, acc,
             hard_swish_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_SOFTMAX:
             softmax_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
+        elif op == OP_MEAN:
+            mean_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
 
 
 @njit(cache=True)

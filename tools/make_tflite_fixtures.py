@@ -1,0 +1,117 @@
+"""Make int8 .tflite files with TensorFlow's own converter, as test data for edgenn's TFLite reader.
+
+TensorFlow is used only here, never by edgenn or its tests. Run in an environment with TensorFlow and onnx:
+    python -m venv tfenv && tfenv/bin/pip install tensorflow-cpu onnx
+    tfenv/bin/python tools/make_tflite_fixtures.py
+Writes tests/data/tflite/<name>.tflite and <name>_inputs.npy (int8 inputs in the model's own
+quantization). Also `tf_digits_cnn.tflite`: the bundled digits CNN (weights read from models/) converted by
+TFLiteConverter, for comparing file sizes with edgenn's export.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import tensorflow as tf
+from onnx import numpy_helper
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "tests" / "data" / "tflite"
+SEED = 0
+
+
+def keras_models() -> dict[str, tf.keras.Model]:
+    layers = tf.keras.layers
+    return {
+        "keras_cnn": tf.keras.Sequential([
+            layers.Input((12, 12, 3)),
+            layers.Conv2D(8, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(16, 3, strides=2, padding="valid", activation="relu6"),
+            layers.Flatten(),
+            layers.Dense(10),
+            layers.Softmax(),
+        ]),
+        "keras_depthwise": tf.keras.Sequential([
+            layers.Input((16, 16, 4)),
+            layers.DepthwiseConv2D(3, padding="same", activation="relu"),
+            layers.Conv2D(8, 1, activation="relu"),
+            layers.AveragePooling2D(2),
+            layers.DepthwiseConv2D(3, strides=2, depth_multiplier=2, padding="same"),
+            layers.Activation("tanh"),
+            layers.Flatten(),
+            layers.Dense(5, activation="sigmoid"),
+        ]),
+        "keras_mlp": tf.keras.Sequential([
+            layers.Input((20,)),
+            layers.Dense(32, activation="relu"),
+            layers.Dense(16),
+            layers.LeakyReLU(0.2),
+            layers.Dense(4),
+        ]),
+    }
+
+
+def convert(model: tf.keras.Model, calibration: np.ndarray, int8_io: bool = True) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[None]] for x in calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if int8_io:
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def input_int8(data: bytes, x: np.ndarray) -> np.ndarray:
+    interpreter = tf.lite.Interpreter(model_content=data)
+    scale, zero = interpreter.get_input_details()[0]["quantization"]
+    return np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
+
+
+def digits_cnn_in_keras() -> tf.keras.Model:
+    """The bundled digits CNN rebuilt in Keras from its ONNX weights (BatchNorm folded as edgenn does)."""
+    inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(ROOT / "models" / "digits_cnn.onnx")).graph.initializer}
+    def bn_fold(conv: str, bn: str) -> tuple[np.ndarray, np.ndarray]:
+        w, b = inits[f"{conv}.weight"], inits[f"{conv}.bias"]
+        g, beta, mean, var = (inits[f"{bn}.{k}"] for k in ("weight", "bias", "running_mean", "running_var"))
+        m = g / np.sqrt(var + 1e-5)
+        return w * m[:, None, None, None], (b - mean) * m + beta
+    layers = tf.keras.layers
+    model = tf.keras.Sequential([
+        layers.Input((8, 8, 1)),
+        layers.Conv2D(16, 3, padding="same", activation="relu"),
+        layers.Conv2D(32, 3, padding="same", activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(32, 3, padding="same", activation="relu"),
+        layers.GlobalAveragePooling2D(),
+        layers.Dense(10),
+    ])
+    weights = [bn_fold("0", "1"), bn_fold("3", "4"), (inits["7.weight"], inits["7.bias"])]
+    for layer, (w, b) in zip([l for l in model.layers if isinstance(l, layers.Conv2D)], weights):
+        layer.set_weights([np.transpose(w, (2, 3, 1, 0)), b])  # OIHW -> HWIO
+    model.layers[-1].set_weights([inits["11.weight"].T, inits["11.bias"]])
+    return model
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(SEED)
+    tf.keras.utils.set_random_seed(SEED)
+    for name, model in keras_models().items():
+        shape = model.input_shape[1:]
+        calibration = rng.uniform(-1, 1, (64, *shape)).astype(np.float32)
+        data = convert(model, calibration)
+        (OUT / f"{name}.tflite").write_bytes(data)
+        np.save(OUT / f"{name}_inputs.npy", input_int8(data, rng.uniform(-1, 1, (16, *shape)).astype(np.float32)))
+        print(f"wrote {name}.tflite ({len(data)} B)")
+    digits = np.load(ROOT / "models" / "digits_cnn_test.npz")["x"].transpose(0, 2, 3, 1)
+    data = convert(digits_cnn_in_keras(), digits)
+    (OUT / "tf_digits_cnn.tflite").write_bytes(data)
+    print(f"wrote tf_digits_cnn.tflite ({len(data)} B)")
+
+
+if __name__ == "__main__":
+    main()
