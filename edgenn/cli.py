@@ -151,6 +151,11 @@ def inspect(model: Path, as_json: bool, raw: bool, batch_size: int) -> None:
     type=click.Choice(["tflite"]),
     help="Also write OUTDIR/model.tflite (a TFLite flatbuffer for TFLM and LiteRT).",
 )
+@click.option(
+    "--float-io",
+    is_flag=True,
+    help="The .tflite takes and returns float32 (QUANTIZE/DEQUANTIZE at its ends).",
+)
 def convert(
     model: Path,
     outdir: Path,
@@ -161,6 +166,7 @@ def convert(
     seed: int,
     data: Path | None,
     emits: tuple[str, ...],
+    float_io: bool,
 ) -> None:
     """Quantize MODEL (ONNX) to an int8 fixed-point model: OUTDIR/model.edgenn and OUTDIR/report.json."""
     from edgenn.compile import conversion_report
@@ -175,7 +181,7 @@ def convert(
     if "tflite" in emits:  # lowered before anything is written, so an unmappable op writes nothing
         from edgenn.codegen.tflite import to_tflite
 
-        tflite_bytes = to_tflite(fixed)
+        tflite_bytes = to_tflite(fixed, float_io)
         report["tflite_file_bytes"] = len(tflite_bytes)
     outdir.mkdir(parents=True, exist_ok=True)
     save_graph(fixed, outdir / "model.edgenn")

@@ -116,3 +116,12 @@ def test_unmappable_fused_clamp_is_named() -> None:
         QuantizationError, match=r"node 'Gemm_1' \(FullyConnected\): a fused clamp to \(-0.5, 0.5\)"
     ):
         to_tflite(fixed)
+
+
+def test_float_io_file_matches_run_float_on_tflm() -> None:
+    """QUANTIZE/DEQUANTIZE at the file's ends compute exactly what Runtime.run_float does."""
+    x = np.load(MODELS / "mnist1d_cnn_test.npz")["x"][:200]
+    fixed, _ = fixed_point(optimize(load_onnx(MODELS / "mnist1d_cnn.onnx")), x)
+    ours = Runtime(fixed).run_float(x)
+    got = run_tflm(to_tflite(fixed, float_io=True), x.astype(np.float32))
+    assert got.dtype == np.float32 and np.array_equal(got.reshape(ours.shape), ours)

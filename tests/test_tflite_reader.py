@@ -4,7 +4,6 @@ and corrupt or unsupported files give clean errors (a fuzz test mutates valid by
 from __future__ import annotations
 
 import functools
-
 import subprocess
 import sys
 from pathlib import Path
@@ -156,7 +155,7 @@ def test_bad_files_give_clean_errors(case: str, cnn_file: bytes) -> None:
 
 
 def float_model_bytes() -> bytes:
-    from edgenn.codegen.tflite import Lowered, FileOp, FileTensor, serialize
+    from edgenn.codegen.tflite import FileOp, FileTensor, Lowered, serialize
     from edgenn.ir import DType
 
     lowered = Lowered("float", inputs=["x"], outputs=["y"])

@@ -60,6 +60,7 @@ VERSIONS = {
     "PRELU": 1,
     "HARD_SWISH": 1,
     "QUANTIZE": 2,
+    "DEQUANTIZE": 2,
 }
 FUSED = {
     (0.0, math.inf): "RELU",
@@ -439,10 +440,17 @@ LOWERINGS: dict[str, Callable[[Lowering, Node], None]] = {
 }
 
 
-def lower(graph: Graph) -> Lowered:
+def lower(graph: Graph, float_io: bool = False) -> Lowered:
+    """The operator list; with float_io the file takes and returns float32 through QUANTIZE and
+    DEQUANTIZE operators (the same arithmetic as the runtime's run_float)."""
     lw = Lowering(graph)
     for name in graph.inputs:
         lw.tensor(name)
+    if float_io:
+        for i, name in enumerate(graph.inputs):
+            real = lw.new(f"{name}_float", lw.out.tensors[name].shape, DType.FLOAT32)
+            lw.emit("QUANTIZE", [real], [name])
+            lw.out.inputs[i] = real
     for node in graph.nodes:
         rule = LOWERINGS.get(node.op)
         if rule is None:
@@ -450,6 +458,11 @@ def lower(graph: Graph) -> Lowered:
                 f"node '{node.name}': op '{node.op}' has no TFLite mapping (mapped: {', '.join(sorted(LOWERINGS))})"
             )
         rule(lw, node)
+    if float_io:
+        for i, name in enumerate(graph.outputs):
+            real = lw.new(f"{name}_float", lw.out.tensors[name].shape, DType.FLOAT32)
+            lw.emit("DEQUANTIZE", [name], [real])
+            lw.out.outputs[i] = real
     return lw.out
 
 
@@ -637,10 +650,10 @@ def _signature(builder: flatbuffers.Builder, lowered: Lowered, index: dict[str, 
     return tflite.SignatureDefEnd(builder)
 
 
-def to_tflite(graph: Graph) -> bytes:
-    return serialize(lower(graph))
+def to_tflite(graph: Graph, float_io: bool = False) -> bytes:
+    return serialize(lower(graph, float_io))
 
 
-def save_tflite(graph: Graph, path: str | os.PathLike[str]) -> Path:
-    data = to_tflite(graph)
+def save_tflite(graph: Graph, path: str | os.PathLike[str], float_io: bool = False) -> Path:
+    data = to_tflite(graph, float_io)
     return write_atomic(path, lambda f: f.write(data))
