@@ -312,6 +312,10 @@ def run(
     arrays = [load_array(path) for path in inputs]
     if backend == "float":
         from edgenn.reference import run_reference
+        from edgenn.serialize import is_edgenn_file
+
+        if _is_tflite(model) or is_edgenn_file(model):
+            raise InputError(f"{model}: a fixed-point model runs with --backend int8 (float runs ONNX models)")
 
         results = run_reference(_float_graph(model, 1, optimized=False), arrays)
     else:

@@ -65,7 +65,7 @@ def load_tflite(path: str | os.PathLike[str]) -> Graph:
     source = Path(path)
     if not source.is_file():
         raise ModelFormatError(f"{source}: no such file")
-    return read_tflite(source.read_bytes(), source.stem)
+    return read_tflite(source.read_bytes(), str(source))
 
 
 def read_tflite(data: bytes, name: str = "model") -> Graph:
