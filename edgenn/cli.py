@@ -315,7 +315,9 @@ def run(
         from edgenn.serialize import is_edgenn_file
 
         if _is_tflite(model) or is_edgenn_file(model):
-            raise InputError(f"{model}: a fixed-point model runs with --backend int8 (float runs ONNX models)")
+            raise InputError(
+                f"{model}: a fixed-point model runs with --backend int8 (float runs ONNX models)"
+            )
 
         results = run_reference(_float_graph(model, 1, optimized=False), arrays)
     else:

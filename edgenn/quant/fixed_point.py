@@ -192,8 +192,9 @@ def exp_on_negative_values(a: int, integer_bits: int) -> int:
 
 
 @njit(cache=True)
-def one_over_one_plus_x_for_x_in_0_1(a: int) -> int:
-    """1 / (1 + a) for a in [0, 1), Q0.31 in and out: Newton-Raphson in Q2.29 (constants 48/17, -32/17)."""
+def newton_reciprocal_half_denominator(a: int) -> int:
+    """x ~ 2 / (1 + a) in Q2.29 for a in [0, 1) given in Q0.31: three Newton-Raphson steps from the
+    linear start 48/17 - 32/17 d, with d = (1 + a) / 2 (gemmlowp's shared core of the two below)."""
     half_denominator = rounding_half_sum(a, INT32_MAX)
     x = 1515870810 + saturating_rounding_doubling_high_mul(half_denominator, -1010580540)
     for _ in range(3):
@@ -202,20 +203,19 @@ def one_over_one_plus_x_for_x_in_0_1(a: int) -> int:
         x = x + saturating_rounding_multiply_by_pot(
             saturating_rounding_doubling_high_mul(x, one_minus), 2
         )
-    return saturating_rounding_multiply_by_pot(x, 1)
+    return x
+
+
+@njit(cache=True)
+def one_over_one_plus_x_for_x_in_0_1(a: int) -> int:
+    """1 / (1 + a), Q0.31 in and out."""
+    return saturating_rounding_multiply_by_pot(newton_reciprocal_half_denominator(a), 1)
 
 
 @njit(cache=True)
 def one_minus_x_over_one_plus_x_for_x_in_0_1(a: int) -> int:
-    half_denominator = rounding_half_sum(a, INT32_MAX)
-    x = 1515870810 + saturating_rounding_doubling_high_mul(half_denominator, -1010580540)
-    for _ in range(3):
-        half_denominator_times_x = saturating_rounding_doubling_high_mul(half_denominator, x)
-        one_minus = (1 << 29) - half_denominator_times_x
-        x = x + saturating_rounding_multiply_by_pot(
-            saturating_rounding_doubling_high_mul(x, one_minus), 2
-        )
-    return saturating_rounding_multiply_by_pot(x - (1 << 29), 2)
+    """(1 - a) / (1 + a) = 2 / (1 + a) - 1, Q0.31 in and out."""
+    return saturating_rounding_multiply_by_pot(newton_reciprocal_half_denominator(a) - (1 << 29), 2)
 
 
 @njit(cache=True)
