@@ -217,7 +217,8 @@ def _explicit_pad(lw: Lowering, x: str, pads: Sequence[int], value: int) -> str:
         f"{padded}_paddings", [[0, 0], [pads[0], pads[2]], [pads[1], pads[3]], [0, 0]]
     )
     qp = lw.out.tensors[x].qparams
-    fill = lw.new(f"{padded}_value", (), DType.INT8, qp, np.array(value, np.int8))
+    dtype = lw.out.tensors[x].dtype  # the pad value has the padded tensor's type (int8 or int16)
+    fill = lw.new(f"{padded}_value", (), dtype, qp, np.array(value, dtype.numpy))
     lw.emit("PADV2", [x, paddings, fill], [padded])
     return padded
 
@@ -325,11 +326,16 @@ def lower_fully_connected(lw: Lowering, node: Node) -> None:
 
 def lower_binary(lw: Lowering, node: Node) -> None:
     op = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL"}[node.op]
+    options: dict[str, Any] = {"fused_activation_function": fused_activation(node)}
+    if op != "MUL" and lw.graph.type_of(node.outputs[0]).dtype == DType.INT16:
+        options["pot_scale_int16"] = (
+            False  # the general rescaling path, as edgenn's kernel computes
+        )
     lw.emit(
         op,
         [lw.tensor(i) for i in node.inputs],
         [lw.tensor(node.outputs[0])],
-        (f"{op.capitalize()}Options", {"fused_activation_function": fused_activation(node)}),
+        (f"{op.capitalize()}Options", options),
     )
 
 
@@ -359,7 +365,13 @@ def lower_pad(lw: Lowering, node: Node) -> None:
     value = max(
         -128, min(127, quantize_value(node.attrs.get("value", 0.0), qp.scale[0], qp.zero_point[0]))
     )
-    fill = lw.new(f"{node.name}_value", (), DType.INT8, qp, np.array(value, np.int8))
+    dtype = lw.out.tensors[x].dtype
+    info = np.iinfo(dtype.numpy)
+    value = max(
+        info.min,
+        min(info.max, quantize_value(node.attrs.get("value", 0.0), qp.scale[0], qp.zero_point[0])),
+    )
+    fill = lw.new(f"{node.name}_value", (), dtype, qp, np.array(value, dtype.numpy))
     lw.emit("PADV2", [x, paddings, fill], [lw.tensor(node.outputs[0])])
 
 

@@ -80,6 +80,7 @@ class Int8Spec:
     alias: the output is the input's bytes under another shape; no kernel runs (Reshape and friends).
     prepare: (node, graph, builder) -> the program row: opcode, then integer fields (computed once, in
       float64 where scales are involved, as TFLM's Prepare does). The kernel lives beside it.
+    prepare16: the same for int16 activations (ops/wide.py); None where the op has no 16x8 kernel.
     """
 
     output: str = CALIBRATED
@@ -88,6 +89,9 @@ class Int8Spec:
     same_inputs: bool = False
     alias: bool = False
     prepare: Callable[..., list[int]] | None = None
+    prepare16: Callable[..., list[int]] | None = (
+        None  # the 16x8 kernel's row, for int16 activations
+    )
 
 
 def _no_macs(

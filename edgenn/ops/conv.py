@@ -40,6 +40,7 @@ from edgenn.ops.spatial import (
     to_channels_last,
     windows,
 )
+from edgenn.ops.wide import prepare_conv16
 from edgenn.quant.fixed_point import (
     activation_bounds,
     real_multiplier,
@@ -402,6 +403,6 @@ CONV_SPEC = OpSpec(
     permute_attrs=set_channels_last,
     fuses_activation=True,
     examples=examples,
-    int8=Int8Spec(weights=True, prepare=prepare_conv_int8),
+    int8=Int8Spec(weights=True, prepare=prepare_conv_int8, prepare16=prepare_conv16),
 )
 register(CONV_SPEC)

@@ -23,6 +23,7 @@ from edgenn.ops import (
     passthrough_import,
     register,
 )
+from edgenn.ops.wide import prepare_binary16
 from edgenn.quant.fixed_point import (
     activation_bounds,
     clamp,
@@ -171,7 +172,11 @@ register(
             layout=Layout.ELEMENTWISE,
             fuses_activation=op != "Div",
             examples=examples_for(op),
-            int8=Int8Spec(prepare=prepare_binary_int8) if op != "Div" else None,
+            int8=Int8Spec(
+                prepare=prepare_binary_int8, prepare16=prepare_binary16 if op != "Mul" else None
+            )
+            if op != "Div"
+            else None,
         )
         for op, fn in _FUNCTIONS.items()
     )

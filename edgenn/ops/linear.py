@@ -28,6 +28,7 @@ from edgenn.ops import (
     register,
 )
 from edgenn.ops.dot import dot_rows
+from edgenn.ops.wide import prepare_fc16
 from edgenn.quant.fixed_point import (
     activation_bounds,
     clamp,
@@ -230,7 +231,7 @@ FC_SPEC = OpSpec(
     attrs=dict(CLIP_ATTRS),
     macs=fc_macs,
     fuses_activation=True,
-    int8=Int8Spec(weights=True, prepare=prepare_fc_int8),
+    int8=Int8Spec(weights=True, prepare=prepare_fc_int8, prepare16=prepare_fc16),
 )
 register(
     OpSpec(

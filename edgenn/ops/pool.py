@@ -35,6 +35,7 @@ from edgenn.ops.spatial import (
     to_channels_last,
     windows,
 )
+from edgenn.ops.wide import OP_POOL16
 
 if TYPE_CHECKING:
     from edgenn.runtime.program import ProgramBuilder
@@ -313,6 +314,15 @@ def prepare_global_pool_int8(node: Node, graph: Graph, b: ProgramBuilder) -> lis
     )
 
 
+def on_int16(prepare: Callable[..., list[int]]) -> Callable[..., list[int]]:
+    """The same pooling row, run by the int16 kernel."""
+
+    def prepare16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+        return [OP_POOL16, *prepare(node, graph, b)[1:]]
+
+    return prepare16
+
+
 @njit(cache=True)
 def pool_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     x, y, h, w, c, oh, ow = row[1], row[2], row[3], row[4], row[5], row[6], row[7]
@@ -371,7 +381,9 @@ register(
             layout=Layout.SPATIAL,
             permute_attrs=set_channels_last,
             examples=pool_examples(op),
-            int8=Int8Spec(output=SAME, prepare=prepare_pool_int8),
+            int8=Int8Spec(
+                output=SAME, prepare=prepare_pool_int8, prepare16=on_int16(prepare_pool_int8)
+            ),
         )
         for op in ("MaxPool", "AveragePool")
     ),
@@ -386,7 +398,11 @@ register(
             layout=Layout.SPATIAL,
             permute_attrs=set_channels_last,
             examples=global_examples(op),
-            int8=Int8Spec(output=SAME, prepare=prepare_global_pool_int8),
+            int8=Int8Spec(
+                output=SAME,
+                prepare=prepare_global_pool_int8,
+                prepare16=on_int16(prepare_global_pool_int8),
+            ),
         )
         for op, fn in (("GlobalAveragePool", np.mean), ("GlobalMaxPool", np.max))
     ),

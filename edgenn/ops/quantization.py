@@ -15,6 +15,7 @@ from numba import njit
 
 from edgenn.ir import Attrs, Graph, Node
 from edgenn.ops import Int8Spec, OpSpec, register, same_type
+from edgenn.ops.wide import prepare_requantize_wide
 from edgenn.quant.fixed_point import (
     activation_bounds,
     clamp,
@@ -80,6 +81,6 @@ register(
         "Requantize",
         same_type,
         reference_requantize,
-        int8=Int8Spec(prepare=prepare_requantize_int8),
+        int8=Int8Spec(prepare=prepare_requantize_int8, prepare16=prepare_requantize_wide),
     )
 )

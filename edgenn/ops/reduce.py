@@ -25,7 +25,7 @@ from edgenn.ops import (
     positive_axis,
     register,
 )
-from edgenn.ops.pool import pool_row
+from edgenn.ops.pool import on_int16, pool_row
 from edgenn.quant.fixed_point import multiply_by_quantized_multiplier, quantize_multiplier
 
 if TYPE_CHECKING:
@@ -133,7 +133,11 @@ register(
         permute_attrs=permute_reduce,
         output_layout=reduced_layout,
         examples=examples,
-        int8=Int8Spec(output=SAME, prepare=prepare_reduce_mean_int8),
+        int8=Int8Spec(
+            output=SAME,
+            prepare=prepare_reduce_mean_int8,
+            prepare16=on_int16(prepare_reduce_mean_int8),
+        ),
     )
 )
 

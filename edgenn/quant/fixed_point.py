@@ -258,3 +258,12 @@ def input_radius(integer_bits: int, left_shift: int, total_bits: int = 31) -> in
         ((1 << integer_bits) - 1) * float(1 << (total_bits - integer_bits)) / float(1 << left_shift)
     )
     return int(math.floor(value))
+
+
+@njit(cache=True, inline="always")
+def multiply_by_quantized_multiplier_64(x: int, multiplier: int, shift: int) -> int:
+    """TFLite's MultiplyByQuantizedMultiplier for int64 accumulators (16x8 kernels): the Q31 multiplier
+    rounded to Q15, then one rounding shift of the product."""
+    reduced = (multiplier + (1 << 15)) >> 16 if multiplier < 0x7FFF0000 else 0x7FFF
+    total_shift = 15 - shift
+    return (x * reduced + (1 << (total_shift - 1))) >> total_shift

@@ -11,6 +11,8 @@ multipliers. After quantizing, the worst-case int32 accumulation of every layer 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from edgenn.errors import QuantizationError
@@ -39,6 +41,12 @@ def activation_qparams(lo: float, hi: float) -> QParams:
 def round_half_away_array(x: np.ndarray | float) -> np.ndarray:
     x = np.asarray(x, np.float64)
     return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def activation_qparams16(lo: float, hi: float) -> QParams:
+    """int16 activations are symmetric (zero point 0), as TFLite's 16x8 scheme requires."""
+    peak = max(abs(float(lo)), abs(float(hi)))
+    return QParams((f32(peak / 32767) if peak > 1e-30 else 1.0,), (0,))
 
 
 def quantize_array(x: np.ndarray, qp: QParams, dtype: DType = DType.INT8) -> np.ndarray:
@@ -73,31 +81,62 @@ def per_channel_weights(w: np.ndarray) -> tuple[np.ndarray, QParams]:
     return q, qp
 
 
-def bias_int32(b: np.ndarray, input_qp: QParams, weight_qp: QParams) -> tuple[np.ndarray, QParams]:
+def bias_int32(
+    b: np.ndarray, input_qp: QParams, weight_qp: QParams, dtype: DType = DType.INT32
+) -> tuple[np.ndarray, QParams]:
+    """Bias at scale s_in * s_w[c]: int32 for int8 inputs, int64 for int16 inputs (16x8)."""
     scales = tuple(f32(np.float32(input_qp.scale[0]) * np.float32(s)) for s in weight_qp.scale)
     q = round_half_away_array(b.astype(np.float64) / np.asarray(scales, np.float64))
-    q = np.clip(q, -(2**31), 2**31 - 1).astype(np.int32)
+    info = np.iinfo(dtype.numpy)
+    q = np.clip(q, info.min, info.max).astype(dtype.numpy)
     return q, QParams(scales, (0,) * len(scales), axis=0)
 
 
 class _Quantizer:
-    def __init__(self, graph: Graph, ranges: Ranges) -> None:
+    def __init__(self, graph: Graph, ranges: Ranges, wide: frozenset[str] = frozenset()) -> None:
         self.graph = graph
         self.ranges = ranges
+        self.wide = wide  # nodes whose outputs are int16
+        self.dtype: dict[str, DType] = {}
+        self.origin: dict[
+            str, str
+        ] = {}  # an inserted value -> the float tensor whose range it carries
         self.editor = GraphEditor(graph)
         self.editor.nodes = []
         self.qp: dict[str, QParams] = {}
 
-    def range_qparams(self, name: str) -> QParams:
+    def range_qparams(self, name: str, dtype: DType = DType.INT8) -> QParams:
+        name = self.origin.get(name, name)
         if name not in self.ranges:
             raise QuantizationError(f"no calibration range for tensor '{name}'")
-        return activation_qparams(*self.ranges[name])
+        choose = activation_qparams16 if dtype == DType.INT16 else activation_qparams
+        return choose(*self.ranges[name])
 
-    def set_int8(self, name: str, qp: QParams, like: str | None = None) -> None:
-        """Record `name` as an int8 activation shaped like the float value `like` (default: itself)."""
+    def set_int8(
+        self, name: str, qp: QParams, like: str | None = None, dtype: DType = DType.INT8
+    ) -> None:
+        """Record `name` as an int8 (or int16) activation shaped like the float value `like`."""
         self.qp[name] = qp
-        shape = self.graph.type_of(like or name).shape
-        self.editor.values[name] = Value(name, TensorType(DType.INT8, shape, qp))
+        self.dtype[name] = dtype
+        shape = self.graph.type_of(self.origin.get(like or name, like or name)).shape
+        self.editor.values[name] = Value(name, TensorType(dtype, shape, qp))
+
+    def converted(self, name: str, dtype: DType, node: Node) -> str:
+        """`name` as an activation of `dtype` (a Requantize between int8 and int16 when needed)."""
+        if self.dtype.get(name, DType.INT8) == dtype:
+            return name
+        out = self.editor.fresh_name(f"{name}_{dtype.value}")
+        self.origin[out] = self.origin.get(name, name)
+        self.set_int8(out, self.range_qparams(name, dtype), like=name, dtype=dtype)
+        self.editor.nodes.append(
+            Node(
+                self.editor.fresh_name(f"{node.name}_to_{dtype.value}"),
+                "Requantize",
+                (name,),
+                (out,),
+            )
+        )
+        return out
 
     def const(self, hint: str, data: np.ndarray, qp: QParams) -> str:
         name = self.editor.add_const(hint, data)
@@ -125,9 +164,11 @@ class _Quantizer:
             raise QuantizationError(
                 f"node '{node.name}' ({node.op}): bias must be constant to quantize"
             )
-        qb, bqp = bias_int32(b, self.qp[inputs[0]], wqp)
-        inputs[2:] = [self.const(f"{node.name}_bias_int32", qb, bqp)]
-        check_accumulator(node, qw, qb)
+        wide_input = self.dtype.get(inputs[0]) == DType.INT16
+        qb, bqp = bias_int32(b, self.qp[inputs[0]], wqp, DType.INT64 if wide_input else DType.INT32)
+        inputs[2:] = [self.const(f"{node.name}_bias_{qb.dtype.name}", qb, bqp)]
+        if not wide_input:  # int64 accumulators (16x8) cannot overflow at these sizes
+            check_accumulator(node, qw, qb)
         return inputs
 
     def constant_operand(self, name: str, qp: QParams | None = None) -> str:
@@ -156,7 +197,7 @@ class _Quantizer:
             assert rule.fixed is not None
             return QParams((rule.fixed[0],), (rule.fixed[1],))
         assert rule.output == CALIBRATED
-        return self.range_qparams(node.outputs[0])
+        return self.range_qparams(node.outputs[0], self.dtype.get(inputs[0], DType.INT8))
 
     def node(self, node: Node) -> None:
         rule = spec_for(node.op, node.name).int8
@@ -165,24 +206,39 @@ class _Quantizer:
             raise QuantizationError(
                 f"node '{node.name}': op '{node.op}' has no int8 kernel (int8 ops: {', '.join(supported)})"
             )
+        # precision: 16x8 for promoted nodes with such a kernel; data movement follows its input
+        follows = rule.alias or rule.output == SAME
+        wide = rule.prepare16 is not None and (node.name in self.wide or follows)
+        act_inputs = [i for i in node.inputs if i and not self.editor.values[i].is_const]
+        if follows:
+            dtype = self.dtype.get(act_inputs[0], DType.INT8) if wide or rule.alias else DType.INT8
+        else:
+            dtype = DType.INT16 if wide else DType.INT8
+        node = Node(
+            node.name,
+            node.op,
+            tuple(self.converted(i, dtype, node) if i in act_inputs else i for i in node.inputs),
+            node.outputs,
+            dict(node.attrs),
+        )
         if rule.weights:
             inputs = self.weights_and_bias(node)
         elif rule.same_inputs:  # every input takes the output's parameters; constants directly
             out_qp = self.range_qparams(node.outputs[0])
             inputs = [
                 self.constant_operand(i, out_qp)
-                if self.graph.values[i].is_const
+                if self.editor.values[i].is_const
                 else self.requantized(i, out_qp, node)
                 for i in node.inputs
             ]
         else:
             inputs = [
-                self.constant_operand(i) if i and self.graph.values[i].is_const else i
+                self.constant_operand(i) if i and self.editor.values[i].is_const else i
                 for i in node.inputs
             ]
         out_qp = self.output_qparams(node, inputs)
         for out in node.outputs:
-            self.set_int8(out, out_qp)
+            self.set_int8(out, out_qp, dtype=dtype)
         self.editor.nodes.append(
             Node(node.name, node.op, tuple(inputs), node.outputs, dict(node.attrs))
         )
@@ -200,14 +256,41 @@ def check_accumulator(node: Node, weights: np.ndarray, bias: np.ndarray) -> None
         )
 
 
-def quantize_graph(graph: Graph, ranges: Ranges) -> Graph:
-    """The fixed-point graph of a float graph (fused, channels-last) given per-tensor clipping ranges."""
-    q = _Quantizer(graph, ranges)
+def quantize_graph(graph: Graph, ranges: Ranges, wide: Iterable[str] = ()) -> Graph:
+    """The fixed-point graph of a float graph (fused, channels-last) given per-tensor clipping ranges.
+    Nodes named in `wide` get int16 outputs (16x8) where they have such a kernel; inputs and outputs of
+    the graph stay int8."""
+    q = _Quantizer(graph, ranges, frozenset(wide))
     for name in graph.inputs:
         q.set_int8(name, q.range_qparams(name))
     for node in graph.nodes:
         q.node(node)
+    outputs = [
+        q.converted(name, DType.INT8, Node(f"{name}_output", "Requantize", (), ()))
+        for name in graph.outputs
+    ]
+    for old, new in zip(graph.outputs, outputs):
+        if old != new:  # the graph output keeps its name: swap names with the int8 copy
+            q.editor.rename_value(new, f"{old}__int8_tmp")
+            q.editor.rename_value(old, f"{old}__wide")
+            q.editor.rename_value(f"{old}__int8_tmp", old)
+    q.editor.outputs = tuple(graph.outputs)
     return q.editor.build()
+
+
+def wide_capable(graph: Graph) -> list[str]:
+    """Nodes that could run 16x8 (have an int16 kernel and compute, not just move data)."""
+    result = []
+    for node in graph.nodes:
+        rule = spec_for(node.op).int8
+        if (
+            rule is not None
+            and rule.prepare16 is not None
+            and rule.output == CALIBRATED
+            and not rule.alias
+        ):
+            result.append(node.name)
+    return result
 
 
 def is_fixed_point(graph: Graph) -> bool:

@@ -106,5 +106,6 @@ class Runtime:
             run_steps(*self._state, step, step + 1)
             t = self.graph.type_of(name)
             start = p.offsets[name]
-            captured[name] = self.arena[start : start + t.size].reshape(t.shape).copy()
+            raw = self.arena[start : start + t.nbytes]
+            captured[name] = raw.view(t.dtype.numpy).reshape(t.shape).copy()
         return captured

@@ -33,6 +33,18 @@ from edgenn.ops.quantization import OP_REQUANTIZE, requantize_int8
 from edgenn.ops.reduce import OP_MEAN, mean_int8
 from edgenn.ops.shape import OP_CONCAT, OP_PAD, OP_TRANSPOSE, concat_int8, pad_int8, transpose_int8
 from edgenn.ops.softmax import OP_SOFTMAX, softmax_int8
+from edgenn.ops.wide import (
+    OP_BINARY16,
+    OP_CONV16,
+    OP_FC16,
+    OP_POOL16,
+    OP_REQUANTIZE_WIDE,
+    binary16,
+    conv16,
+    fc16,
+    pool16,
+    requantize_wide,
+)
 
 KERNEL_SOURCES = ("ops", "quant/fixed_point.py", "runtime/interpreter.py")
 
@@ -93,6 +105,16 @@ def run_steps(rows, arena, weights, biases, mults, shifts, rounding, patch, acc,
             softmax_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_MEAN:
             mean_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
+        elif op == OP_CONV16:
+            conv16(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
+        elif op == OP_FC16:
+            fc16(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
+        elif op == OP_BINARY16:
+            binary16(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
+        elif op == OP_POOL16:
+            pool16(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
+        elif op == OP_REQUANTIZE_WIDE:
+            requantize_wide(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
 
 
 @njit(cache=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgenn.errors import QuantizationError
-from edgenn.ir import DType, Graph, QParams
+from edgenn.ir import DType, Graph, Node, QParams
 from edgenn.ops import spec_for
 from edgenn.runtime.plan import ArenaPlan, Buffer, plan_arena
 
@@ -87,6 +87,10 @@ class ProgramBuilder:
         self._sizes["biases"] += data.size
         return offset
 
+    def wide(self, values: np.ndarray) -> int:
+        """int64 constants (16x8 biases), kept in the 64-bit multiplier blob."""
+        return self.multipliers([(int(v), 0) for v in np.asarray(values, np.int64).reshape(-1)])
+
     def multipliers(self, pairs: list[tuple[int, int]]) -> int:
         offset = len(self._mults)
         for multiplier, shift in pairs:
@@ -116,6 +120,18 @@ def _alias_roots(graph: Graph) -> dict[str, str]:
         if rule is not None and rule.alias:
             root[node.outputs[0]] = root.get(node.inputs[0], node.inputs[0])
     return root
+
+
+def prepare_step(node: Node, graph: Graph, builder: ProgramBuilder) -> list[int]:
+    """The node's program row: its 16x8 kernel when any activation it touches is int16."""
+    rule = spec_for(node.op).int8
+    assert rule is not None and rule.prepare is not None, node.op
+    names = [n for n in (*node.inputs, *node.outputs) if n and not graph.values[n].is_const]
+    if any(graph.type_of(n).dtype == DType.INT16 for n in names):
+        if rule.prepare16 is None:
+            raise QuantizationError(f"node '{node.name}' ({node.op}) has no int16 (16x8) kernel")
+        return rule.prepare16(node, graph, builder)
+    return rule.prepare(node, graph, builder)
 
 
 def runs_kernel(op: str) -> bool:
@@ -169,9 +185,7 @@ def build_program(graph: Graph) -> Program:
     builder = ProgramBuilder(graph, offsets)
     rows = np.zeros((max(len(steps), 1), ROW_WIDTH), np.int64)
     for i, node in enumerate(steps):
-        rule = spec_for(node.op).int8
-        assert rule is not None and rule.prepare is not None, node.op
-        fields = rule.prepare(node, graph, builder)
+        fields = prepare_step(node, graph, builder)
         if len(fields) > ROW_WIDTH:
             raise QuantizationError(
                 f"node '{node.name}' ({node.op}): too many operands for one program row"
