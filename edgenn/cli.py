@@ -57,6 +57,20 @@ def calib_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Samples drawn for --calib random.",
         ),
         click.option("--seed", default=0, show_default=True, help="Seed for --calib random."),
+        click.option(
+            "--precision",
+            type=click.Choice(["int8", "int16", "auto"]),
+            default="int8",
+            show_default=True,
+            help="int8; int16 activations with int8 weights (16x8) wherever a layer has such a "
+            "kernel; auto: promote the worst layers to 16x8 until --max-drop holds.",
+        ),
+        click.option(
+            "--max-drop",
+            default=0.5,
+            show_default=True,
+            help="With --precision auto: the accuracy drop allowed, in percentage points.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -94,7 +108,13 @@ def _is_tflite(model: Path) -> bool:
 
 
 def _calib(
-    calib: str | None, observer: str, percentile: float, calib_samples: int, seed: int
+    calib: str | None,
+    observer: str,
+    percentile: float,
+    calib_samples: int,
+    seed: int,
+    precision: str,
+    max_drop: float,
 ) -> dict[str, Any]:
     return {
         "calib": calib,
@@ -102,6 +122,8 @@ def _calib(
         "percentile": percentile,
         "samples": calib_samples,
         "seed": seed,
+        "precision": precision,
+        "max_drop": max_drop,
     }
 
 
@@ -164,6 +186,8 @@ def convert(
     percentile: float,
     calib_samples: int,
     seed: int,
+    precision: str,
+    max_drop: float,
     data: Path | None,
     emits: tuple[str, ...],
     float_io: bool,
@@ -173,7 +197,8 @@ def convert(
     from edgenn.fileio import write_atomic
     from edgenn.serialize import save_graph
 
-    converted, fixed = _fixed_point(model, _calib(calib, observer, percentile, calib_samples, seed))
+    calib_args = _calib(calib, observer, percentile, calib_samples, seed, precision, max_drop)
+    converted, fixed = _fixed_point(model, {**calib_args, "data": data})
     if converted is None:
         raise InputError(f"{model}: already a fixed-point model; convert takes an ONNX model")
     report = conversion_report(converted, model, calib, data)
@@ -202,9 +227,11 @@ def _print_report(report: dict[str, Any]) -> None:
         f"calibration: {report['calibration']} ({report['calibration_samples']} samples, "
         f"{report['observer']} observer)"
     )
-    click.echo(f"{'layer':<28} {'op':<18} {'SQNR dB':>8}")
+    click.echo(f"{'layer':<28} {'op':<18} {'SQNR dB':>8} {'precision':>10}")
     for row in report["layers"]:
-        click.echo(f"{row['layer']:<28} {row['op']:<18} {row['sqnr_db']:>8.2f}")
+        click.echo(
+            f"{row['layer']:<28} {row['op']:<18} {row['sqnr_db']:>8.2f} {row['precision']:>10}"
+        )
     tflite_size = (
         f", .tflite {report['tflite_file_bytes']:,} B" if "tflite_file_bytes" in report else ""
     )
@@ -238,6 +265,8 @@ def eval_command(
     percentile: float,
     calib_samples: int,
     seed: int,
+    precision: str,
+    max_drop: float,
     as_json: bool,
 ) -> None:
     """Float and int8 accuracy of MODEL side by side (an ONNX model is converted first)."""
@@ -247,7 +276,10 @@ def eval_command(
     x, labels = load_dataset(data)
     if labels is None:
         raise InputError(f"{data}: no integer labels (array y) to compute accuracy")
-    converted, fixed = _fixed_point(model, _calib(calib, observer, percentile, calib_samples, seed))
+    calib_args = _calib(calib, observer, percentile, calib_samples, seed, precision, max_drop)
+    converted, fixed = _fixed_point(
+        model, {**calib_args, "calib": calib or str(data), "data": data}
+    )
     if converted is not None:
         result = evaluate(converted, x, labels)
     else:  # a fixed-point file carries no float graph
@@ -305,6 +337,8 @@ def run(
     percentile: float,
     calib_samples: int,
     seed: int,
+    precision: str,
+    max_drop: float,
 ) -> None:
     """Run MODEL on the given inputs (any batch size) and save its outputs."""
     from edgenn.fileio import load_array, load_labels, save_arrays
@@ -321,7 +355,7 @@ def run(
 
         results = run_reference(_float_graph(model, 1, optimized=False), arrays)
     else:
-        calib_args = _calib(calib, observer, percentile, calib_samples, seed)
+        calib_args = _calib(calib, observer, percentile, calib_samples, seed, precision, max_drop)
         results = _run_int8(model, arrays, dequantize, calib_args)
     save_arrays(output, results)
     shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))} {v.dtype}" for k, v in results.items())
@@ -355,13 +389,18 @@ def bench(
     percentile: float,
     calib_samples: int,
     seed: int,
+    precision: str,
+    max_drop: float,
     as_json: bool,
 ) -> None:
     """Latency and throughput of edgenn's int8 runtime beside onnxruntime (float and int8), one thread."""
     from edgenn.bench import format_bench, run_bench
 
     results = run_bench(
-        model, data, seconds, **_calib(calib, observer, percentile, calib_samples, seed)
+        model,
+        data,
+        seconds,
+        **_calib(calib, observer, percentile, calib_samples, seed, precision, max_drop),
     )
     click.echo(json.dumps(results, indent=2) if as_json else format_bench(results))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,13 @@ from edgenn.frontend.onnx import load_onnx
 from edgenn.ir import Graph
 from edgenn.passes import optimize
 from edgenn.quant.calibrate import calibrate, check_calibration_data
-from edgenn.quant.quantize import dequantize_array, quantize_array, quantize_graph
+from edgenn.quant.quantize import (
+    WIDE_SUFFIX,
+    dequantize_array,
+    quantize_array,
+    quantize_graph,
+    wide_capable,
+)
 from edgenn.reference import run_reference
 from edgenn.runtime import Runtime
 
@@ -30,6 +36,7 @@ class Converted:
     calibration: str  # where the calibration data came from
     data: np.ndarray  # the calibration inputs
     observer: str
+    precision: dict[str, Any] = field(default_factory=lambda: {"mode": "int8", "int16_layers": []})
 
 
 def bundled_test_set(model: Path) -> Path | None:
@@ -54,6 +61,9 @@ def calibration_data(
     return load_array(source), str(source)
 
 
+PRECISIONS = ("int8", "int16", "auto")
+
+
 def convert(
     model: str | os.PathLike[str],
     calib: str | None = None,
@@ -61,12 +71,82 @@ def convert(
     percentile: float = 99.99,
     samples: int = 256,
     seed: int = 0,
+    precision: str = "int8",
+    max_drop: float = 0.5,
+    data: str | os.PathLike[str] | None = None,
 ) -> Converted:
+    """ONNX file -> optimized float graph -> calibrated fixed-point graph. precision: int8; int16 (16x8
+    wherever a layer has such a kernel); auto (int8, then the layers with the worst SQNR promoted to
+    16x8 one by one until the accuracy drop on labelled data is at most `max_drop` points)."""
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     path = Path(model)
     float_graph = optimize(load_onnx(path))
-    data, origin = calibration_data(float_graph, path, calib, samples, seed)
-    ranges = calibrate(float_graph, data, observer=observer, percentile=percentile)
-    return Converted(float_graph, quantize_graph(float_graph, ranges), origin, data, observer)
+    calib_inputs, origin = calibration_data(float_graph, path, calib, samples, seed)
+    ranges = calibrate(float_graph, calib_inputs, observer=observer, percentile=percentile)
+    if precision == "int8":
+        return Converted(
+            float_graph, quantize_graph(float_graph, ranges), origin, calib_inputs, observer
+        )
+    if precision == "int16":
+        wide = wide_capable(float_graph)
+        fixed = quantize_graph(float_graph, ranges, wide)
+        report = {"mode": "int16", "int16_layers": wide}
+        return Converted(float_graph, fixed, origin, calib_inputs, observer, report)
+    eval_path = evaluation_set(path, calib, Path(data) if data else None)
+    x, labels = load_dataset(eval_path) if eval_path else (None, None)
+    if x is None or labels is None:
+        raise InputError(
+            f"{model}: --precision auto needs labelled data (--data DATA.npz with x and y)"
+        )
+    fixed, report = promote_until_within(float_graph, ranges, x, labels, max_drop, calib_inputs)
+    return Converted(float_graph, fixed, origin, calib_inputs, observer, report)
+
+
+def promote_until_within(
+    float_graph: Graph,
+    ranges: dict,
+    x: np.ndarray,
+    labels: np.ndarray,
+    max_drop: float,
+    calib_inputs: np.ndarray,
+) -> tuple[Graph, dict[str, Any]]:
+    """Greedy mixed precision: promote the int8 layers with the lowest SQNR to 16x8, one at a time,
+    until float accuracy - int8 accuracy <= max_drop percentage points (or every layer is promoted)."""
+    x = check_calibration_data(float_graph, x, "evaluation data")
+    float_acc = accuracy(run_reference(float_graph, x)[float_graph.outputs[0]], labels)
+
+    def drop_of(graph: Graph) -> float:
+        out = Runtime(graph).run_float(x)
+        assert isinstance(out, np.ndarray)
+        return 100.0 * (float_acc - accuracy(out, labels))
+
+    fixed = quantize_graph(float_graph, ranges)
+    trail: list[dict[str, Any]] = [{"int16_layers": 0, "drop_pp": round(drop_of(fixed), 3)}]
+    capable = set(wide_capable(float_graph))
+    rows = layer_sqnr(float_graph, fixed, calib_inputs)
+    by_sqnr = sorted((row["sqnr_db"], row["layer"]) for row in rows if row["layer"] in capable)
+    wide: list[str] = []
+    best = (trail[0]["drop_pp"], 0)  # (drop, promotions): kept if the budget is never met
+    for _, layer in by_sqnr:
+        if trail[-1]["drop_pp"] <= max_drop:
+            break
+        wide.append(layer)
+        drop = round(drop_of(quantize_graph(float_graph, ranges, wide)), 3)
+        trail.append({"int16_layers": len(wide), "promoted": layer, "drop_pp": drop})
+        best = min(best, (drop, len(wide)))
+    if trail[-1]["drop_pp"] > max_drop:  # never within budget: the best configuration seen
+        wide = wide[: best[1]]
+    fixed = quantize_graph(float_graph, ranges, wide)
+    report = {
+        "mode": "auto",
+        "max_drop_pp": max_drop,
+        "float_accuracy": float_acc,
+        "int16_layers": wide,
+        "steps": trail,
+        "within_budget": best[0] <= max_drop,
+    }
+    return fixed, report
 
 
 def sqnr_db(reference: np.ndarray, approximation: np.ndarray) -> float:
@@ -89,7 +169,10 @@ def layer_sqnr(float_graph: Graph, fixed_graph: Graph, x: np.ndarray) -> list[di
     rows = []
     for node in fixed_graph.nodes:
         name = node.outputs[0]
-        if name not in float_values or name not in traces[0]:
+        float_name = name.removesuffix(
+            WIDE_SUFFIX
+        )  # an int16 graph output renamed beside its int8 copy
+        if float_name not in float_values or name not in traces[0]:
             continue
         qp = fixed_graph.type_of(name).qparams
         assert qp is not None
@@ -99,9 +182,10 @@ def layer_sqnr(float_graph: Graph, fixed_graph: Graph, x: np.ndarray) -> list[di
                 "layer": node.name,
                 "op": node.op,
                 "tensor": name,
-                "sqnr_db": round(sqnr_db(float_values[name], approx), 2),
+                "sqnr_db": round(sqnr_db(float_values[float_name], approx), 2),
                 "scale": qp.scale[0],
                 "zero_point": qp.zero_point[0],
+                "precision": fixed_graph.type_of(name).dtype.value,
             }
         )
     return rows
@@ -161,6 +245,7 @@ def conversion_report(
         "calibration": converted.calibration,
         "calibration_samples": len(converted.data),
         "rounding": "double",
+        "precision": converted.precision,
         "arena_bytes": runtime.arena_bytes,
         "weight_bytes": sum(v.type.nbytes for v in fixed.values.values() if v.is_const),
         "model_file_bytes": len(to_bytes(fixed)),

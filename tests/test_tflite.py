@@ -10,6 +10,7 @@ import pytest
 from builders import build_mixed_graph, mixed_graphs
 from conftest import MODELS
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edgenn.errors import QuantizationError
 from edgenn.frontend.onnx import import_model, load_onnx
@@ -125,3 +126,33 @@ def test_float_io_file_matches_run_float_on_tflm() -> None:
     ours = Runtime(fixed).run_float(x)
     got = run_tflm(to_tflite(fixed, float_io=True), x.astype(np.float32))
     assert got.dtype == np.float32 and np.array_equal(got.reshape(ours.shape), ours)
+
+
+# ---- 16x8: int16 activations, int8 weights ----
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_int16_model_bit_exact_on_tflm(name: str) -> None:
+    from edgenn.quant.quantize import wide_capable
+
+    x = np.load(MODELS / f"{name}_test.npz")["x"][:200]
+    graph = optimize(load_onnx(MODELS / f"{name}.onnx"))
+    fixed = quantize_graph(graph, calibrate(graph, x), wide_capable(graph))
+    assert any(v.type.dtype.value == "int16" for v in fixed.values.values())
+    xq = quantize_array(x, fixed.type_of(fixed.inputs[0]).qparams)
+    ours = Runtime(fixed).run(xq)
+    assert differing(run_tflm(to_tflite(fixed), xq).reshape(ours.shape), ours) == (0, 0)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mixed_graphs(), st.integers(0, 2**16))
+def test_random_mixed_precision_bit_exact_on_tflm(case: tuple, mask: int) -> None:
+    """A random subset of layers promoted to 16x8: the int8/int16 boundaries included."""
+    from edgenn.quant.quantize import wide_capable
+
+    graph = optimize(import_model(build_mixed_graph(*case)))
+    x = np.random.default_rng(case[-1]).uniform(-1, 1, (8, *graph.type_of(graph.inputs[0]).shape[1:]))
+    wide = [name for i, name in enumerate(wide_capable(graph)) if mask >> (i % 16) & 1]
+    fixed = quantize_graph(graph, calibrate(graph, x.astype(np.float32)), wide)
+    xq = quantize_array(x.astype(np.float32), fixed.type_of(fixed.inputs[0]).qparams)
+    ours = Runtime(fixed).run(xq)
+    assert differing(run_tflm(to_tflite(fixed), xq).reshape(ours.shape), ours) == (0, 0)

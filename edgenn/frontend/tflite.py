@@ -463,7 +463,10 @@ def read_transpose(r: _Reader, name: str, ins: list[str], outs: list[str], op: A
 
 def read_quantize(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
     source = r.values[ins[0]].type.dtype
-    r.emit(name, "Quantize" if source == DType.FLOAT32 else "Requantize", ins[:1], outs)
+    if source == DType.FLOAT32:
+        r.emit(name, "Quantize", ins[:1], outs)
+    else:
+        r.emit(name, "Requantize", ins[:1], outs, to=r.values[outs[0]].type.dtype.value)
 
 
 def read_mean(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -> None:

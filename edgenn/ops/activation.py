@@ -13,6 +13,7 @@ from edgenn.errors import QuantizationError
 from edgenn.ir import Attrs, Graph, Node, TensorType
 from edgenn.ops import (
     FIXED,
+    SAME,
     ImportContext,
     Imported,
     Int8Spec,
@@ -153,7 +154,8 @@ OP_PRELU = 7
 
 
 def prepare_clamp_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
-    """Relu and Clip: requantize to the output's parameters, then clamp (TFLite RELU / RELU6)."""
+    """Relu and Clip keep their input's parameters (TFLM's RELU6 clamps without requantizing), so the
+    kernel is a clamp: TFLite RELU / RELU6 / RELU_N1_TO_1."""
     lo, hi = (0.0, math.inf) if node.op == "Relu" else (node.attrs["min"], node.attrs["max"])
     return requantize_row(node, b, lo, hi)
 
@@ -355,8 +357,8 @@ def hard_swish_int8(row, arena, weights, biases, mults, shifts, rounding, patch,
 
 
 INT8_UNARY = {
-    "Relu": Int8Spec(prepare=prepare_clamp_int8),
-    "Clip": Int8Spec(prepare=prepare_clamp_int8),
+    "Relu": Int8Spec(output=SAME, prepare=prepare_clamp_int8),
+    "Clip": Int8Spec(output=SAME, prepare=prepare_clamp_int8),
     "LeakyRelu": Int8Spec(prepare=prepare_leaky_relu_int8),
     "Sigmoid": Int8Spec(output=FIXED, fixed=(1.0 / 256, -128), prepare=prepare_logistic_tanh_int8),
     "Tanh": Int8Spec(output=FIXED, fixed=(1.0 / 128, 0), prepare=prepare_logistic_tanh_int8),

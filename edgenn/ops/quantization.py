@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 
-from edgenn.ir import Attrs, Graph, Node
-from edgenn.ops import Int8Spec, OpSpec, register, same_type
+from edgenn.ir import Attrs, DType, Graph, Node, TensorType
+from edgenn.ops import Int8Spec, OpSpec, register
 from edgenn.ops.wide import prepare_requantize_wide
 from edgenn.quant.fixed_point import (
     activation_bounds,
@@ -70,6 +70,13 @@ def requantize_int8(row, arena, weights, biases, mults, shifts, rounding, patch,
         arena[y + i] = clamp(v + zp_out, lo, hi)
 
 
+def infer_requantize(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
+    """Same shape; the element type named by `to` (int8 <-> int16), else the input's."""
+    x = inputs[0]
+    assert x is not None
+    return [TensorType(DType(attrs["to"]), x.shape) if "to" in attrs else x]
+
+
 def reference_requantize(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
     x = inputs[0]
     assert x is not None
@@ -79,7 +86,7 @@ def reference_requantize(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> l
 register(
     OpSpec(
         "Requantize",
-        same_type,
+        infer_requantize,
         reference_requantize,
         int8=Int8Spec(prepare=prepare_requantize_int8, prepare16=prepare_requantize_wide),
     )

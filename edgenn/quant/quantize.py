@@ -21,6 +21,7 @@ from edgenn.ops import CALIBRATED, FIXED, REGISTRY, SAME, spec_for
 from edgenn.quant.calibrate import Ranges
 
 INT8_MIN, INT8_MAX = -128, 127
+WIDE_SUFFIX = "__int16"  # an int16 graph output's name once its int8 copy takes the output name
 WEIGHT_MAX = 127
 ACCUMULATOR_MAX = 2**31 - 1
 
@@ -134,6 +135,7 @@ class _Quantizer:
                 "Requantize",
                 (name,),
                 (out,),
+                {"to": dtype.value},
             )
         )
         return out
@@ -208,7 +210,9 @@ class _Quantizer:
             )
         # precision: 16x8 for promoted nodes with such a kernel; data movement follows its input
         follows = rule.alias or rule.output == SAME
-        wide = rule.prepare16 is not None and (node.name in self.wide or follows)
+        wide = rule.prepare16 is not None and (
+            follows or (node.name in self.wide and takes_int16(node, self.graph))
+        )
         act_inputs = [i for i in node.inputs if i and not self.editor.values[i].is_const]
         if follows:
             dtype = self.dtype.get(act_inputs[0], DType.INT8) if wide or rule.alias else DType.INT8
@@ -272,25 +276,24 @@ def quantize_graph(graph: Graph, ranges: Ranges, wide: Iterable[str] = ()) -> Gr
     for old, new in zip(graph.outputs, outputs):
         if old != new:  # the graph output keeps its name: swap names with the int8 copy
             q.editor.rename_value(new, f"{old}__int8_tmp")
-            q.editor.rename_value(old, f"{old}__wide")
+            q.editor.rename_value(old, f"{old}{WIDE_SUFFIX}")
             q.editor.rename_value(f"{old}__int8_tmp", old)
     q.editor.outputs = tuple(graph.outputs)
     return q.editor.build()
 
 
+def takes_int16(node: Node, graph: Graph) -> bool:
+    """Whether a computing node has a 16x8 kernel for this form (the 16x8 elementwise kernels take two
+    activations, so an Add of a constant stays int8)."""
+    rule = spec_for(node.op).int8
+    if rule is None or rule.prepare16 is None or rule.output != CALIBRATED or rule.alias:
+        return False
+    return rule.weights or not any(i and graph.values[i].is_const for i in node.inputs)
+
+
 def wide_capable(graph: Graph) -> list[str]:
     """Nodes that could run 16x8 (have an int16 kernel and compute, not just move data)."""
-    result = []
-    for node in graph.nodes:
-        rule = spec_for(node.op).int8
-        if (
-            rule is not None
-            and rule.prepare16 is not None
-            and rule.output == CALIBRATED
-            and not rule.alias
-        ):
-            result.append(node.name)
-    return result
+    return [node.name for node in graph.nodes if takes_int16(node, graph)]
 
 
 def is_fixed_point(graph: Graph) -> bool:
