@@ -247,3 +247,43 @@ def test_observers_narrow_the_minmax_range(cnn: Graph, observer: str) -> None:
     for name, (lo, hi) in narrow.items():
         assert wide[name][0] - 1e-6 <= lo <= 0.0 <= hi <= wide[name][1] + 1e-6
     assert any(narrow[n][1] < wide[n][1] for n in wide)
+
+
+# ---- precision: int16 (16x8) and auto ----
+
+def test_precision_int16_runs_every_computing_layer_wide() -> None:
+    from edgenn.compile import convert
+
+    converted = convert(MODELS / "digits_cnn.onnx", precision="int16")
+    wide = converted.precision["int16_layers"]
+    assert len(wide) == 4  # three convolutions and the dense layer
+    producers = converted.fixed_graph.producers()
+    for node in converted.fixed_graph.nodes:
+        if node.name in wide:
+            assert converted.fixed_graph.type_of(node.outputs[0]).dtype.value == "int16"
+    out = converted.fixed_graph.outputs[0]
+    assert converted.fixed_graph.type_of(out).dtype.value == "int8" and producers[out].op == "Requantize"
+
+
+@pytest.mark.parametrize("max_drop", [0.0, 10.0])
+def test_auto_precision_stops_within_budget(max_drop: float) -> None:
+    from edgenn.compile import convert
+
+    report = convert(MODELS / "mnist1d_cnn.onnx", precision="auto", max_drop=max_drop).precision
+    steps = report["steps"]
+    assert report["mode"] == "auto" and steps[0]["int16_layers"] == 0
+    if max_drop >= steps[0]["drop_pp"]:
+        assert report["int16_layers"] == [] and len(steps) == 1  # int8 already meets the budget
+    else:  # promotions continue until the budget holds or every layer is int16
+        assert len(steps) > 1
+        assert steps[-1]["drop_pp"] <= max_drop or steps[-1]["int16_layers"] == 4
+    assert report["within_budget"] == (min(s["drop_pp"] for s in steps) <= max_drop)
+
+
+def test_auto_precision_needs_labels(tmp_path: Path) -> None:
+    from edgenn.compile import convert
+
+    copy = tmp_path / "m.onnx"
+    copy.write_bytes((MODELS / "digits_mlp.onnx").read_bytes())
+    with pytest.raises(InputError, match="--precision auto needs labelled data"):
+        convert(copy, calib="random", precision="auto")
