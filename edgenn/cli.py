@@ -243,7 +243,7 @@ def _print_report(report: dict[str, Any]) -> None:
     if "int8_accuracy" in evaluation:
         click.echo(
             f"accuracy on {evaluation['samples']} samples: float {evaluation['float_accuracy']:.4f}, "
-            f"int8 {evaluation['int8_accuracy']:.4f}"
+            f"{report['precision']['mode']} {evaluation['int8_accuracy']:.4f}"
         )
 
 
