@@ -8,6 +8,7 @@ from edgenn.errors import (
     GraphError,
     InputError,
     ModelFormatError,
+    QuantizationError,
     ShapeError,
     UnsupportedOpError,
     UnsupportedOpsetError,
@@ -19,8 +20,23 @@ from edgenn.reference import run_reference
 
 __version__ = "0.1.0"
 
+# the integer side: imported after __version__ (the CLI module reads it)
+from edgenn.compile import Converted, convert  # noqa: E402
+from edgenn.quant.calibrate import calibrate  # noqa: E402
+from edgenn.quant.quantize import quantize_graph  # noqa: E402
+from edgenn.runtime import Runtime  # noqa: E402
+from edgenn.serialize import load_graph, save_graph  # noqa: E402
+
 __all__ = [
+    "Converted",
     "DType",
+    "QuantizationError",
+    "Runtime",
+    "calibrate",
+    "convert",
+    "load_graph",
+    "quantize_graph",
+    "save_graph",
     "EdgennError",
     "ExternalDataError",
     "Graph",
