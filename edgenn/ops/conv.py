@@ -294,7 +294,7 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     ]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def gather_window(arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, patch):  # type: ignore[no-untyped-def]
     """Copy one convolution window [KH, KW, C] into `patch`; taps outside the input get the input zero
     point (so they add nothing once the bias carries -zp * sum w). Rows fully inside copy in one run."""

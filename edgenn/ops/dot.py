@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dot_rows(vector, weights, offset, k, rows, out):  # type: ignore[no-untyped-def]
     """out[o] = sum_i vector[i] * weights[offset + o*k + i] for o < rows (int32 sums)."""
     o = 0
@@ -46,7 +46,7 @@ def dot_rows(vector, weights, offset, k, rows, out):  # type: ignore[no-untyped-
         o += 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def requantize_channels(acc, biases, mults, shifts, rounding, zp_out, lo, hi, out):  # type: ignore[no-untyped-def]
     """out[o] = clamp(MBQM(acc[o] + biases[o], mults[o], shifts[o]) + zp_out, lo, hi), written without
     branches so the loop vectorizes. Multipliers are non-negative (never INT32_MIN), so SRDHM's one
