@@ -35,7 +35,6 @@ from edgenn.ops.spatial import (
     to_channels_last,
     windows,
 )
-from edgenn.ops.wide import OP_POOL16
 
 if TYPE_CHECKING:
     from edgenn.runtime.program import ProgramBuilder
@@ -233,6 +232,7 @@ def global_examples(op: str) -> Callable[[], list[OpExample]]:
 # ---- int8: TFLite MAX_POOL_2D / AVERAGE_POOL_2D (same input and output parameters) ----
 
 OP_POOL = 4
+OP_POOL16 = 19  # the same row on int16 data
 
 
 def pool_row(
@@ -326,6 +326,23 @@ def on_int16(prepare: Callable[..., list[int]]) -> Callable[..., list[int]]:
 @njit(cache=True)
 def pool_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     x, y, h, w, c, oh, ow = row[1], row[2], row[3], row[4], row[5], row[6], row[7]
+    pool_pixels(arena[x : x + h * w * c], arena[y : y + oh * ow * c], row, acc, row[16], row[17])
+
+
+@njit(cache=True)
+def pool16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+    """The same row on int16 data (16x8 models)."""
+    x, y, h, w, c, oh, ow = row[1], row[2], row[3], row[4], row[5], row[6], row[7]
+    src = arena[x : x + 2 * h * w * c].view(np.int16)
+    out = arena[y : y + 2 * oh * ow * c].view(np.int16)
+    pool_pixels(src, out, row, acc, -32768, 32767)
+
+
+@njit(cache=True)
+def pool_pixels(src, out, row, acc, lo, hi):  # type: ignore[no-untyped-def]
+    """Max or average pooling of one channels-last map (src, out: int8 slices or int16 views; Numba
+    compiles one version per element type)."""
+    h, w, c, oh, ow = row[3], row[4], row[5], row[6], row[7]
     kh, kw, sh, sw, dh, dw, pt, pl = (
         row[8],
         row[9],
@@ -336,12 +353,12 @@ def pool_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):
         row[14],
         row[15],
     )
-    lo, hi, is_avg = row[16], row[17], row[18]
+    is_avg = row[18]
     total = acc[:c]  # channels innermost: each tap updates a whole pixel's channels at once
     for oy in range(oh):
         for ox in range(ow):
             for ch in range(c):
-                total[ch] = 0 if is_avg else -128
+                total[ch] = 0 if is_avg else lo
             count = 0
             for ky in range(kh):
                 iy = oy * sh - pt + ky * dh
@@ -351,22 +368,22 @@ def pool_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):
                     ix = ox * sw - pl + kx * dw
                     if ix < 0 or ix >= w:
                         continue
-                    src = arena[x + (iy * w + ix) * c : x + (iy * w + ix + 1) * c]
+                    tap = src[(iy * w + ix) * c : (iy * w + ix + 1) * c]
                     if is_avg:
                         for ch in range(c):
-                            total[ch] += src[ch]
+                            total[ch] += tap[ch]
                     else:
                         for ch in range(c):
-                            total[ch] = max(total[ch], np.int32(src[ch]))
+                            total[ch] = max(total[ch], np.int32(tap[ch]))
                     count += 1
-            out = arena[y + (oy * ow + ox) * c : y + (oy * ow + ox + 1) * c]
+            pixel = out[(oy * ow + ox) * c : (oy * ow + ox + 1) * c]
             for ch in range(c):
                 value = total[ch]
                 if is_avg and count > 0:
                     # divide rounding half away from zero, with C's truncating division
                     half = count // 2
                     value = (value + half) // count if value > 0 else -((-value + half) // count)
-                out[ch] = min(max(value, lo), hi)
+                pixel[ch] = min(max(value, lo), hi)
 
 
 register(

@@ -15,7 +15,6 @@ from numba import njit
 
 from edgenn.ir import Attrs, DType, Graph, Node, TensorType
 from edgenn.ops import Int8Spec, OpSpec, register
-from edgenn.ops.wide import prepare_requantize_wide
 from edgenn.quant.fixed_point import (
     activation_bounds,
     clamp,
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
     from edgenn.runtime.program import ProgramBuilder
 
 OP_REQUANTIZE = 5
+OP_REQUANTIZE_WIDE = 20  # from or to int16 (16x8 boundaries)
 
 
 def requantize_row(
@@ -65,9 +65,91 @@ def requantize_int8(row, arena, weights, biases, mults, shifts, rounding, patch,
         row[7],
         row[8],
     )
-    for i in range(n):
-        v = multiply_by_quantized_multiplier(arena[x + i] - zp_in, mults[m], shifts[m], rounding)
-        arena[y + i] = clamp(v + zp_out, lo, hi)
+    requantize_values(
+        arena[x : x + n], arena[y : y + n], zp_in, zp_out, mults[m], shifts[m], rounding, lo, hi
+    )
+
+
+@njit(cache=True)
+def requantize_values(src, out, zp_in, zp_out, q, shift, rounding, lo, hi):  # type: ignore[no-untyped-def]
+    """out = clamp(zp_out + MBQM(src - zp_in)) elementwise; src and out are int8 slices or int16 views."""
+    for i in range(src.shape[0]):
+        value = multiply_by_quantized_multiplier(np.int64(src[i]) - zp_in, q, shift, rounding)
+        out[i] = clamp(value + zp_out, lo, hi)
+
+
+def prepare_requantize_wide(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    """Requantize between int8 and int16 (either way, or int16 -> int16)."""
+    x, y = node.inputs[0], node.outputs[0]
+    (s_in, zp_in), (s_out, zp_out) = b.scale_zp(x), b.scale_zp(y)
+    wide_out = graph.type_of(y).dtype == DType.INT16
+    lo, hi = (-32768, 32767) if wide_out else (-128, 127)
+    pair = b.multipliers([real_multiplier(s_in, divisor=s_out)])
+    return [
+        OP_REQUANTIZE_WIDE,
+        b.arena(x),
+        b.arena(y),
+        int(np.prod(b.shape(x))),
+        zp_in,
+        zp_out,
+        pair,
+        lo,
+        hi,
+        int(graph.type_of(x).dtype == DType.INT16),
+        int(wide_out),
+    ]
+
+
+@njit(cache=True)
+def requantize_wide(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+    x, y, n, zp_in, zp_out, m, lo, hi = (
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+    )
+    wide_in, wide_out = row[9], row[10]
+    q, shift = mults[m], shifts[m]
+    if wide_in and wide_out:
+        requantize_values(
+            arena[x : x + 2 * n].view(np.int16),
+            arena[y : y + 2 * n].view(np.int16),
+            zp_in,
+            zp_out,
+            q,
+            shift,
+            rounding,
+            lo,
+            hi,
+        )
+    elif wide_in:
+        requantize_values(
+            arena[x : x + 2 * n].view(np.int16),
+            arena[y : y + n],
+            zp_in,
+            zp_out,
+            q,
+            shift,
+            rounding,
+            lo,
+            hi,
+        )
+    else:
+        requantize_values(
+            arena[x : x + n],
+            arena[y : y + 2 * n].view(np.int16),
+            zp_in,
+            zp_out,
+            q,
+            shift,
+            rounding,
+            lo,
+            hi,
+        )
 
 
 def infer_requantize(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from edgenn.errors import QuantizationError
-from edgenn.ir import DType, Graph, Node
+from edgenn.ir import Graph, Node
 from edgenn.ops import broadcast_strides, padded_shape
 from edgenn.quant.fixed_point import (
     activation_bounds,
@@ -26,13 +26,9 @@ from edgenn.quant.fixed_point import (
 if TYPE_CHECKING:
     from edgenn.runtime.program import ProgramBuilder
 
-OP_CONV16, OP_FC16, OP_BINARY16, OP_POOL16, OP_REQUANTIZE_WIDE = 16, 17, 18, 19, 20
+OP_CONV16, OP_FC16, OP_BINARY16 = 16, 17, 18  # 19: OP_POOL16 (pool.py), 20: OP_REQUANTIZE_WIDE
 INT16_MIN, INT16_MAX = -32768, 32767
 LEFT_SHIFT16 = 15
-
-
-def is_wide(graph: Graph, name: str) -> bool:
-    return graph.type_of(name).dtype == DType.INT16
 
 
 def _bounds16(attrs: dict, scale: float) -> tuple[int, int]:
@@ -254,91 +250,3 @@ def binary16(row, arena, weights, biases, mults, shifts, rounding, patch, acc): 
                     )
                     out[index] = min(max(value, lo), hi)
                     index += 1
-
-
-@njit(cache=True)
-def pool16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    """The int8 pooling row's fields, on int16 data."""
-    x, y, h, w, c, oh, ow = row[1], row[2], row[3], row[4], row[5], row[6], row[7]
-    kh, kw, sh, sw, dh, dw, pt, pl = (
-        row[8],
-        row[9],
-        row[10],
-        row[11],
-        row[12],
-        row[13],
-        row[14],
-        row[15],
-    )
-    is_avg = row[18]
-    src = arena[x : x + 2 * h * w * c].view(np.int16)
-    out = arena[y : y + 2 * oh * ow * c].view(np.int16)
-    for oy in range(oh):
-        for ox in range(ow):
-            for ch in range(c):
-                total = np.int64(0) if is_avg else np.int64(INT16_MIN)
-                count = 0
-                for ky in range(kh):
-                    iy = oy * sh - pt + ky * dh
-                    if iy < 0 or iy >= h:
-                        continue
-                    for kx in range(kw):
-                        ix = ox * sw - pl + kx * dw
-                        if ix < 0 or ix >= w:
-                            continue
-                        v = np.int64(src[(iy * w + ix) * c + ch])
-                        if is_avg:
-                            total += v
-                        elif v > total:
-                            total = v
-                        count += 1
-                if is_avg and count > 0:
-                    half = count // 2
-                    total = (total + half) // count if total > 0 else -((-total + half) // count)
-                out[(oy * ow + ox) * c + ch] = min(max(total, INT16_MIN), INT16_MAX)
-
-
-def prepare_requantize_wide(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
-    """Requantize between int8 and int16 (either way, or int16 -> int16)."""
-    x, y = node.inputs[0], node.outputs[0]
-    (s_in, zp_in), (s_out, zp_out) = b.scale_zp(x), b.scale_zp(y)
-    wide_out = is_wide(graph, y)
-    lo, hi = (INT16_MIN, INT16_MAX) if wide_out else (-128, 127)
-    pair = b.multipliers([real_multiplier(s_in, divisor=s_out)])
-    return [
-        OP_REQUANTIZE_WIDE,
-        b.arena(x),
-        b.arena(y),
-        int(np.prod(b.shape(x))),
-        zp_in,
-        zp_out,
-        pair,
-        lo,
-        hi,
-        int(is_wide(graph, x)),
-        int(wide_out),
-    ]
-
-
-@njit(cache=True)
-def requantize_wide(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    x, y, n, zp_in, zp_out, m, lo, hi, wide_in, wide_out = (
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-        row[10],
-    )
-    for i in range(n):
-        v = np.int64(arena[x : x + 2 * n].view(np.int16)[i]) if wide_in else np.int64(arena[x + i])
-        value = multiply_by_quantized_multiplier(v - zp_in, mults[m], shifts[m], rounding) + zp_out
-        value = min(max(value, lo), hi)
-        if wide_out:
-            arena[y : y + 2 * n].view(np.int16)[i] = value
-        else:
-            arena[y + i] = value

@@ -28,8 +28,13 @@ from edgenn.ops.activation import (
 from edgenn.ops.conv import OP_CONV, conv_int8
 from edgenn.ops.elementwise import OP_BINARY, binary_int8
 from edgenn.ops.linear import OP_FULLY_CONNECTED, fully_connected_int8
-from edgenn.ops.pool import OP_POOL, pool_int8
-from edgenn.ops.quantization import OP_REQUANTIZE, requantize_int8
+from edgenn.ops.pool import OP_POOL, OP_POOL16, pool16, pool_int8
+from edgenn.ops.quantization import (
+    OP_REQUANTIZE,
+    OP_REQUANTIZE_WIDE,
+    requantize_int8,
+    requantize_wide,
+)
 from edgenn.ops.reduce import OP_MEAN, mean_int8
 from edgenn.ops.shape import OP_CONCAT, OP_PAD, OP_TRANSPOSE, concat_int8, pad_int8, transpose_int8
 from edgenn.ops.softmax import OP_SOFTMAX, softmax_int8
@@ -37,13 +42,9 @@ from edgenn.ops.wide import (
     OP_BINARY16,
     OP_CONV16,
     OP_FC16,
-    OP_POOL16,
-    OP_REQUANTIZE_WIDE,
     binary16,
     conv16,
     fc16,
-    pool16,
-    requantize_wide,
 )
 
 KERNEL_SOURCES = ("ops", "quant/fixed_point.py", "runtime/interpreter.py")
