@@ -141,10 +141,15 @@ def _calib(
     help="Batch size given to a symbolic or missing batch dimension.",
 )
 def inspect(model: Path, as_json: bool, raw: bool, batch_size: int) -> None:
-    """Per-layer table of MODEL: op, output shape, parameters, MACs, and totals."""
+    """Per-layer table of MODEL (ONNX, .tflite or .edgenn): op, output shape, parameters, MACs, totals."""
+    from edgenn.serialize import is_edgenn_file
     from edgenn.summary import format_table, summary
 
-    info = summary(_float_graph(model, batch_size, optimized=not raw))
+    if _is_tflite(model) or is_edgenn_file(model):
+        _, graph = _fixed_point(model, {})
+    else:
+        graph = _float_graph(model, batch_size, optimized=not raw)
+    info = summary(graph)
     click.echo(json.dumps(info, indent=2) if as_json else format_table(info))
 
 

@@ -14,6 +14,7 @@ class LayerInfo:
     name: str
     op: str
     output_shape: tuple[int, ...]
+    dtype: str
     params: int
     macs: int
 
@@ -30,6 +31,7 @@ def layer_table(graph: Graph) -> list[LayerInfo]:
                 node.name,
                 node.op,
                 out_types[0].shape,
+                out_types[0].dtype.value,
                 params,
                 spec.macs(in_types, out_types, spec.attrs_of(node)),
             )
@@ -61,20 +63,21 @@ def summary(graph: Graph) -> dict[str, Any]:
 
 
 def format_table(info: dict[str, Any]) -> str:
-    header = ("#", "name", "op", "output shape", "params", "MACs")
+    header = ("#", "name", "op", "output shape", "type", "params", "MACs")
     body = [
         (
             str(i),
             r["name"],
             r["op"],
             "x".join(map(str, r["output_shape"])),
+            r["dtype"],
             f"{r['params']:,}",
             f"{r['macs']:,}",
         )
         for i, r in enumerate(info["layers"])
     ]
     widths = [max(len(row[c]) for row in [header, *body]) for c in range(len(header))]
-    right = {0, 4, 5}
+    right = {0, 5, 6}
 
     def line(row: tuple[str, ...]) -> str:
         return "  ".join(

@@ -206,3 +206,20 @@ def test_bench_json_has_the_promised_keys() -> None:
     )
     assert info["latency_ratio_vs_litert"] > 0 and info["throughput_ratio_vs_ort_int8"] > 0
     assert info["first_result_seconds"]["warm_jit_cache"] > 0
+
+
+def test_inspect_takes_fixed_point_files(tmp_path: Path) -> None:
+    assert (
+        run_cli(
+            "convert", str(MODELS / "digits_cnn.onnx"), "-o", str(tmp_path), "--emit", "tflite"
+        ).returncode
+        == 0
+    )
+    for name in ("model.edgenn", "model.tflite"):
+        result = run_cli("inspect", "--json", str(tmp_path / name))
+        assert result.returncode == 0, result.stderr
+        layers = json.loads(result.stdout)["layers"]
+        convs = [layer for layer in layers if layer["op"] == "Conv"]
+        assert [c["macs"] for c in convs] == [9216, 294912, 147456] and {
+            c["dtype"] for c in convs
+        } == {"int8"}

@@ -251,6 +251,7 @@ def test_observers_narrow_the_minmax_range(cnn: Graph, observer: str) -> None:
 
 # ---- precision: int16 (16x8) and auto ----
 
+
 def test_precision_int16_runs_every_computing_layer_wide() -> None:
     from edgenn.compile import convert
 
@@ -262,7 +263,10 @@ def test_precision_int16_runs_every_computing_layer_wide() -> None:
         if node.name in wide:
             assert converted.fixed_graph.type_of(node.outputs[0]).dtype.value == "int16"
     out = converted.fixed_graph.outputs[0]
-    assert converted.fixed_graph.type_of(out).dtype.value == "int8" and producers[out].op == "Requantize"
+    assert (
+        converted.fixed_graph.type_of(out).dtype.value == "int8"
+        and producers[out].op == "Requantize"
+    )
 
 
 @pytest.mark.parametrize("max_drop", [0.0, 10.0])

@@ -130,6 +130,7 @@ def test_float_io_file_matches_run_float_on_tflm() -> None:
 
 # ---- 16x8: int16 activations, int8 weights ----
 
+
 @pytest.mark.parametrize("name", BUNDLED)
 def test_int16_model_bit_exact_on_tflm(name: str) -> None:
     from edgenn.quant.quantize import wide_capable
@@ -150,7 +151,9 @@ def test_random_mixed_precision_bit_exact_on_tflm(case: tuple, mask: int) -> Non
     from edgenn.quant.quantize import wide_capable
 
     graph = optimize(import_model(build_mixed_graph(*case)))
-    x = np.random.default_rng(case[-1]).uniform(-1, 1, (8, *graph.type_of(graph.inputs[0]).shape[1:]))
+    x = np.random.default_rng(case[-1]).uniform(
+        -1, 1, (8, *graph.type_of(graph.inputs[0]).shape[1:])
+    )
     wide = [name for i, name in enumerate(wide_capable(graph)) if mask >> (i % 16) & 1]
     fixed = quantize_graph(graph, calibrate(graph, x.astype(np.float32)), wide)
     xq = quantize_array(x.astype(np.float32), fixed.type_of(fixed.inputs[0]).qparams)
