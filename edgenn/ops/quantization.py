@@ -32,20 +32,28 @@ OP_REQUANTIZE_WIDE = 20  # from or to int16 (16x8 boundaries)
 def requantize_row(
     node: Node, b: ProgramBuilder, clip_min: float = -math.inf, clip_max: float = math.inf
 ) -> list[int]:
+    """Requantize with an optional clamp; int8 or int16 on either side (16x8 boundaries run the wide
+    kernel, which views int16 operands)."""
     x, y = node.inputs[0], node.outputs[0]
     (s_in, zp_in), (s_out, zp_out) = b.scale_zp(x), b.scale_zp(y)
-    lo, hi = activation_bounds(clip_min, clip_max, s_out, zp_out)
+    wide_in, wide_out = (b.graph.type_of(name).dtype == DType.INT16 for name in (x, y))
+    qmin, qmax = (-32768, 32767) if wide_out else (-128, 127)
+    lo, hi = activation_bounds(clip_min, clip_max, s_out, zp_out, qmin, qmax)
     pair = b.multipliers([real_multiplier(s_in, divisor=s_out)])
+    opcode = OP_REQUANTIZE_WIDE if wide_in or wide_out else OP_REQUANTIZE
+    count = int(np.prod(b.shape(x)))
     return [
-        OP_REQUANTIZE,
+        opcode,
         b.arena(x),
         b.arena(y),
-        int(np.prod(b.shape(x))),
+        count,
         zp_in,
         zp_out,
         pair,
         lo,
         hi,
+        int(wide_in),
+        int(wide_out),
     ]
 
 
@@ -76,28 +84,6 @@ def requantize_values(src, out, zp_in, zp_out, q, shift, rounding, lo, hi):  # t
     for i in range(src.shape[0]):
         value = multiply_by_quantized_multiplier(np.int64(src[i]) - zp_in, q, shift, rounding)
         out[i] = clamp(value + zp_out, lo, hi)
-
-
-def prepare_requantize_wide(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
-    """Requantize between int8 and int16 (either way, or int16 -> int16)."""
-    x, y = node.inputs[0], node.outputs[0]
-    (s_in, zp_in), (s_out, zp_out) = b.scale_zp(x), b.scale_zp(y)
-    wide_out = graph.type_of(y).dtype == DType.INT16
-    lo, hi = (-32768, 32767) if wide_out else (-128, 127)
-    pair = b.multipliers([real_multiplier(s_in, divisor=s_out)])
-    return [
-        OP_REQUANTIZE_WIDE,
-        b.arena(x),
-        b.arena(y),
-        int(np.prod(b.shape(x))),
-        zp_in,
-        zp_out,
-        pair,
-        lo,
-        hi,
-        int(graph.type_of(x).dtype == DType.INT16),
-        int(wide_out),
-    ]
 
 
 @njit(cache=True)
@@ -170,6 +156,6 @@ register(
         "Requantize",
         infer_requantize,
         reference_requantize,
-        int8=Int8Spec(prepare=prepare_requantize_int8, prepare16=prepare_requantize_wide),
+        int8=Int8Spec(prepare=prepare_requantize_int8, prepare16=prepare_requantize_int8),
     )
 )
