@@ -31,6 +31,9 @@ class Program:
     output_sizes: np.ndarray
     patch_size: int  # int8 scratch for one gathered convolution window
     accumulator_size: int  # int32 scratch for one output pixel's channels
+    row_lengths: tuple[
+        int, ...
+    ]  # fields each step's prepare wrote (the rest of its row is padding)
 
 
 class ProgramBuilder:
@@ -184,6 +187,7 @@ def build_program(graph: Graph) -> Program:
     }
     builder = ProgramBuilder(graph, offsets)
     rows = np.zeros((max(len(steps), 1), ROW_WIDTH), np.int64)
+    lengths = []
     for i, node in enumerate(steps):
         fields = prepare_step(node, graph, builder)
         if len(fields) > ROW_WIDTH:
@@ -191,6 +195,7 @@ def build_program(graph: Graph) -> Program:
                 f"node '{node.name}' ({node.op}): too many operands for one program row"
             )
         rows[i, : len(fields)] = fields
+        lengths.append(len(fields))
     weights, biases, mults, shifts = builder.blobs()
 
     def table(names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -216,4 +221,5 @@ def build_program(graph: Graph) -> Program:
         out_size,
         builder.patch_size,
         builder.accumulator_size,
+        tuple(lengths),
     )

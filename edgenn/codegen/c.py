@@ -1,0 +1,282 @@
+"""C code generation: a fixed-point graph as plain C99 for devices with no Python and no interpreter.
+
+The compiler's program (the rows the Numba runtime runs, and its arena plan) becomes const data; the
+model's inference function calls one C kernel per row, in order, over one static arena. So the C and the
+Numba runtime share the Prepare step and the memory plan, and differ only in the kernel loops, which are
+written to give the same integers (tests compare the two on whole test sets).
+
+Files (all under OUTDIR/c/): `<name>_model.h` (API, shapes, quantization parameters, sizes),
+`<name>_model.c` (rows, arena, invoke), `<name>_weights.c` (const blobs: stay in flash), and the kernel
+sources the model uses (from edgenn/codegen/c_kernels/).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgenn.errors import UnsupportedOpError
+from edgenn.ir import Graph, Node
+from edgenn.ops.activation import OP_HARD_SWISH, OP_LEAKY_RELU, OP_LOGISTIC, OP_PRELU, OP_TANH
+from edgenn.ops.conv import OP_CONV
+from edgenn.ops.elementwise import OP_BINARY
+from edgenn.ops.linear import OP_FULLY_CONNECTED
+from edgenn.ops.pool import OP_POOL
+from edgenn.ops.quantization import OP_REQUANTIZE
+from edgenn.ops.reduce import OP_MEAN
+from edgenn.ops.shape import OP_CONCAT, OP_PAD, OP_TRANSPOSE
+from edgenn.ops.softmax import OP_SOFTMAX
+from edgenn.runtime.program import Program, build_program, runs_kernel
+
+KERNEL_DIR = Path(__file__).with_name("c_kernels")
+COMMON = ("edgenn_kernels.h", "edgenn_dot.h")
+FIXED_POINT = "fixed_point.c"  # gemmlowp exp / reciprocal, for the ops that need them
+
+# program opcode -> (C function, source file, needs the gemmlowp helpers)
+C_KERNELS: dict[int, tuple[str, str, bool]] = {
+    OP_CONV: ("edgenn_conv", "conv.c", False),
+    OP_FULLY_CONNECTED: ("edgenn_fully_connected", "fully_connected.c", False),
+    OP_BINARY: ("edgenn_binary", "elementwise.c", False),
+    OP_POOL: ("edgenn_pool", "pool.c", False),
+    OP_REQUANTIZE: ("edgenn_requantize", "requantize.c", False),
+    OP_LEAKY_RELU: ("edgenn_leaky_relu", "activation.c", False),
+    OP_PRELU: ("edgenn_prelu", "activation.c", False),
+    OP_TRANSPOSE: ("edgenn_transpose", "shape.c", False),
+    OP_PAD: ("edgenn_pad", "shape.c", False),
+    OP_CONCAT: ("edgenn_concat", "shape.c", False),
+    OP_LOGISTIC: ("edgenn_logistic_tanh", "activation.c", True),
+    OP_TANH: ("edgenn_logistic_tanh", "activation.c", True),
+    OP_HARD_SWISH: ("edgenn_hard_swish", "activation.c", False),
+    OP_SOFTMAX: ("edgenn_softmax", "softmax.c", True),
+    OP_MEAN: ("edgenn_mean", "mean.c", False),
+}
+INT32 = np.iinfo(np.int32)
+
+
+def c_identifier(text: str, fallback: str = "model") -> str:
+    """A valid, harmless C identifier from any name: [a-z0-9_], not starting with a digit."""
+    ident = re.sub(r"[^0-9a-zA-Z_]+", "_", text).strip("_").lower()[:48].rstrip("_")
+    if not ident:
+        ident = fallback
+    return f"m_{ident}" if ident[0].isdigit() else ident
+
+
+def c_comment(text: str) -> str:
+    """Text safe inside /* */: no comment delimiters, no trigraphs or line splices, printable ASCII."""
+    return re.sub(r"[^0-9A-Za-z _.,:;()\[\]<>=+-]", "_", text)[:80]
+
+
+@dataclass(frozen=True)
+class CSources:
+    name: str  # the C prefix of every public symbol
+    files: dict[str, str]  # file name -> contents
+    program: Program
+    arena_bytes: int
+    flash_data_bytes: int  # const blobs and rows
+
+
+def kernel_steps(graph: Graph) -> list[Node]:
+    return [n for n in graph.nodes if runs_kernel(n.op)]
+
+
+def check_supported(graph: Graph, program: Program) -> None:
+    missing = [
+        f"'{node.name}' ({node.op})"
+        for node, row in zip(kernel_steps(graph), program.rows)
+        if int(row[0]) not in C_KERNELS
+    ]
+    if missing:
+        raise UnsupportedOpError(
+            f"no C kernel for {len(missing)} node(s): {', '.join(missing[:5])}"
+            + (" (int16 / 16x8 layers run only in the Python runtime)" if missing else "")
+        )
+
+
+def _int32_values(values: np.ndarray, what: str) -> np.ndarray:
+    if values.size and (values.min() < INT32.min or values.max() > INT32.max):
+        raise UnsupportedOpError(f"{what} does not fit int32: the C backend needs int32 fields")
+    return values.astype(np.int64)
+
+
+def _array(ctype: str, name: str, values: np.ndarray, per_line: int = 16) -> str:
+    flat = [str(int(v)) for v in np.asarray(values).reshape(-1)] or ["0"]
+    lines = [", ".join(flat[i : i + per_line]) for i in range(0, len(flat), per_line)]
+    body = ",\n    ".join(lines)
+    return f"{ctype} {name}[{len(flat)}] = {{\n    {body}\n}};\n"
+
+
+def generate_c(graph: Graph, name: str, rounding: str = "double", dsp: bool = False) -> CSources:
+    """The C sources of a fixed-point graph (int8 activations only). rounding: TFLM's double rounding
+    or single; dsp: use the Cortex-M DSP extension (SMLAD) where the compiler reports it."""
+    prefix = c_identifier(name)
+    program = build_program(graph)
+    check_supported(graph, program)
+    steps = kernel_steps(graph)
+    rows = _int32_values(program.rows, "a program row")
+    kernels = sorted({C_KERNELS[int(row[0])][1] for row in rows})
+    if any(C_KERNELS[int(row[0])][2] for row in rows):
+        kernels.append(FIXED_POINT)
+    files = {f: (KERNEL_DIR / f).read_text() for f in (*COMMON, *kernels)}
+    files[f"{prefix}_weights.c"] = _weights_source(prefix, program)
+    files[f"{prefix}_model.h"] = _header(prefix, graph, program, name)
+    files["edgenn_config.h"] = _config(rounding, dsp)
+    files[f"{prefix}_model.c"] = _model_source(prefix, graph, program, steps, rows)
+    flash_data = program.weights.size + 4 * (
+        program.biases.size + 2 * program.multipliers.size + rows.size
+    )
+    return CSources(prefix, files, program, max(program.plan.size, 16), flash_data)
+
+
+def _weights_source(prefix: str, program: Program) -> str:
+    mults = _int32_values(program.multipliers, "a multiplier")
+    shifts = _int32_values(program.shifts, "a shift")
+    return (
+        f"/* {prefix}: constant data (int8 weights, int32 biases, Q31 multipliers and shifts), made by "
+        "edgenn. const keeps it in flash. */\n#include <stdint.h>\n\n"
+        + _array("const int8_t", f"{prefix}_weights", program.weights)
+        + "\n"
+        + _array("const int32_t", f"{prefix}_biases", program.biases, 8)
+        + "\n"
+        + _array("const int32_t", f"{prefix}_multipliers", mults, 8)
+        + "\n"
+        + _array("const int32_t", f"{prefix}_shifts", shifts)
+    )
+
+
+def _qparams(graph: Graph, names: tuple[str, ...]) -> tuple[float, int]:
+    qp = graph.type_of(names[0]).qparams
+    assert qp is not None
+    return float(qp.scale[0]), int(qp.zero_point[0])
+
+
+def _header(prefix: str, graph: Graph, program: Program, name: str) -> str:
+    upper = prefix.upper()
+    guard = f"{upper}_MODEL_H"
+    in_scale, in_zp = _qparams(graph, graph.inputs)
+    out_scale, out_zp = _qparams(graph, graph.outputs)
+    shapes = []
+    for kind, names in (("input", graph.inputs), ("output", graph.outputs)):
+        for tensor in names:
+            shape = "x".join(map(str, graph.type_of(tensor).shape))
+            shapes.append(f" * {kind} {c_comment(tensor)}: int8 [{shape}]")
+    shape_lines = "\n".join(shapes)
+    return f"""/* {c_comment(name)}: int8 inference in plain C99, made by edgenn.
+{shape_lines}
+ * Several inputs (outputs) are passed concatenated in this order. Activations live in one static
+ * arena of {upper}_ARENA_SIZE bytes; weights are const.
+ */
+#ifndef {guard}
+#define {guard}
+
+#include <stdint.h>
+
+#define {upper}_INPUT_SIZE {int(program.input_sizes.sum())}
+#define {upper}_OUTPUT_SIZE {int(program.output_sizes.sum())}
+#define {upper}_ARENA_SIZE {max(program.plan.size, 16)}
+#define {upper}_INPUT_SCALE {in_scale!r}f
+#define {upper}_INPUT_ZERO_POINT {in_zp}
+#define {upper}_OUTPUT_SCALE {out_scale!r}f
+#define {upper}_OUTPUT_ZERO_POINT {out_zp}
+
+/* Runs the model once: int8 in, int8 out. Returns 0. */
+int {prefix}_invoke(const int8_t *input, int8_t *output);
+
+/* Float convenience (outside the integer path): q = clamp(round(x / scale) + zero_point). */
+static inline void {prefix}_quantize_input(const float *x, int8_t *q) {{
+    int i;
+    for (i = 0; i < {upper}_INPUT_SIZE; i++) {{
+        const float v = x[i] / {upper}_INPUT_SCALE;
+        long r = (long)(v >= 0.0f ? v + 0.5f : v - 0.5f) + {upper}_INPUT_ZERO_POINT;
+        q[i] = (int8_t)(r < -128 ? -128 : (r > 127 ? 127 : r));
+    }}
+}}
+
+static inline void {prefix}_dequantize_output(const int8_t *q, float *y) {{
+    int i;
+    for (i = 0; i < {upper}_OUTPUT_SIZE; i++) {{
+        y[i] = (float)(q[i] - {upper}_OUTPUT_ZERO_POINT) * {upper}_OUTPUT_SCALE;
+    }}
+}}
+
+#endif
+"""
+
+
+def _model_source(
+    prefix: str,
+    graph: Graph,
+    program: Program,
+    steps: list[Node],
+    rows: np.ndarray,
+) -> str:
+    upper = prefix.upper()
+    row_arrays, calls = [], []
+    for i, (node, row, width) in enumerate(zip(steps, rows, program.row_lengths)):
+        kernel = C_KERNELS[int(row[0])][0]
+        label = f"{c_comment(node.name)} ({c_comment(node.op)}) -> {c_comment(node.outputs[0])}"
+        row_arrays.append(
+            f"/* {label} */\n" + _array("static const int32_t", f"step_{i}", row[:width], 12)
+        )
+        calls.append(f"    {kernel}(&context, step_{i});")
+    copies_in = [
+        f"    memcpy(arena + {int(off)}, input + {int(pos)}, {int(size)});"
+        for off, size, pos in _io(program.input_offsets, program.input_sizes)
+    ]
+    copies_out = [
+        f"    memcpy(output + {int(pos)}, arena + {int(off)}, {int(size)});"
+        for off, size, pos in _io(program.output_offsets, program.output_sizes)
+    ]
+    body = "\n".join([*copies_in, *calls, *copies_out])
+    return f"""/* {prefix}: the graph as straight-line kernel calls over one static arena, made by edgenn.
+ * Each step's row holds its arena offsets, shapes, zero points and clamp bounds (see the kernel). */
+#include <string.h>
+
+#include "{prefix}_model.h"
+#include "edgenn_kernels.h"
+
+extern const int8_t {prefix}_weights[];
+extern const int32_t {prefix}_biases[];
+extern const int32_t {prefix}_multipliers[];
+extern const int32_t {prefix}_shifts[];
+
+#if defined(__GNUC__)
+static int8_t arena[{upper}_ARENA_SIZE] __attribute__((aligned(16)));
+#else
+static int8_t arena[{upper}_ARENA_SIZE];
+#endif
+
+static const edgenn_context context = {{
+    arena, {prefix}_weights, {prefix}_biases, {prefix}_multipliers, {prefix}_shifts
+}};
+
+{chr(10).join(row_arrays)}
+int {prefix}_invoke(const int8_t *input, int8_t *output) {{
+{body}
+    return 0;
+}}
+"""
+
+
+def _config(rounding: str, dsp: bool) -> str:
+    single = "#define EDGENN_SINGLE_ROUNDING\n" if rounding == "single" else ""
+    return f"""/* Build choices of this model, made by edgenn: the requantization rounding (TFLM's double rounding
+ * unless EDGENN_SINGLE_ROUNDING) and the Cortex-M DSP path, on by the target profile (override with
+ * -DEDGENN_USE_DSP=0); both paths give the same integers. */
+#ifndef EDGENN_CONFIG_H
+#define EDGENN_CONFIG_H
+{single}#ifndef EDGENN_USE_DSP
+#define EDGENN_USE_DSP {int(dsp)}
+#endif
+#if EDGENN_USE_DSP && defined(__ARM_FEATURE_DSP)
+#define EDGENN_ARM_DSP
+#endif
+#endif
+"""
+
+
+def _io(offsets: np.ndarray, sizes: np.ndarray) -> list[tuple[int, int, int]]:
+    positions = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+    return list(zip(offsets.tolist(), sizes.tolist(), positions.tolist()))

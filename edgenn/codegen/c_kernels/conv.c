@@ -1,0 +1,89 @@
+/* Conv / depthwise conv, channels-last, im2col-free (row of ops/conv.py: prepare_conv_int8).
+ * Modes: GATHER (0): weights [O][KH][KW][C] with -zp_in * sum(w) folded into the bias, so inside taps
+ * multiply raw int8 values and padding taps add zp_in * w; OUTER (-1): weights [KH][KW][C][O] (few input
+ * channels); M > 0: depthwise with multiplier M, weights [KH*KW][O]. */
+#include "edgenn_kernels.h"
+#include "edgenn_dot.h"
+
+enum { GATHER = 0, OUTER = -1 };
+
+static int32_t gather_pixel(const int8_t *x, const int8_t *w, const int32_t *p, int32_t iy0,
+                            int32_t ix0) {
+    const int32_t h = p[6], width = p[7], c = p[8], kh = p[12], kw = p[13];
+    const int32_t dh = p[16], dw = p[17], zp_in = p[20];
+    int32_t acc = 0, ky, kx;
+    for (ky = 0; ky < kh; ky++) {
+        const int32_t iy = iy0 + ky * dh;
+        const int8_t *wrow = w + ky * kw * c;
+        if (iy < 0 || iy >= h) {
+            acc += zp_in * edgenn_sum(wrow, kw * c);
+        } else if (dw == 1 && ix0 >= 0 && ix0 + kw <= width) {
+            acc += edgenn_dot(x + (iy * width + ix0) * c, wrow, kw * c); /* one contiguous run */
+        } else {
+            for (kx = 0; kx < kw; kx++) {
+                const int32_t ix = ix0 + kx * dw;
+                if (ix < 0 || ix >= width) {
+                    acc += zp_in * edgenn_sum(wrow + kx * c, c);
+                } else {
+                    acc += edgenn_dot(x + (iy * width + ix) * c, wrow + kx * c, c);
+                }
+            }
+        }
+    }
+    return acc;
+}
+
+static int32_t tap_pixel(const int8_t *x, const int8_t *w, const int32_t *p, int32_t iy0,
+                         int32_t ix0, int32_t o) {
+    const int32_t h = p[6], width = p[7], c = p[8], oc = p[11], kh = p[12], kw = p[13];
+    const int32_t dh = p[16], dw = p[17], zp_in = p[20], mode = p[24];
+    int32_t acc = 0, ky, kx, i;
+    for (ky = 0; ky < kh; ky++) {
+        const int32_t iy = iy0 + ky * dh;
+        if (iy < 0 || iy >= h) {
+            continue;
+        }
+        for (kx = 0; kx < kw; kx++) {
+            const int32_t ix = ix0 + kx * dw;
+            const int8_t *src;
+            if (ix < 0 || ix >= width) {
+                continue;
+            }
+            src = x + (iy * width + ix) * c;
+            if (mode == OUTER) {
+                const int8_t *tap = w + (ky * kw + kx) * c * oc + o;
+                for (i = 0; i < c; i++) {
+                    acc += (src[i] - zp_in) * tap[i * oc];
+                }
+            } else { /* depthwise: output channel o reads input channel o / M */
+                acc += (src[o / mode] - zp_in) * w[(ky * kw + kx) * oc + o];
+            }
+        }
+    }
+    return acc;
+}
+
+void edgenn_conv(const edgenn_context *ctx, const int32_t *p) {
+    const int8_t *x = ctx->arena + p[1];
+    int8_t *y = ctx->arena + p[2];
+    const int8_t *w = ctx->weights + p[3];
+    const int32_t *bias = ctx->biases + p[4];
+    const int32_t *mult = ctx->multipliers + p[5], *shift = ctx->shifts + p[5];
+    const int32_t c = p[8], oh = p[9], ow = p[10], oc = p[11], kh = p[12], kw = p[13];
+    const int32_t sh = p[14], sw = p[15], pt = p[18], pl = p[19];
+    const int32_t zp_out = p[21], lo = p[22], hi = p[23], mode = p[24];
+    const int32_t k = kh * kw * c;
+    int32_t oy, ox, o;
+    for (oy = 0; oy < oh; oy++) {
+        for (ox = 0; ox < ow; ox++) {
+            const int32_t iy0 = oy * sh - pt, ix0 = ox * sw - pl;
+            int8_t *out = y + (oy * ow + ox) * oc;
+            for (o = 0; o < oc; o++) {
+                const int32_t acc = mode == GATHER ? gather_pixel(x, w + o * k, p, iy0, ix0)
+                                                   : tap_pixel(x, w, p, iy0, ix0, o);
+                const int32_t v = edgenn_mbqm(acc + bias[o], mult[o], shift[o]) + zp_out;
+                out[o] = (int8_t)edgenn_clamp(v, lo, hi);
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+/* edgenn int8 kernels: TFLite / TFLM integer arithmetic, bit for bit.
+ *
+ * Each kernel takes the arena, the model's constant blobs and one program row: the same row of integer
+ * fields the Python runtime's Numba kernel reads (computed once by the compiler, as TFLM's Prepare). The
+ * integer path has no float, no malloc, no recursion and no state outside the arena.
+ *
+ * Assumes arithmetic right shift of negative signed integers (implementation-defined in C99; gcc and
+ * clang shift arithmetically on every supported target) and two's-complement int32 wrap-around is never
+ * relied on except through explicit uint32 casts.
+ */
+#ifndef EDGENN_KERNELS_H
+#define EDGENN_KERNELS_H
+
+#include <stdint.h>
+
+#include "edgenn_config.h"
+
+#if ((-1) >> 1) != -1
+#error "edgenn kernels need arithmetic right shifts of negative integers"
+#endif
+
+typedef struct {
+    int8_t *arena;
+    const int8_t *weights;
+    const int32_t *biases;
+    const int32_t *multipliers; /* Q31 multipliers */
+    const int32_t *shifts;      /* their power-of-two exponents */
+} edgenn_context;
+
+typedef void (*edgenn_kernel)(const edgenn_context *ctx, const int32_t *row);
+
+/* ---- fixed-point helpers (TFLite / gemmlowp) ---- */
+
+static inline int32_t edgenn_clamp(int32_t x, int32_t lo, int32_t hi) {
+    return x < lo ? lo : (x > hi ? hi : x);
+}
+
+/* gemmlowp SaturatingRoundingDoublingHighMul: round(a * b / 2^31), ties away from zero */
+static inline int32_t edgenn_srdhm(int32_t a, int32_t b) {
+    int64_t ab, nudged;
+    if (a == INT32_MIN && b == INT32_MIN) {
+        return INT32_MAX;
+    }
+    ab = (int64_t)a * (int64_t)b;
+    nudged = ab + (ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30)));
+    return (int32_t)(nudged / ((int64_t)1 << 31)); /* C division truncates toward zero */
+}
+
+/* gemmlowp RoundingDivideByPOT: x / 2^exponent to nearest, ties away from zero */
+static inline int32_t edgenn_rdbypot(int32_t x, int32_t exponent) {
+    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* TFLite MultiplyByQuantizedMultiplier: x * q * 2^(shift - 31), rounded (EDGENN_SINGLE_ROUNDING: one
+ * rounding of the 64-bit product, else TFLM's double rounding) */
+static inline int32_t edgenn_mbqm(int32_t x, int32_t q, int32_t shift) {
+#ifdef EDGENN_SINGLE_ROUNDING
+    const int32_t total = 31 - shift;
+    return (int32_t)(((int64_t)x * q + ((int64_t)1 << (total - 1))) >> total);
+#else
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift < 0 ? -shift : 0;
+    return edgenn_rdbypot(edgenn_srdhm((int32_t)((uint32_t)x << left), q), right);
+#endif
+}
+
+/* ---- the kernels (one per program opcode) ---- */
+void edgenn_conv(const edgenn_context *ctx, const int32_t *row);
+void edgenn_fully_connected(const edgenn_context *ctx, const int32_t *row);
+void edgenn_binary(const edgenn_context *ctx, const int32_t *row);
+void edgenn_pool(const edgenn_context *ctx, const int32_t *row);
+void edgenn_requantize(const edgenn_context *ctx, const int32_t *row);
+void edgenn_leaky_relu(const edgenn_context *ctx, const int32_t *row);
+void edgenn_prelu(const edgenn_context *ctx, const int32_t *row);
+void edgenn_transpose(const edgenn_context *ctx, const int32_t *row);
+void edgenn_pad(const edgenn_context *ctx, const int32_t *row);
+void edgenn_concat(const edgenn_context *ctx, const int32_t *row);
+void edgenn_logistic_tanh(const edgenn_context *ctx, const int32_t *row);
+void edgenn_hard_swish(const edgenn_context *ctx, const int32_t *row);
+void edgenn_softmax(const edgenn_context *ctx, const int32_t *row);
+void edgenn_mean(const edgenn_context *ctx, const int32_t *row);
+
+/* gemmlowp fixed-point functions (edgenn_fixed_point.c): Softmax, Logistic, Tanh */
+int32_t edgenn_exp_on_negative_values(int32_t a, int integer_bits);
+int32_t edgenn_one_over_one_plus_x(int32_t a);
+int32_t edgenn_logistic_q31(int32_t a, int integer_bits);
+int32_t edgenn_tanh_q31(int32_t a, int integer_bits);
+
+#endif

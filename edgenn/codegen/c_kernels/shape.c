@@ -1,0 +1,64 @@
+/* Data movement (rows of ops/shape.py): Transpose and Pad over up to 4 dimensions, Concatenation as
+ * blockwise copies (inputs already share the output's quantization parameters). */
+#include "edgenn_kernels.h"
+
+void edgenn_transpose(const edgenn_context *ctx, const int32_t *p) {
+    const int8_t *x = ctx->arena + p[1];
+    int8_t *y = ctx->arena + p[2];
+    const int32_t *dims = p + 3, *perm = p + 7;
+    int32_t strides[4], out_dims[4], step[4], axis, i0, i1, i2, i3, index = 0;
+    strides[3] = 1;
+    for (axis = 2; axis >= 0; axis--) {
+        strides[axis] = strides[axis + 1] * dims[axis + 1];
+    }
+    for (axis = 0; axis < 4; axis++) {
+        out_dims[axis] = dims[perm[axis]];
+        step[axis] = strides[perm[axis]];
+    }
+    for (i0 = 0; i0 < out_dims[0]; i0++) {
+        for (i1 = 0; i1 < out_dims[1]; i1++) {
+            for (i2 = 0; i2 < out_dims[2]; i2++) {
+                for (i3 = 0; i3 < out_dims[3]; i3++) {
+                    y[index++] = x[i0 * step[0] + i1 * step[1] + i2 * step[2] + i3 * step[3]];
+                }
+            }
+        }
+    }
+}
+
+void edgenn_pad(const edgenn_context *ctx, const int32_t *p) {
+    const int8_t *x = ctx->arena + p[1];
+    int8_t *y = ctx->arena + p[2];
+    const int32_t o1 = p[12], o2 = p[13], o3 = p[14];
+    const int32_t total = p[11] * o1 * o2 * o3;
+    int32_t i, i0, i1, i2, i3, index = 0;
+    for (i = 0; i < total; i++) {
+        y[i] = (int8_t)p[15];
+    }
+    for (i0 = 0; i0 < p[3]; i0++) {
+        for (i1 = 0; i1 < p[4]; i1++) {
+            for (i2 = 0; i2 < p[5]; i2++) {
+                int8_t *dst = y + (((i0 + p[7]) * o1 + i1 + p[8]) * o2 + i2 + p[9]) * o3 + p[10];
+                for (i3 = 0; i3 < p[6]; i3++) {
+                    dst[i3] = x[index++];
+                }
+            }
+        }
+    }
+}
+
+void edgenn_concat(const edgenn_context *ctx, const int32_t *p) {
+    const int32_t outer = p[2], out_block = p[3], count = p[4];
+    int32_t o, k, i;
+    for (o = 0; o < outer; o++) {
+        int8_t *dst = ctx->arena + p[1] + o * out_block;
+        for (k = 0; k < count; k++) {
+            const int32_t *part = p + 5 + 3 * k; /* from weights?, offset, block */
+            const int8_t *src = (part[0] ? ctx->weights : ctx->arena) + part[1] + o * part[2];
+            for (i = 0; i < part[2]; i++) {
+                dst[i] = src[i];
+            }
+            dst += part[2];
+        }
+    }
+}

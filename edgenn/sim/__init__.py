@@ -1,0 +1,1 @@
+"""Target devices: profiles (targets/*.toml), toolchain builds and runs of generated C."""

@@ -1,0 +1,1 @@
+"""Device profiles and board support (installed as edgenn.targets)."""
