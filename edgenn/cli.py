@@ -175,14 +175,22 @@ def inspect(model: Path, as_json: bool, raw: bool, batch_size: int) -> None:
     "--emit",
     "emits",
     multiple=True,
-    type=click.Choice(["tflite"]),
-    help="Also write OUTDIR/model.tflite (a TFLite flatbuffer for TFLM and LiteRT).",
+    type=click.Choice(["tflite", "c"]),
+    help="Also write OUTDIR/model.tflite (for TFLM and LiteRT) or OUTDIR/c/ (C99 sources for "
+    "devices); repeat for both.",
 )
 @click.option(
     "--float-io",
     is_flag=True,
     help="The .tflite takes and returns float32 (QUANTIZE/DEQUANTIZE at its ends).",
 )
+@click.option(
+    "--target",
+    default=None,
+    metavar="NAME|PROFILE.toml",
+    help="Device the C code is for (targets/*.toml): checks RAM and flash, picks the DSP path.",
+)
+@click.option("--force", is_flag=True, help="Write the C code even if it does not fit --target.")
 def convert(
     model: Path,
     outdir: Path,
@@ -196,17 +204,27 @@ def convert(
     data: Path | None,
     emits: tuple[str, ...],
     float_io: bool,
+    target: str | None,
+    force: bool,
 ) -> None:
-    """Quantize MODEL (ONNX) to an int8 fixed-point model: OUTDIR/model.edgenn and OUTDIR/report.json."""
-    from edgenn.compile import conversion_report
-    from edgenn.fileio import write_atomic
+    """Quantize MODEL (ONNX) to an int8 fixed-point model: OUTDIR/model.edgenn and OUTDIR/report.json.
+    An int8 .tflite (or .edgenn) model is taken as it is, e.g. to generate C from it."""
+    from edgenn.compile import conversion_report, fixed_point_report
+    from edgenn.fileio import write_atomic, write_folder_atomic
     from edgenn.serialize import save_graph
 
     calib_args = _calib(calib, observer, percentile, calib_samples, seed, precision, max_drop)
     converted, fixed = _fixed_point(model, {**calib_args, "data": data})
-    if converted is None:
-        raise InputError(f"{model}: already a fixed-point model; convert takes an ONNX model")
-    report = conversion_report(converted, model, calib, data)
+    if converted is None and "c" not in emits and "tflite" not in emits:
+        raise InputError(
+            f"{model}: already a fixed-point model; convert it with --emit c or --emit tflite"
+        )
+    report = (
+        conversion_report(converted, model, calib, data)
+        if converted is not None
+        else fixed_point_report(fixed, model)
+    )
+    c_sources = _c_sources(fixed, model, target, force, report) if "c" in emits else None
     tflite_bytes = None
     if "tflite" in emits:  # lowered before anything is written, so an unmappable op writes nothing
         from edgenn.codegen.tflite import to_tflite
@@ -218,6 +236,8 @@ def convert(
     written = [outdir / "model.edgenn"]
     if tflite_bytes is not None:
         written.append(write_atomic(outdir / "model.tflite", lambda f: f.write(tflite_bytes)))
+    if c_sources is not None:
+        written.append(write_folder_atomic(outdir / "c", c_sources.files))
     written.append(
         write_atomic(
             outdir / "report.json", lambda f: f.write(json.dumps(report, indent=2).encode())
@@ -227,13 +247,34 @@ def convert(
     click.echo(f"wrote {', '.join(map(str, written))}")
 
 
+def _c_sources(fixed: Any, model: Path, target: str | None, force: bool, report: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """Generate (not yet write) the C code, checked against the target first."""
+    from edgenn.codegen.c import check_fits, generate_c
+    from edgenn.sim.targets import load_target
+
+    profile = load_target(target) if target else None
+    sources = generate_c(fixed, model.stem, dsp=profile.dsp if profile else True)
+    if profile is not None and not force:
+        check_fits(sources, fixed, profile)
+    report["c"] = {
+        "name": sources.name,
+        "target": profile.name if profile else None,
+        "arena_bytes": sources.arena_bytes,
+        "constant_bytes": sources.flash_data_bytes,
+        "files": sorted(sources.files),
+    }
+    return sources
+
+
 def _print_report(report: dict[str, Any]) -> None:
-    click.echo(
-        f"calibration: {report['calibration']} ({report['calibration_samples']} samples, "
-        f"{report['observer']} observer)"
-    )
-    click.echo(f"{'layer':<28} {'op':<18} {'SQNR dB':>8} {'precision':>10}")
-    for row in report["layers"]:
+    if "calibration" in report:
+        click.echo(
+            f"calibration: {report['calibration']} ({report['calibration_samples']} samples, "
+            f"{report['observer']} observer)"
+        )
+    if report.get("layers"):
+        click.echo(f"{'layer':<28} {'op':<18} {'SQNR dB':>8} {'precision':>10}")
+    for row in report.get("layers", []):
         click.echo(
             f"{row['layer']:<28} {row['op']:<18} {row['sqnr_db']:>8.2f} {row['precision']:>10}"
         )
@@ -244,6 +285,13 @@ def _print_report(report: dict[str, Any]) -> None:
         f"arena {report['arena_bytes']:,} B, weights {report['weight_bytes']:,} B, "
         f"model file {report['model_file_bytes']:,} B{tflite_size}"
     )
+    if "c" in report:
+        c = report["c"]
+        click.echo(
+            f"C code: {len(c['files'])} files, arena {c['arena_bytes']:,} B, "
+            f"constants {c['constant_bytes']:,} B"
+            + (f", target {c['target']}" if c["target"] else "")
+        )
     evaluation = report.get("evaluation", {})
     if "int8_accuracy" in evaluation:
         click.echo(

@@ -229,6 +229,21 @@ def load_dataset(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray |
     return load_array(path), load_labels(path)
 
 
+def fixed_point_report(fixed: Graph, model: Path) -> dict[str, Any]:
+    """The report of a model that arrived already quantized (.tflite, .edgenn): sizes and arena plan."""
+    from edgenn.serialize import to_bytes
+
+    runtime = Runtime(fixed)
+    return {
+        "model": str(model),
+        "arena_bytes": runtime.arena_bytes,
+        "weight_bytes": sum(v.type.nbytes for v in fixed.values.values() if v.is_const),
+        "model_file_bytes": len(to_bytes(fixed)),
+        "precision": {"mode": "int8", "int16_layers": []},
+        "arena_plan": runtime.program.plan.describe(),
+    }
+
+
 def conversion_report(
     converted: Converted, model: Path, calib: str | None, data: Path | None
 ) -> dict[str, Any]:

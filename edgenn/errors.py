@@ -42,3 +42,7 @@ class InputError(EdgennError):
 class QuantizationError(EdgennError):
     """A graph cannot be quantized as asked (an op without an integer kernel, an accumulator that could
     overflow int32, ranges missing for a tensor)."""
+
+
+class FootprintError(EdgennError):
+    """A model does not fit its target: the arena exceeds the device's RAM or the constants its flash."""

@@ -267,7 +267,13 @@ def pool(x: np.ndarray, kernel, strides, dilations, pads, average: bool) -> np.n
 
 def pooling(node: Node, graph: Graph, x: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
     a = node.attrs
-    if node.op in ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean"):
+    if node.op == "ReduceMean":  # over any axes: a rounded (half away from zero) integer mean
+        axes = tuple(a["axes"])
+        total = x.astype(np.int64).sum(axis=axes)
+        count = int(np.prod([x.shape[i] for i in axes]))
+        y = np.where(total >= 0, (total + count // 2) // count, -((-total + count // 2) // count))
+        return np.clip(y, -128, 127).reshape(out_shape)
+    if node.op in ("GlobalAveragePool", "GlobalMaxPool"):
         spatial = x.shape[1:-1]
         kernel, strides, dil, pads = (
             spatial,

@@ -18,18 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
-from edgenn.errors import UnsupportedOpError
+from edgenn.errors import FootprintError, UnsupportedOpError
 from edgenn.ir import Graph, Node
 from edgenn.ops.activation import OP_HARD_SWISH, OP_LEAKY_RELU, OP_LOGISTIC, OP_PRELU, OP_TANH
 from edgenn.ops.conv import OP_CONV
 from edgenn.ops.elementwise import OP_BINARY
 from edgenn.ops.linear import OP_FULLY_CONNECTED
-from edgenn.ops.pool import OP_POOL
-from edgenn.ops.quantization import OP_REQUANTIZE
+from edgenn.ops.pool import OP_POOL, OP_POOL16
+from edgenn.ops.quantization import OP_REQUANTIZE, OP_REQUANTIZE_WIDE
 from edgenn.ops.reduce import OP_MEAN
 from edgenn.ops.shape import OP_CONCAT, OP_PAD, OP_TRANSPOSE
 from edgenn.ops.softmax import OP_SOFTMAX
+from edgenn.ops.wide import OP_BINARY16, OP_CONV16, OP_FC16
 from edgenn.runtime.program import Program, build_program, runs_kernel
+from edgenn.sim.targets import Target
 
 KERNEL_DIR = Path(__file__).with_name("c_kernels")
 COMMON = ("edgenn_kernels.h", "edgenn_dot.h")
@@ -53,6 +55,13 @@ C_KERNELS: dict[int, tuple[str, str, bool]] = {
     OP_SOFTMAX: ("edgenn_softmax", "softmax.c", True),
     OP_MEAN: ("edgenn_mean", "mean.c", False),
 }
+WIDE_OPCODES = {
+    OP_CONV16,
+    OP_FC16,
+    OP_BINARY16,
+    OP_POOL16,
+    OP_REQUANTIZE_WIDE,
+}  # Python runtime only
 INT32 = np.iinfo(np.int32)
 
 
@@ -84,14 +93,14 @@ def kernel_steps(graph: Graph) -> list[Node]:
 
 def check_supported(graph: Graph, program: Program) -> None:
     missing = [
-        f"'{node.name}' ({node.op})"
+        f"'{node.name}' ({node.op}{', 16x8' if int(row[0]) in WIDE_OPCODES else ''})"
         for node, row in zip(kernel_steps(graph), program.rows)
         if int(row[0]) not in C_KERNELS
     ]
     if missing:
         raise UnsupportedOpError(
             f"no C kernel for {len(missing)} node(s): {', '.join(missing[:5])}"
-            + (" (int16 / 16x8 layers run only in the Python runtime)" if missing else "")
+            + (" ..." if len(missing) > 5 else "")
         )
 
 
@@ -280,3 +289,28 @@ def _config(rounding: str, dsp: bool) -> str:
 def _io(offsets: np.ndarray, sizes: np.ndarray) -> list[tuple[int, int, int]]:
     positions = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
     return list(zip(offsets.tolist(), sizes.tolist(), positions.tolist()))
+
+
+def check_fits(sources: CSources, graph: Graph, target: Target) -> None:
+    """Refuse (before anything is written) a model whose arena exceeds the target's RAM or whose
+    constants exceed its flash; 0 in a profile means no limit."""
+    plan = sources.program.plan
+    problems = []
+    if target.ram_bytes and sources.arena_bytes > target.ram_bytes:
+        largest = sorted(plan.buffers, key=lambda b: (-b.size, b.name))[:3]
+        names = ", ".join(f"'{c_comment(b.name)}' {b.size:,} B" for b in largest)
+        problems.append(
+            f"arena {sources.arena_bytes:,} B exceeds {target.name}'s RAM "
+            f"{target.ram_bytes:,} B (largest tensors: {names})"
+        )
+    if target.flash_bytes and sources.flash_data_bytes > target.flash_bytes:
+        consts = sorted(
+            (v for v in graph.values.values() if v.is_const), key=lambda v: (-v.type.nbytes, v.name)
+        )[:3]
+        names = ", ".join(f"'{c_comment(v.name)}' {v.type.nbytes:,} B" for v in consts)
+        problems.append(
+            f"constants {sources.flash_data_bytes:,} B exceed {target.name}'s flash "
+            f"{target.flash_bytes:,} B (largest: {names})"
+        )
+    if problems:
+        raise FootprintError("; ".join(problems) + " (--force writes the code anyway)")

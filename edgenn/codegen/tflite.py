@@ -23,7 +23,7 @@ try:
 except ImportError as missing:  # an optional extra: only the .tflite backend needs it
     raise ImportError("writing .tflite files needs: pip install 'edgenn[tflite]'") from missing
 
-from edgenn.errors import QuantizationError
+from edgenn.errors import QuantizationError, UnsupportedOpError
 from edgenn.fileio import write_atomic
 from edgenn.ir import DType, Graph, Node, QParams
 
@@ -278,6 +278,12 @@ def lower_conv(lw: Lowering, node: Node) -> None:
 
 def lower_pool(lw: Lowering, node: Node) -> None:
     a = node.attrs
+    rank = len(lw.graph.type_of(node.inputs[0]).shape)
+    if node.op == "ReduceMean" and tuple(a["axes"]) != tuple(range(1, rank - 1)):
+        raise UnsupportedOpError(
+            f"node '{node.name}' (ReduceMean): only a mean over the spatial axes of a channels-last "
+            "tensor maps to TFLite"
+        )
     x, was_1d = _spatial_4d(lw, node.inputs[0])
     n, h, width, c = lw.out.tensors[x].shape
     if node.op in ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean"):

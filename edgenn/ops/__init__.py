@@ -78,6 +78,8 @@ class Int8Spec:
     weights: input 1 is a weight tensor quantized per output channel (axis 0), input 2 an int32 bias.
     same_inputs: every input is requantized to the output's parameters first (Concat).
     alias: the output is the input's bytes under another shape; no kernel runs (Reshape and friends).
+    in_place: elementwise: the kernel reads element i of its inputs before writing element i of the
+      output, so the output may take the bytes of an equally shaped input that dies at this op.
     prepare: (node, graph, builder) -> the program row: opcode, then integer fields (computed once, in
       float64 where scales are involved, as TFLM's Prepare does). The kernel lives beside it.
     prepare16: the same for int16 activations (ops/wide.py); None where the op has no 16x8 kernel.
@@ -88,6 +90,7 @@ class Int8Spec:
     weights: bool = False
     same_inputs: bool = False
     alias: bool = False
+    in_place: bool = False
     prepare: Callable[..., list[int]] | None = None
     prepare16: Callable[..., list[int]] | None = (
         None  # the 16x8 kernel's row, for int16 activations
@@ -127,9 +130,10 @@ class OpSpec:
             out = self.infer(in_types, self.attrs_of(node))
         except EdgennError as err:
             raise type(err)(f"node '{node.name}' ({node.op}): {err}") from None
-        except (ValueError, IndexError, TypeError, ZeroDivisionError) as err:
+        except (ValueError, IndexError, TypeError, ZeroDivisionError, AssertionError) as err:
+            # AssertionError: a required input is missing (e.g. from a damaged file)
             raise ShapeError(
-                f"node '{node.name}' ({node.op}): cannot infer shapes: {err}"
+                f"node '{node.name}' ({node.op}): cannot infer shapes: {err or 'a required input is missing'}"
             ) from None
         for t in out:
             if any(d <= 0 for d in t.shape):

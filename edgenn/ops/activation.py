@@ -357,12 +357,16 @@ def hard_swish_int8(row, arena, weights, biases, mults, shifts, rounding, patch,
 
 
 INT8_UNARY = {
-    "Relu": Int8Spec(output=SAME, prepare=prepare_clamp_int8),
-    "Clip": Int8Spec(output=SAME, prepare=prepare_clamp_int8),
-    "LeakyRelu": Int8Spec(prepare=prepare_leaky_relu_int8),
-    "Sigmoid": Int8Spec(output=FIXED, fixed=(1.0 / 256, -128), prepare=prepare_logistic_tanh_int8),
-    "Tanh": Int8Spec(output=FIXED, fixed=(1.0 / 128, 0), prepare=prepare_logistic_tanh_int8),
-    "HardSwish": Int8Spec(prepare=prepare_hard_swish_int8),
+    "Relu": Int8Spec(output=SAME, in_place=True, prepare=prepare_clamp_int8),
+    "Clip": Int8Spec(output=SAME, in_place=True, prepare=prepare_clamp_int8),
+    "LeakyRelu": Int8Spec(in_place=True, prepare=prepare_leaky_relu_int8),
+    "Sigmoid": Int8Spec(
+        output=FIXED, fixed=(1.0 / 256, -128), in_place=True, prepare=prepare_logistic_tanh_int8
+    ),
+    "Tanh": Int8Spec(
+        output=FIXED, fixed=(1.0 / 128, 0), in_place=True, prepare=prepare_logistic_tanh_int8
+    ),
+    "HardSwish": Int8Spec(in_place=True, prepare=prepare_hard_swish_int8),
 }
 
 register(

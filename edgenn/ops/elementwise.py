@@ -173,7 +173,9 @@ register(
             fuses_activation=op != "Div",
             examples=examples_for(op),
             int8=Int8Spec(
-                prepare=prepare_binary_int8, prepare16=prepare_binary16 if op != "Mul" else None
+                in_place=True,
+                prepare=prepare_binary_int8,
+                prepare16=prepare_binary16 if op != "Mul" else None,
             )
             if op != "Div"
             else None,

@@ -244,14 +244,16 @@ def pool_row(
     dilations: Sequence[int],
     pads: Sequence[int],
     is_avg: bool,
+    view: Sequence[int] | None = None,
 ) -> list[int]:
     """The pooling row; 1-D pools run as height 1. The output grid follows from the window, so a global
-    pool's output may be shaped [N, C] as well as [N, 1, 1, C]."""
-    _, *spatial, c = b.shape(x)
+    pool's output may be shaped [N, C] as well as [N, 1, 1, C]. `view`: the input read as another
+    channels-last shape (the output grid then always follows from the window)."""
+    _, *spatial, c = view or b.shape(x)
     r = len(spatial)
     out_spatial = [
         (spatial[i] + pads[i] + pads[r + i] - (kernel[i] - 1) * dilations[i] - 1) // strides[i] + 1
-        if len(b.shape(y)) != r + 2
+        if view or len(b.shape(y)) != r + 2
         else b.shape(y)[1 + i]
         for i in range(r)
     ]

@@ -156,6 +156,8 @@ register(
         "Requantize",
         infer_requantize,
         reference_requantize,
-        int8=Int8Spec(prepare=prepare_requantize_int8, prepare16=prepare_requantize_int8),
+        int8=Int8Spec(
+            in_place=True, prepare=prepare_requantize_int8, prepare16=prepare_requantize_int8
+        ),
     )
 )

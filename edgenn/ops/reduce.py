@@ -107,17 +107,27 @@ def examples() -> list[OpExample]:
 
 
 def prepare_reduce_mean_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
-    """A spatial mean on a channels-last tensor is the global average pool (same parameters)."""
+    """A spatial mean on a channels-last tensor is the global average pool (same parameters); a mean
+    over trailing axes (a channels-first spatial mean) is one average pool per row of the input read
+    as [1, rows, inner, 1]."""
     x = node.inputs[0]
-    rank = len(b.shape(x))
-    if tuple(node.attrs["axes"]) != tuple(range(1, rank - 1)):
-        raise QuantizationError(
-            f"node '{node.name}' (ReduceMean): int8 mean only over the spatial axes of a channels-last tensor"
+    shape = b.shape(x)
+    axes = tuple(node.attrs["axes"])
+    rank = len(shape)
+    if axes == tuple(range(1, rank - 1)):
+        spatial = shape[1:-1]
+        ones = (1,) * len(spatial)
+        return pool_row(
+            x, node.outputs[0], b, spatial, ones, ones, (0,) * (2 * len(spatial)), is_avg=True
         )
-    spatial = b.shape(x)[1:-1]
-    ones = (1,) * len(spatial)
-    return pool_row(
-        x, node.outputs[0], b, spatial, ones, ones, (0,) * (2 * len(spatial)), is_avg=True
+    if axes and axes == tuple(range(axes[0], rank)) and axes[0] >= 1:
+        inner = math.prod(shape[axes[0] :])
+        rows = math.prod(shape[: axes[0]])
+        return pool_row(
+            x, node.outputs[0], b, (1, inner), (1, 1), (1, 1), (0,) * 4, True, (1, rows, inner, 1)
+        )
+    raise QuantizationError(
+        f"node '{node.name}' (ReduceMean): int8 mean only over the spatial axes or the trailing axes"
     )
 
 

@@ -142,18 +142,8 @@ def runs_kernel(op: str) -> bool:
     return rule is None or not rule.alias
 
 
-def build_program(graph: Graph) -> Program:
-    for name in (*graph.inputs, *graph.outputs):
-        if graph.type_of(name).dtype != DType.INT8:
-            raise QuantizationError(
-                f"tensor '{name}' is {graph.type_of(name).dtype.value}; the runtime needs int8"
-            )
-    if graph.batch_size() != 1:
-        raise QuantizationError(
-            "the runtime plans one sample at a time: import the model with batch size 1"
-        )
-    root = _alias_roots(graph)
-    steps = [n for n in graph.nodes if runs_kernel(n.op)]
+def _lifetimes(graph: Graph, steps: list[Node], root: dict[str, str]) -> list[Buffer]:
+    """One buffer per root: written first at its producer's step, read last by its last reader."""
     first: dict[str, int] = {root.get(n, n): -1 for n in graph.inputs}
     last: dict[str, int] = {}
     for index, node in enumerate(steps):
@@ -170,7 +160,7 @@ def build_program(graph: Graph) -> Program:
                     last[key] = max(last.get(key, -1), position)
     for name in graph.outputs:
         last[root.get(name, name)] = len(steps)
-    buffers = [
+    return [
         Buffer(
             name,
             graph.type_of(name).nbytes,
@@ -179,6 +169,52 @@ def build_program(graph: Graph) -> Program:
         )
         for name in first
     ]
+
+
+def _in_place_input(
+    graph: Graph, steps: list[Node], root: dict[str, str], index: int
+) -> str | None:
+    """The buffer an elementwise step may write over: an input of its output's type whose last reader
+    is this step (and that is not a graph output)."""
+    node = steps[index]
+    rule = spec_for(node.op).int8
+    if rule is None or not rule.in_place:
+        return None
+    out_type = graph.type_of(node.outputs[0])
+    buffers = {b.name: b for b in _lifetimes(graph, steps, root)}
+    for name in node.inputs:
+        if not name or graph.values[name].is_const:
+            continue
+        in_type = graph.type_of(name)
+        if (in_type.dtype, in_type.shape) != (out_type.dtype, out_type.shape):
+            continue
+        buffer = buffers.get(root.get(name, name))
+        if buffer is not None and buffer.last == index and buffer.size == out_type.nbytes:
+            return buffer.name
+    return None
+
+
+def build_program(graph: Graph) -> Program:
+    for name in (*graph.inputs, *graph.outputs):
+        if graph.type_of(name).dtype != DType.INT8:
+            raise QuantizationError(
+                f"tensor '{name}' is {graph.type_of(name).dtype.value}; the runtime needs int8"
+            )
+    if graph.batch_size() != 1:
+        raise QuantizationError(
+            "the runtime plans one sample at a time: import the model with batch size 1"
+        )
+    root = _alias_roots(graph)
+    steps = [n for n in graph.nodes if runs_kernel(n.op)]
+    for index, node in enumerate(steps):  # in order: an earlier merge may enable a later one
+        shared = _in_place_input(graph, steps, root, index)
+        if shared is not None:
+            out = node.outputs[0]
+            for name, r in list(root.items()):
+                if r == out:
+                    root[name] = shared
+            root[out] = shared
+    buffers = _lifetimes(graph, steps, root)
     plan = plan_arena(buffers)
     offsets = {
         name: plan.offsets[root.get(name, name)]
