@@ -482,6 +482,44 @@ def verify(model: Path, data: Path, rounding: str, as_json: bool) -> None:
     click.echo(json.dumps(result, indent=2) if as_json else format_verification(result))
 
 
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--target",
+    default="cortex-m4-qemu",
+    show_default=True,
+    metavar="NAME|PROFILE.toml",
+    help="Device profile (targets/*.toml) whose toolchain builds the generated C.",
+)
+@click.option("--no-tflm", is_flag=True, help="Skip TensorFlow Lite Micro's arena for comparison.")
+@calib_options
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def footprint(
+    model: Path,
+    target: str,
+    no_tflm: bool,
+    calib: str | None,
+    observer: str,
+    percentile: float,
+    calib_samples: int,
+    seed: int,
+    precision: str,
+    max_drop: float,
+    as_json: bool,
+) -> None:
+    """Flash and RAM of MODEL's generated C on a target (its toolchain's size, stack measured in its
+    emulator) beside TensorFlow Lite Micro's arena for the same model."""
+    from edgenn.sim.footprint import format_footprint, measure_footprint
+    from edgenn.sim.targets import load_target
+
+    profile = load_target(target)
+    _, fixed = _fixed_point(
+        model, _calib(calib, observer, percentile, calib_samples, seed, precision, max_drop)
+    )
+    result = measure_footprint(fixed, model.stem, profile, tflm=not no_tflm)
+    click.echo(json.dumps(result, indent=2) if as_json else format_footprint(result))
+
+
 def _run_int8(
     model: Path, arrays: list[np.ndarray], dequantize: bool, calib: dict[str, Any]
 ) -> dict[str, np.ndarray]:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from edgenn.errors import InputError
@@ -52,3 +54,36 @@ def run_litert(model: bytes, x: np.ndarray, reference_kernels: bool = False) -> 
         interpreter.invoke()
         outputs.append(interpreter.get_tensor(target).copy())
     return np.concatenate(outputs)
+
+
+TFLM_ALLOCATIONS = """
+import sys, tflite_micro
+interpreter = tflite_micro.runtime.Interpreter.from_bytes(open(sys.argv[1], "rb").read(), arena_size=%d)
+interpreter.print_allocations()
+"""
+
+
+def tflm_arena_bytes(model: bytes) -> dict[str, int]:
+    """TFLM's arena use (total, head, tail) for a .tflite, as its allocator reports it. TFLM prints it
+    from C++ to file descriptor 2 and may crash on odd models, so it runs in a child process."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
+        f.write(model)
+        f.flush()
+        done = subprocess.run(
+            [sys.executable, "-c", TFLM_ALLOCATIONS % TFLM_ARENA, f.name],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    found = dict(re.findall(r"Arena allocation (total|head|tail) (\d+) bytes", done.stderr))
+    if done.returncode != 0 or len(found) != 3:
+        raise InputError(
+            "TensorFlow Lite Micro did not report its arena (is tflite-micro installed?): "
+            + (done.stderr.strip().splitlines() or ["no output"])[-1]
+        )
+    return {key: int(value) for key, value in found.items()}
