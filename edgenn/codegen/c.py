@@ -37,23 +37,24 @@ KERNEL_DIR = Path(__file__).with_name("c_kernels")
 COMMON = ("edgenn_kernels.h", "edgenn_dot.h")
 FIXED_POINT = "fixed_point.c"  # gemmlowp exp / reciprocal, for the ops that need them
 
-# program opcode -> (C function, source file, needs the gemmlowp helpers)
-C_KERNELS: dict[int, tuple[str, str, bool]] = {
-    OP_CONV: ("edgenn_conv", "conv.c", False),
-    OP_FULLY_CONNECTED: ("edgenn_fully_connected", "fully_connected.c", False),
-    OP_BINARY: ("edgenn_binary", "elementwise.c", False),
-    OP_POOL: ("edgenn_pool", "pool.c", False),
-    OP_REQUANTIZE: ("edgenn_requantize", "requantize.c", False),
-    OP_LEAKY_RELU: ("edgenn_leaky_relu", "activation.c", False),
-    OP_PRELU: ("edgenn_prelu", "activation.c", False),
-    OP_TRANSPOSE: ("edgenn_transpose", "shape.c", False),
-    OP_PAD: ("edgenn_pad", "shape.c", False),
-    OP_CONCAT: ("edgenn_concat", "shape.c", False),
-    OP_LOGISTIC: ("edgenn_logistic_tanh", "activation.c", True),
-    OP_TANH: ("edgenn_logistic_tanh", "activation.c", True),
-    OP_HARD_SWISH: ("edgenn_hard_swish", "activation.c", False),
-    OP_SOFTMAX: ("edgenn_softmax", "softmax.c", True),
-    OP_MEAN: ("edgenn_mean", "mean.c", False),
+FIXED_POINT_USERS = {"activation.c", "softmax.c"}
+# program opcode -> (C function, source file)
+C_KERNELS: dict[int, tuple[str, str]] = {
+    OP_CONV: ("edgenn_conv", "conv.c"),
+    OP_FULLY_CONNECTED: ("edgenn_fully_connected", "fully_connected.c"),
+    OP_BINARY: ("edgenn_binary", "elementwise.c"),
+    OP_POOL: ("edgenn_pool", "pool.c"),
+    OP_REQUANTIZE: ("edgenn_requantize", "requantize.c"),
+    OP_LEAKY_RELU: ("edgenn_leaky_relu", "activation.c"),
+    OP_PRELU: ("edgenn_prelu", "activation.c"),
+    OP_TRANSPOSE: ("edgenn_transpose", "shape.c"),
+    OP_PAD: ("edgenn_pad", "shape.c"),
+    OP_CONCAT: ("edgenn_concat", "shape.c"),
+    OP_LOGISTIC: ("edgenn_logistic_tanh", "activation.c"),
+    OP_TANH: ("edgenn_logistic_tanh", "activation.c"),
+    OP_HARD_SWISH: ("edgenn_hard_swish", "activation.c"),
+    OP_SOFTMAX: ("edgenn_softmax", "softmax.c"),
+    OP_MEAN: ("edgenn_mean", "mean.c"),
 }
 WIDE_OPCODES = {
     OP_CONV16,
@@ -126,7 +127,7 @@ def generate_c(graph: Graph, name: str, rounding: str = "double", dsp: bool = Fa
     steps = kernel_steps(graph)
     rows = _int32_values(program.rows, "a program row")
     kernels = sorted({C_KERNELS[int(row[0])][1] for row in rows})
-    if any(C_KERNELS[int(row[0])][2] for row in rows):
+    if FIXED_POINT_USERS.intersection(kernels):
         kernels.append(FIXED_POINT)
     files = {f: (KERNEL_DIR / f).read_text() for f in (*COMMON, *kernels)}
     files[f"{prefix}_weights.c"] = _weights_source(prefix, program)
@@ -238,7 +239,8 @@ def _model_source(
         f"    memcpy(output + {int(pos)}, arena + {int(off)}, {int(size)});"
         for off, size, pos in _io(program.output_offsets, program.output_sizes)
     ]
-    body = "\n".join([*copies_in, *calls, *copies_out])
+    unused = [] if calls else ["    (void)context; /* a model of reshapes only */"]
+    body = "\n".join([*copies_in, *unused, *calls, *copies_out])
     return f"""/* {prefix}: the graph as straight-line kernel calls over one static arena, made by edgenn.
  * Each step's row holds its arena offsets, shapes, zero points and clamp bounds (see the kernel). */
 #include <string.h>
