@@ -46,3 +46,7 @@ class QuantizationError(EdgennError):
 
 class FootprintError(EdgennError):
     """A model does not fit its target: the arena exceeds the device's RAM or the constants its flash."""
+
+
+class MissingDependencyError(EdgennError, ImportError):
+    """An optional package a feature needs is not installed (the message names the pip extra)."""

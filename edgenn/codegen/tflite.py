@@ -17,11 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from edgenn.errors import MissingDependencyError
+
 try:
     import flatbuffers
     import tflite
 except ImportError as missing:  # an optional extra: only the .tflite backend needs it
-    raise ImportError("writing .tflite files needs: pip install 'edgenn[tflite]'") from missing
+    raise MissingDependencyError(
+        "writing .tflite files needs: pip install 'edgenn[tflite]'"
+    ) from missing
 
 from edgenn.errors import QuantizationError, UnsupportedOpError
 from edgenn.fileio import write_atomic

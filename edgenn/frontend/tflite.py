@@ -16,13 +16,21 @@ from typing import Any
 
 import numpy as np
 
-from edgenn.errors import EdgennError, ModelFormatError, QuantizationError, UnsupportedOpError
+from edgenn.errors import (
+    EdgennError,
+    MissingDependencyError,
+    ModelFormatError,
+    QuantizationError,
+    UnsupportedOpError,
+)
 from edgenn.ir import DType, Graph, GraphEditor, Node, QParams, TensorType, Value, verify
 
 try:
     import tflite
 except ImportError as missing:  # an optional extra: only .tflite files need it
-    raise ImportError("reading .tflite files needs: pip install 'edgenn[tflite]'") from missing
+    raise MissingDependencyError(
+        "reading .tflite files needs: pip install 'edgenn[tflite]'"
+    ) from missing
 
 MAX_TENSOR_BYTES = 1 << 30  # refuse absurd shapes (a corrupt file) before anything is allocated
 TYPES = {

@@ -33,7 +33,11 @@ class Target:
 
 
 def profiles_dir() -> Path:
-    return Path(str(resources.files("edgenn.targets")))
+    """Installed: the edgenn.targets package; imported from a source tree: its targets/ folder."""
+    try:
+        return Path(str(resources.files("edgenn.targets")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "targets"
 
 
 def harness_source() -> Path:
