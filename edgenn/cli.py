@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -72,9 +73,24 @@ def calib_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="With --precision auto: the accuracy drop allowed, in percentage points.",
         ),
     ]
+
+    @functools.wraps(fn)
+    def collapsed(**kwargs: Any) -> Any:
+        names = (
+            "calib",
+            "observer",
+            "percentile",
+            "calib_samples",
+            "seed",
+            "precision",
+            "max_drop",
+        )
+        calib_args = _calib(*(kwargs.pop(n) for n in names))
+        return fn(**kwargs, calib_args=calib_args)
+
     for option in reversed(options):
-        fn = option(fn)
-    return fn
+        collapsed = option(collapsed)
+    return collapsed
 
 
 def _float_graph(model: Path, batch_size: int, optimized: bool):  # type: ignore[no-untyped-def]
@@ -194,13 +210,7 @@ def inspect(model: Path, as_json: bool, raw: bool, batch_size: int) -> None:
 def convert(
     model: Path,
     outdir: Path,
-    calib: str | None,
-    observer: str,
-    percentile: float,
-    calib_samples: int,
-    seed: int,
-    precision: str,
-    max_drop: float,
+    calib_args: dict[str, Any],
     data: Path | None,
     emits: tuple[str, ...],
     float_io: bool,
@@ -213,14 +223,13 @@ def convert(
     from edgenn.fileio import write_atomic, write_folder_atomic
     from edgenn.serialize import save_graph
 
-    calib_args = _calib(calib, observer, percentile, calib_samples, seed, precision, max_drop)
     converted, fixed = _fixed_point(model, {**calib_args, "data": data})
     if converted is None and "c" not in emits and "tflite" not in emits:
         raise InputError(
             f"{model}: already a fixed-point model; convert it with --emit c or --emit tflite"
         )
     report = (
-        conversion_report(converted, model, calib, data)
+        conversion_report(converted, model, calib_args["calib"], data)
         if converted is not None
         else fixed_point_report(fixed, model)
     )
@@ -313,13 +322,7 @@ def _print_report(report: dict[str, Any]) -> None:
 def eval_command(
     model: Path,
     data: Path,
-    calib: str | None,
-    observer: str,
-    percentile: float,
-    calib_samples: int,
-    seed: int,
-    precision: str,
-    max_drop: float,
+    calib_args: dict[str, Any],
     as_json: bool,
 ) -> None:
     """Float and int8 accuracy of MODEL side by side (an ONNX model is converted first)."""
@@ -329,9 +332,8 @@ def eval_command(
     x, labels = load_dataset(data)
     if labels is None:
         raise InputError(f"{data}: no integer labels (array y) to compute accuracy")
-    calib_args = _calib(calib, observer, percentile, calib_samples, seed, precision, max_drop)
     converted, fixed = _fixed_point(
-        model, {**calib_args, "calib": calib or str(data), "data": data}
+        model, {**calib_args, "calib": calib_args["calib"] or str(data), "data": data}
     )
     if converted is not None:
         result = evaluate(converted, x, labels)
@@ -385,13 +387,7 @@ def run(
     output: Path,
     backend: str,
     dequantize: bool,
-    calib: str | None,
-    observer: str,
-    percentile: float,
-    calib_samples: int,
-    seed: int,
-    precision: str,
-    max_drop: float,
+    calib_args: dict[str, Any],
 ) -> None:
     """Run MODEL on the given inputs (any batch size) and save its outputs."""
     from edgenn.fileio import load_array, load_labels, save_arrays
@@ -408,7 +404,6 @@ def run(
 
         results = run_reference(_float_graph(model, 1, optimized=False), arrays)
     else:
-        calib_args = _calib(calib, observer, percentile, calib_samples, seed, precision, max_drop)
         results = _run_int8(model, arrays, dequantize, calib_args)
     save_arrays(output, results)
     shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))} {v.dtype}" for k, v in results.items())
@@ -437,13 +432,7 @@ def bench(
     model: Path,
     data: Path | None,
     seconds: float,
-    calib: str | None,
-    observer: str,
-    percentile: float,
-    calib_samples: int,
-    seed: int,
-    precision: str,
-    max_drop: float,
+    calib_args: dict[str, Any],
     as_json: bool,
 ) -> None:
     """Latency and throughput of edgenn's int8 runtime beside onnxruntime (float and int8), one thread."""
@@ -453,7 +442,7 @@ def bench(
         model,
         data,
         seconds,
-        **_calib(calib, observer, percentile, calib_samples, seed, precision, max_drop),
+        **calib_args,
     )
     click.echo(json.dumps(results, indent=2) if as_json else format_bench(results))
 
@@ -498,13 +487,7 @@ def footprint(
     model: Path,
     target: str,
     no_tflm: bool,
-    calib: str | None,
-    observer: str,
-    percentile: float,
-    calib_samples: int,
-    seed: int,
-    precision: str,
-    max_drop: float,
+    calib_args: dict[str, Any],
     as_json: bool,
 ) -> None:
     """Flash and RAM of MODEL's generated C on a target (its toolchain's size, stack measured in its
@@ -513,9 +496,7 @@ def footprint(
     from edgenn.sim.targets import load_target
 
     profile = load_target(target)
-    _, fixed = _fixed_point(
-        model, _calib(calib, observer, percentile, calib_samples, seed, precision, max_drop)
-    )
+    _, fixed = _fixed_point(model, calib_args)
     result = measure_footprint(fixed, model.stem, profile, tflm=not no_tflm)
     click.echo(json.dumps(result, indent=2) if as_json else format_footprint(result))
 

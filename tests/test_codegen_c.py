@@ -5,6 +5,7 @@ portable paths), aarch64 under QEMU user mode. Plus hostile names, determinism, 
 from __future__ import annotations
 
 import re
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ from conftest import MODELS
 from hypothesis import HealthCheck, given, settings
 from onnx.shape_inference import InferenceError
 from test_cli import run_cli
+from test_quantization import quantized
+from test_tflite_reader import fixed_model as reader_fixed_model
 
 from edgenn.codegen.c import check_fits, generate_c
 from edgenn.compile import convert
@@ -23,7 +26,7 @@ from edgenn.ir import Graph
 from edgenn.ops import REGISTRY
 from edgenn.passes import optimize
 from edgenn.quant.calibrate import calibrate
-from edgenn.quant.quantize import quantize_array, quantize_graph, wide_capable
+from edgenn.quant.quantize import quantize_graph, wide_capable
 from edgenn.runtime import Runtime
 from edgenn.sim.targets import load_target
 from edgenn.sim.toolchain import build_harness, missing_tools, run_harness
@@ -46,20 +49,10 @@ needs_arm = needs("cortex-m4-qemu")
 needs_aarch64 = needs("raspberry-pi-4")
 
 
+@cache
 def fixed_model(name: str) -> tuple[Graph, np.ndarray]:
-    converted = convert(MODELS / f"{name}.onnx")
-    fixed = converted.fixed_graph
-    x = np.load(MODELS / f"{name}_test.npz")["x"]
-    qp = fixed.type_of(fixed.inputs[0]).qparams
-    assert qp is not None
-    return fixed, quantize_array(x, qp)
-
-
-def quantized(graph: Graph, data: np.ndarray) -> tuple[Graph, np.ndarray]:
-    fixed = quantize_graph(graph, calibrate(graph, data))
-    qp = fixed.type_of(fixed.inputs[0]).qparams
-    assert qp is not None
-    return fixed, quantize_array(data, qp)
+    """The bundled model quantized on its test set, and that set in int8 (shared by the tests here)."""
+    return reader_fixed_model(name)
 
 
 def c_outputs(

@@ -64,11 +64,7 @@ static int32_t tap_pixel(const int8_t *x, const int8_t *w, const int32_t *p, int
 }
 
 void edgenn_conv(const edgenn_context *ctx, const int32_t *p) {
-    const int8_t *x = ctx->arena + p[1];
-    int8_t *y = ctx->arena + p[2];
-    const int8_t *w = ctx->weights + p[3];
-    const int32_t *bias = ctx->biases + p[4];
-    const int32_t *mult = ctx->multipliers + p[5], *shift = ctx->shifts + p[5];
+    const edgenn_layer l = edgenn_layer_of(ctx, p);
     const int32_t c = p[8], oh = p[9], ow = p[10], oc = p[11], kh = p[12], kw = p[13];
     const int32_t sh = p[14], sw = p[15], pt = p[18], pl = p[19];
     const int32_t zp_out = p[21], lo = p[22], hi = p[23], mode = p[24];
@@ -77,11 +73,12 @@ void edgenn_conv(const edgenn_context *ctx, const int32_t *p) {
     for (oy = 0; oy < oh; oy++) {
         for (ox = 0; ox < ow; ox++) {
             const int32_t iy0 = oy * sh - pt, ix0 = ox * sw - pl;
-            int8_t *out = y + (oy * ow + ox) * oc;
+            int8_t *out = l.output + (oy * ow + ox) * oc;
             for (o = 0; o < oc; o++) {
-                const int32_t acc = mode == GATHER ? gather_pixel(x, w + o * k, p, iy0, ix0)
-                                                   : tap_pixel(x, w, p, iy0, ix0, o);
-                const int32_t v = edgenn_mbqm(acc + bias[o], mult[o], shift[o]) + zp_out;
+                const int32_t acc = mode == GATHER
+                                        ? gather_pixel(l.input, l.weights + o * k, p, iy0, ix0)
+                                        : tap_pixel(l.input, l.weights, p, iy0, ix0, o);
+                const int32_t v = edgenn_mbqm(acc + l.bias[o], l.multiplier[o], l.shift[o]) + zp_out;
                 out[o] = (int8_t)edgenn_clamp(v, lo, hi);
             }
         }

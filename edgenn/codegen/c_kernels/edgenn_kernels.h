@@ -67,6 +67,28 @@ static inline int32_t edgenn_mbqm(int32_t x, int32_t q, int32_t shift) {
 #endif
 }
 
+/* Conv and FullyConnected rows start alike: opcode, input and output arena offsets, then the weights,
+ * biases and multipliers (with their shifts) as blob offsets. */
+typedef struct {
+    const int8_t *input;
+    int8_t *output;
+    const int8_t *weights;
+    const int32_t *bias;
+    const int32_t *multiplier;
+    const int32_t *shift;
+} edgenn_layer;
+
+static inline edgenn_layer edgenn_layer_of(const edgenn_context *ctx, const int32_t *row) {
+    edgenn_layer layer;
+    layer.input = ctx->arena + row[1];
+    layer.output = ctx->arena + row[2];
+    layer.weights = ctx->weights + row[3];
+    layer.bias = ctx->biases + row[4];
+    layer.multiplier = ctx->multipliers + row[5];
+    layer.shift = ctx->shifts + row[5];
+    return layer;
+}
+
 /* ---- the kernels (one per program opcode) ---- */
 void edgenn_conv(const edgenn_context *ctx, const int32_t *row);
 void edgenn_fully_connected(const edgenn_context *ctx, const int32_t *row);
