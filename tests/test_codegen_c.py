@@ -329,3 +329,5 @@ def test_footprint_meets_targets_on_cortex_m4() -> None:
     assert report["stack_bytes"] is not None and 0 < report["stack_bytes"] < 4096
     assert report["ram_bytes"] <= 0.7 * report["tflm_arena"]["total"]
     assert report["flash_bytes"] <= report["weights_bytes"] + 12 * 1024
+    counts = report["instructions_per_inference"]
+    assert counts["default"] < counts["portable"]  # SMLAD pays off (exact counts, not timings)

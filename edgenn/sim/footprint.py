@@ -3,7 +3,8 @@
 flash: text + data of the model's own objects (kernels, rows, weights) compiled for the target, as
 binutils `size` reports them (text includes rodata); RAM: the static arena plus the stack measured by
 painting it under the target's emulator (the harness's HARNESS_MEASURE_STACK); TFLM: its arena as its
-allocator reports it (head + tail) for the .tflite export of the same graph.
+allocator reports it (head + tail) for the .tflite export of the same graph. Under QEMU, also the exact
+number of guest instructions one inference executes in the model's code (targets/qemu/insncount.c).
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ import numpy as np
 from edgenn.codegen.c import generate_c
 from edgenn.ir import Graph
 from edgenn.sim.targets import Target
-from edgenn.sim.toolchain import build_harness, model_footprint, run_harness
+from edgenn.sim.toolchain import (
+    build_harness,
+    instructions_per_inference,
+    model_footprint,
+    run_harness,
+)
 
 
 def measure_footprint(graph: Graph, name: str, target: Target, tflm: bool = True) -> dict[str, Any]:
@@ -33,6 +39,13 @@ def measure_footprint(graph: Graph, name: str, target: Target, tflm: bool = True
             stack = run_harness(
                 program, target, int(sources.program.output_sizes.sum())
             ).stack_bytes
+        instructions = {}
+        if target.run_command is not None and target.run_command[0].startswith("qemu"):
+            instructions["default"] = instructions_per_inference(sources, target, folder / "count")
+            if target.dsp:  # the same code without the DSP extension, for comparison
+                instructions["portable"] = instructions_per_inference(
+                    sources, target, folder / "portable", ["-DEDGENN_USE_DSP=0"]
+                )
     report: dict[str, Any] = {
         "model": name,
         "target": target.name,
@@ -43,6 +56,7 @@ def measure_footprint(graph: Graph, name: str, target: Target, tflm: bool = True
         "static_ram_bytes": sizes.ram_bytes,
         "stack_bytes": stack,
         "ram_bytes": sizes.ram_bytes + (stack or 0),
+        "instructions_per_inference": instructions or None,
         "objects": {k: dict(zip(("text", "data", "bss"), v)) for k, v in sizes.by_file.items()},
     }
     if tflm:
@@ -64,6 +78,10 @@ def format_footprint(report: dict[str, Any]) -> str:
         f"  RAM {report['ram_bytes']:,} B = arena/static {report['static_ram_bytes']:,} B "
         f"+ stack {stack} B",
     ]
+    counts = report["instructions_per_inference"]
+    if counts:
+        portable = f" (without the DSP path {counts['portable']:,})" if "portable" in counts else ""
+        lines.append(f"  instructions per inference (QEMU count) {counts['default']:,}{portable}")
     if "tflm_arena" in report:
         arena = report["tflm_arena"]
         lines.append(

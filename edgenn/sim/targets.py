@@ -2,7 +2,7 @@
 
 Profiles are TOML files in targets/ (installed as the edgenn.targets package); a path to any such file
 works too. Fields: name, description, kind (mcu | linux), flash_bytes, ram_bytes (0: no limit), dsp,
-[build] cc, cflags, ldflags, size (binutils size, MCUs), [run] command ("{program}" is replaced),
+[build] cc, cflags, ldflags, size and nm (binutils), [run] command ("{program}" is replaced),
 timeout_s.
 """
 
@@ -28,6 +28,7 @@ class Target:
     cflags: tuple[str, ...]
     ldflags: tuple[str, ...]
     size_tool: str | None
+    nm_tool: str | None
     run_command: tuple[str, ...] | None
     timeout_s: float
 
@@ -42,6 +43,10 @@ def profiles_dir() -> Path:
 
 def harness_source() -> Path:
     return profiles_dir() / "harness" / "harness.c"
+
+
+def instruction_counter_source() -> Path:
+    return profiles_dir() / "qemu" / "insncount.c"
 
 
 def target_names() -> list[str]:
@@ -68,6 +73,7 @@ def load_target(name: str) -> Target:
             cflags=tuple(map(str, build.get("cflags", ()))),
             ldflags=tuple(map(str, build.get("ldflags", ()))),
             size_tool=build.get("size"),
+            nm_tool=build.get("nm"),
             run_command=tuple(map(str, run["command"])) if run else None,
             timeout_s=float(run.get("timeout_s", 300)) if run else 300.0,
         )

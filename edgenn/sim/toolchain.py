@@ -14,7 +14,7 @@ import numpy as np
 
 from edgenn.codegen.c import CSources
 from edgenn.errors import EdgennError
-from edgenn.sim.targets import Target, harness_source
+from edgenn.sim.targets import Target, harness_source, instruction_counter_source
 
 
 class ToolchainError(EdgennError):
@@ -142,3 +142,51 @@ def model_footprint(sources: CSources, target: Target, folder: Path) -> Footprin
     data = sum(v[1] for v in by_file.values())
     bss = sum(v[2] for v in by_file.values())
     return Footprint(text + data, data + bss, by_file)
+
+
+def _model_address_range(program: Path, objects: Sequence[Path], target: Target) -> tuple[int, int]:
+    """[lo, hi) spanning the linked code of the model's own functions (kernels, helpers, invoke)."""
+    assert target.nm_tool is not None
+    defined: set[str] = set()
+    for obj in objects:
+        listing = _call([target.nm_tool, "--defined-only", str(obj)], "listing symbols", 60).stdout
+        defined.update(f[-1] for f in map(str.split, listing.splitlines()) if f[-2] in "tT")
+    listing = _call([target.nm_tool, "-S", "--defined-only", str(program)], "listing symbols", 60)
+    spans = [
+        (int(f[0], 16), int(f[0], 16) + int(f[1], 16))
+        for f in map(str.split, listing.stdout.splitlines())
+        if len(f) == 4 and f[2] in "tT" and f[3] in defined
+    ]
+    if not spans:
+        raise ToolchainError(f"no model code found in {program.name}")
+    return min(a for a, _ in spans), max(b for _, b in spans)
+
+
+def instructions_per_inference(
+    sources: CSources, target: Target, folder: Path, extra_cflags: Sequence[str] = ()
+) -> int:
+    """Guest instructions one inference executes in the model's code, counted exactly by a QEMU plugin
+    (QEMU has no cycle model; this is the input a latency model scales by cycles per instruction)."""
+    if target.run_command is None or not target.run_command[0].startswith("qemu"):
+        raise ToolchainError(f"target {target.name} does not run under QEMU")
+    if target.nm_tool is None:
+        raise ToolchainError(f"target {target.name} has no nm tool")
+    sample = np.zeros((1, int(sources.program.input_sizes.sum())), np.int8)
+    program = build_harness(sources, sample, target, folder, extra_cflags)
+    objects = []
+    for source in sorted(folder / n for n in sources.files if n.endswith(".c")):
+        obj = source.with_suffix(".o")
+        flags = [*target.cflags, *extra_cflags, f"-I{folder}", "-c", str(source), "-o", str(obj)]
+        _call([target.cc, *flags], f"compiling {source.name}", 300)
+        objects.append(obj)
+    lo, hi = _model_address_range(program, objects, target)
+    plugin = folder / "libinsncount.so"
+    counter = instruction_counter_source()
+    _call(["gcc", "-O2", "-shared", "-fPIC", str(counter), "-o", str(plugin)], "building", 120)
+    command = [part.replace("{program}", str(program)) for part in target.run_command]
+    command[1:1] = ["-plugin", f"{plugin},lo={lo:#x},hi={hi:#x}", "-d", "plugin"]
+    done = _call(command, f"counting instructions on {target.name}", target.timeout_s)
+    found = re.search(r"^insns (\d+)$", done.stdout + done.stderr, re.MULTILINE)
+    if found is None:
+        raise ToolchainError(f"{target.run_command[0]} printed no instruction count (no plugins?)")
+    return int(found.group(1))

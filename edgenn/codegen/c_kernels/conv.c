@@ -7,30 +7,33 @@
 
 enum { GATHER = 0, OUTER = -1 };
 
-static int32_t gather_pixel(const int8_t *x, const int8_t *w, const int32_t *p, int32_t iy0,
-                            int32_t ix0) {
+/* GATHER: the sums of two output channels (weights w0, w1) at one output pixel, sharing input reads */
+static void gather_pair(const int8_t *x, const int8_t *w0, const int8_t *w1, const int32_t *p,
+                        int32_t iy0, int32_t ix0, int32_t *acc0, int32_t *acc1) {
     const int32_t h = p[6], width = p[7], c = p[8], kh = p[12], kw = p[13];
     const int32_t dh = p[16], dw = p[17], zp_in = p[20];
-    int32_t acc = 0, ky, kx;
+    int32_t ky, kx;
+    *acc0 = 0;
+    *acc1 = 0;
     for (ky = 0; ky < kh; ky++) {
-        const int32_t iy = iy0 + ky * dh;
-        const int8_t *wrow = w + ky * kw * c;
+        const int32_t iy = iy0 + ky * dh, row = ky * kw * c;
         if (iy < 0 || iy >= h) {
-            acc += zp_in * edgenn_sum(wrow, kw * c);
-        } else if (dw == 1 && ix0 >= 0 && ix0 + kw <= width) {
-            acc += edgenn_dot(x + (iy * width + ix0) * c, wrow, kw * c); /* one contiguous run */
+            *acc0 += zp_in * edgenn_sum(w0 + row, kw * c);
+            *acc1 += zp_in * edgenn_sum(w1 + row, kw * c);
+        } else if (dw == 1 && ix0 >= 0 && ix0 + kw <= width) { /* one contiguous run */
+            edgenn_dot2(x + (iy * width + ix0) * c, w0 + row, w1 + row, kw * c, acc0, acc1);
         } else {
             for (kx = 0; kx < kw; kx++) {
-                const int32_t ix = ix0 + kx * dw;
+                const int32_t ix = ix0 + kx * dw, tap = row + kx * c;
                 if (ix < 0 || ix >= width) {
-                    acc += zp_in * edgenn_sum(wrow + kx * c, c);
+                    *acc0 += zp_in * edgenn_sum(w0 + tap, c);
+                    *acc1 += zp_in * edgenn_sum(w1 + tap, c);
                 } else {
-                    acc += edgenn_dot(x + (iy * width + ix) * c, wrow + kx * c, c);
+                    edgenn_dot2(x + (iy * width + ix) * c, w0 + tap, w1 + tap, c, acc0, acc1);
                 }
             }
         }
     }
-    return acc;
 }
 
 static int32_t tap_pixel(const int8_t *x, const int8_t *w, const int32_t *p, int32_t iy0,
@@ -63,23 +66,34 @@ static int32_t tap_pixel(const int8_t *x, const int8_t *w, const int32_t *p, int
     return acc;
 }
 
+static int8_t requantized(const edgenn_layer *l, const int32_t *p, int32_t o, int32_t acc) {
+    const int32_t v = edgenn_mbqm(acc + l->bias[o], l->multiplier[o], l->shift[o]) + p[21];
+    return (int8_t)edgenn_clamp(v, p[22], p[23]);
+}
+
 void edgenn_conv(const edgenn_context *ctx, const int32_t *p) {
     const edgenn_layer l = edgenn_layer_of(ctx, p);
     const int32_t c = p[8], oh = p[9], ow = p[10], oc = p[11], kh = p[12], kw = p[13];
-    const int32_t sh = p[14], sw = p[15], pt = p[18], pl = p[19];
-    const int32_t zp_out = p[21], lo = p[22], hi = p[23], mode = p[24];
+    const int32_t sh = p[14], sw = p[15], pt = p[18], pl = p[19], mode = p[24];
     const int32_t k = kh * kw * c;
     int32_t oy, ox, o;
     for (oy = 0; oy < oh; oy++) {
         for (ox = 0; ox < ow; ox++) {
             const int32_t iy0 = oy * sh - pt, ix0 = ox * sw - pl;
             int8_t *out = l.output + (oy * ow + ox) * oc;
-            for (o = 0; o < oc; o++) {
-                const int32_t acc = mode == GATHER
-                                        ? gather_pixel(l.input, l.weights + o * k, p, iy0, ix0)
-                                        : tap_pixel(l.input, l.weights, p, iy0, ix0, o);
-                const int32_t v = edgenn_mbqm(acc + l.bias[o], l.multiplier[o], l.shift[o]) + zp_out;
-                out[o] = (int8_t)edgenn_clamp(v, lo, hi);
+            if (mode != GATHER) {
+                for (o = 0; o < oc; o++) {
+                    out[o] = requantized(&l, p, o, tap_pixel(l.input, l.weights, p, iy0, ix0, o));
+                }
+                continue;
+            }
+            for (o = 0; o < oc; o += 2) { /* channels in pairs; an odd last one pairs with itself */
+                const int32_t next = o + 1 < oc ? o + 1 : o;
+                int32_t acc0, acc1;
+                gather_pair(l.input, l.weights + o * k, l.weights + next * k, p, iy0, ix0, &acc0,
+                            &acc1);
+                out[o] = requantized(&l, p, o, acc0);
+                out[next] = requantized(&l, p, next, acc1);
             }
         }
     }

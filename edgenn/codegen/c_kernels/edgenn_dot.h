@@ -55,6 +55,30 @@ static inline int32_t edgenn_dot(const int8_t *a, const int8_t *b, int32_t n) {
     return acc;
 }
 
+/* two dot products sharing one vector: each load and unpack of `a` feeds both weight rows */
+static inline void edgenn_dot2(const int8_t *a, const int8_t *b0, const int8_t *b1, int32_t n,
+                               int32_t *sum0, int32_t *sum1) {
+    int32_t acc0 = 0, acc1 = 0;
+    int32_t i = 0;
+#ifdef EDGENN_ARM_DSP
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t va = edgenn_load4(a + i);
+        const uint32_t even = edgenn_sxtb16(va), odd = edgenn_sxtb16_ror8(va);
+        const uint32_t w0 = edgenn_load4(b0 + i), w1 = edgenn_load4(b1 + i);
+        acc0 = edgenn_smlad(even, edgenn_sxtb16(w0), acc0);
+        acc0 = edgenn_smlad(odd, edgenn_sxtb16_ror8(w0), acc0);
+        acc1 = edgenn_smlad(even, edgenn_sxtb16(w1), acc1);
+        acc1 = edgenn_smlad(odd, edgenn_sxtb16_ror8(w1), acc1);
+    }
+#endif
+    for (; i < n; i++) {
+        acc0 += (int32_t)a[i] * (int32_t)b0[i];
+        acc1 += (int32_t)a[i] * (int32_t)b1[i];
+    }
+    *sum0 += acc0;
+    *sum1 += acc1;
+}
+
 /* sum b[i] (the padding taps' share of a zero-point-folded bias) */
 static inline int32_t edgenn_sum(const int8_t *b, int32_t n) {
     int32_t acc = 0;

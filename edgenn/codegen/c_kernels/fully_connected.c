@@ -3,15 +3,26 @@
 #include "edgenn_kernels.h"
 #include "edgenn_dot.h"
 
+static int8_t requantized(const edgenn_layer *l, const int32_t *p, int32_t o, int32_t acc) {
+    const int32_t v = edgenn_mbqm(acc + l->bias[o], l->multiplier[o], l->shift[o]) + p[9];
+    return (int8_t)edgenn_clamp(v, p[10], p[11]);
+}
+
 void edgenn_fully_connected(const edgenn_context *ctx, const int32_t *p) {
     const edgenn_layer l = edgenn_layer_of(ctx, p);
-    const int32_t n = p[6], k = p[7], outs = p[8], zp_out = p[9], lo = p[10], hi = p[11];
+    const int32_t n = p[6], k = p[7], outs = p[8];
     int32_t s, o;
     for (s = 0; s < n; s++) {
-        for (o = 0; o < outs; o++) {
-            const int32_t acc = edgenn_dot(l.input + s * k, l.weights + o * k, k) + l.bias[o];
-            const int32_t v = edgenn_mbqm(acc, l.multiplier[o], l.shift[o]) + zp_out;
-            l.output[s * outs + o] = (int8_t)edgenn_clamp(v, lo, hi);
+        const int8_t *x = l.input + s * k;
+        int8_t *y = l.output + s * outs;
+        for (o = 0; o + 2 <= outs; o += 2) { /* output rows in pairs: one pass over x for both */
+            int32_t acc0 = 0, acc1 = 0;
+            edgenn_dot2(x, l.weights + o * k, l.weights + (o + 1) * k, k, &acc0, &acc1);
+            y[o] = requantized(&l, p, o, acc0);
+            y[o + 1] = requantized(&l, p, o + 1, acc1);
+        }
+        if (o < outs) {
+            y[o] = requantized(&l, p, o, edgenn_dot(x, l.weights + o * k, k));
         }
     }
 }
