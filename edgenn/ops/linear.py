@@ -27,12 +27,10 @@ from edgenn.ops import (
     passthrough_import,
     register,
 )
-from edgenn.ops.dot import dot_rows
+from edgenn.ops.dot import dot_rows, requantize_channels
 from edgenn.ops.wide import prepare_fc16
 from edgenn.quant.fixed_point import (
     activation_bounds,
-    clamp,
-    multiply_by_quantized_multiplier,
     real_multiplier,
 )
 
@@ -216,12 +214,17 @@ def fully_connected_int8(row, arena, weights, biases, mults, shifts, rounding, p
     n, k, outs, zp_out, lo, hi = row[6], row[7], row[8], row[9], row[10], row[11]
     for s in range(n):
         dot_rows(arena[x + s * k : x + (s + 1) * k], weights, w, k, outs, acc)
-        out = arena[y + s * outs : y + (s + 1) * outs]
-        for o in range(outs):
-            v = multiply_by_quantized_multiplier(
-                acc[o] + biases[b + o], mults[m + o], shifts[m + o], rounding
-            )
-            out[o] = clamp(v + zp_out, lo, hi)
+        requantize_channels(
+            acc[:outs],
+            biases[b : b + outs],
+            mults[m : m + outs],
+            shifts[m : m + outs],
+            rounding,
+            zp_out,
+            lo,
+            hi,
+            arena[y + s * outs : y + (s + 1) * outs],
+        )
 
 
 FC_SPEC = OpSpec(

@@ -12,7 +12,7 @@ from edgenn.errors import InputError
 from edgenn.ir import Graph
 from edgenn.quant.fixed_point import ROUNDING_MODES
 from edgenn.quant.quantize import dequantize_array, quantize_array
-from edgenn.runtime.interpreter import run_batch, run_steps
+from edgenn.runtime.interpreter import pack_state, run_packed, run_steps
 from edgenn.runtime.program import Program, build_program
 
 
@@ -26,20 +26,37 @@ class Runtime:
         self.graph = graph
         self.program: Program = build_program(graph)
         p = self.program
-        self.arena = np.zeros(max(p.plan.size, 1), np.int8)
-        # everything a kernel call needs besides the step range, in the kernels' argument order
-        self._state = (
-            p.rows,
-            self.arena,
-            p.weights,
-            p.biases,
-            p.multipliers,
-            p.shifts,
+        state, views = pack_state(
+            {
+                "rows": p.rows,
+                "arena": np.zeros(max(p.plan.size, 1), np.int8),
+                "weights": p.weights,
+                "biases": p.biases,
+                "multipliers": p.multipliers,
+                "shifts": p.shifts,
+                "patch": np.zeros(p.patch_size, np.int8),
+                "accumulators": np.zeros(p.accumulator_size, np.int32),
+                "input_offsets": p.input_offsets,
+                "input_sizes": p.input_sizes,
+                "output_offsets": p.output_offsets,
+                "output_sizes": p.output_sizes,
+            },
             ROUNDING_MODES[rounding],
-            np.zeros(p.patch_size, np.int8),
-            np.zeros(p.accumulator_size, np.int32),
         )
-        self._io = (p.input_offsets, p.input_sizes)
+        self._packed = state
+        self.arena = views["arena"]
+        # the same arrays as run_steps takes them (trace runs one step at a time)
+        self._state = (
+            views["rows"],
+            self.arena,
+            views["weights"],
+            views["biases"],
+            views["multipliers"],
+            views["shifts"],
+            ROUNDING_MODES[rounding],
+            views["patch"],
+            views["accumulators"],
+        )
         self.input_types = [graph.type_of(n) for n in graph.inputs]
         self.output_types = [graph.type_of(n) for n in graph.outputs]
         self._out_width = int(p.output_sizes.sum())
@@ -66,8 +83,7 @@ class Runtime:
 
     def run_flat(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
         """The fast path: x int8 [N, input size] C-contiguous, out int8 [N, output size]; no checks."""
-        p = self.program
-        run_batch(*self._state, x, *self._io, out, p.output_offsets, p.output_sizes)
+        run_packed(self._packed, x, out)
         return out
 
     def run(self, *inputs: np.ndarray) -> list[np.ndarray] | np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 from numba import njit
 
 from edgenn.ops.activation import (
@@ -46,6 +47,7 @@ from edgenn.ops.wide import (
     conv16,
     fc16,
 )
+from edgenn.runtime.program import ROW_WIDTH
 
 KERNEL_SOURCES = ("ops", "quant/fixed_point.py", "runtime/interpreter.py")
 
@@ -154,3 +156,70 @@ def run_batch(  # type: ignore[no-untyped-def]
                 out_offsets[k] : out_offsets[k] + out_sizes[k]
             ]
             position += out_sizes[k]
+
+
+# The packed state: every array run_batch needs, as aligned segments of one int8 buffer, so a call from
+# Python passes three arrays instead of fifteen (Numba's per-argument dispatch cost dominates small
+# models). Header: int64 [segment start, end] pairs in PACKED_SEGMENTS order, then the rounding mode.
+PACKED_SEGMENTS = (
+    "rows",
+    "arena",
+    "weights",
+    "biases",
+    "multipliers",
+    "shifts",
+    "patch",
+    "accumulators",
+    "input_offsets",
+    "input_sizes",
+    "output_offsets",
+    "output_sizes",
+)
+PACKED_HEADER = 64 * 8  # bytes
+ROUNDING_FIELD = 2 * len(PACKED_SEGMENTS)
+
+
+@njit(cache=True)
+def run_packed(state, inputs, outputs):  # type: ignore[no-untyped-def]
+    """run_batch on the segments of a packed state (see PACKED_SEGMENTS)."""
+    head = state[:PACKED_HEADER].view(np.int64)
+    rows = state[head[0] : head[1]].view(np.int64)
+    run_batch(
+        rows.reshape((rows.shape[0] // ROW_WIDTH, ROW_WIDTH)),
+        state[head[2] : head[3]],
+        state[head[4] : head[5]],
+        state[head[6] : head[7]].view(np.int32),
+        state[head[8] : head[9]].view(np.int64),
+        state[head[10] : head[11]].view(np.int64),
+        head[ROUNDING_FIELD],
+        state[head[12] : head[13]],
+        state[head[14] : head[15]].view(np.int32),
+        inputs,
+        state[head[16] : head[17]].view(np.int64),
+        state[head[18] : head[19]].view(np.int64),
+        outputs,
+        state[head[20] : head[21]].view(np.int64),
+        state[head[22] : head[23]].view(np.int64),
+    )
+
+
+def pack_state(
+    segments: dict[str, np.ndarray], rounding: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One int8 buffer holding every segment (64-byte aligned), and numpy views of each segment in it
+    (writes through a view, e.g. to the arena, are what the compiled code sees)."""
+    starts, position = [], PACKED_HEADER
+    for name in PACKED_SEGMENTS:
+        starts.append(position)
+        position = (position + segments[name].nbytes + 63) // 64 * 64
+    state = np.zeros(position, np.int8)
+    head = state[:PACKED_HEADER].view(np.int64)
+    views = {}
+    for i, name in enumerate(PACKED_SEGMENTS):
+        data = np.ascontiguousarray(segments[name])
+        start, end = starts[i], starts[i] + data.nbytes
+        head[2 * i], head[2 * i + 1] = start, end
+        views[name] = state[start:end].view(data.dtype).reshape(data.shape)
+        views[name][...] = data
+    head[ROUNDING_FIELD] = rounding
+    return state, views
