@@ -195,6 +195,21 @@ def test_channels_last_leaves_no_transpose_inside(name: str) -> None:
     assert_equivalent(GRAPHS[name], graph)
 
 
+def test_residual_add_with_the_graph_input_stays_channels_last() -> None:
+    """Add(conv(x), x): the Add reads the input's existing transpose instead of transposing the conv
+    output back, so the spatial mean after it is a channels-last one."""
+    s = Stack((1, 3, 6, 6), seed=5)
+    y = s.op("Add", [s.conv(s.input.name, 3, 3, (3, 3), pads=[1, 1, 1, 1]), s.input.name])
+    model = s.model(s.op("ReduceMean", [y], axes=[2, 3], keepdims=0))
+    graph = import_model(model)
+    optimized = run_pipeline(graph, PIPELINE)
+    transposes = [n for n in optimized.nodes if n.op == "Transpose"]
+    assert len(transposes) == 1 and transposes[0].inputs[0] in optimized.inputs
+    mean = next(n for n in optimized.nodes if n.op == "ReduceMean")
+    assert tuple(mean.attrs["axes"]) == (1, 2)
+    assert_equivalent(graph, optimized)
+
+
 # ---- property test: random conv stacks through import, all passes, against onnxruntime ----
 
 

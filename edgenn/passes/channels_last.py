@@ -95,12 +95,13 @@ def _follow_perm(rw: _Rewrite, node: Node) -> Perm | None:
     """The permuted layout an elementwise/axis op can keep, or None when it must use the original one."""
     spec = spec_for(node.op)
     acts = [i for i in node.inputs if i and not rw.is_const(i)]
-    perms = {rw.layout.get(i) for i in acts}
+    # inputs in the original layout are transposed to the permuted one (e.g. a residual Add reading the
+    # graph input, whose transpose the first conv already made): one transpose either way, and the op's
+    # output stays channels-last for what follows
+    perms = {rw.layout.get(i) for i in acts} - {None}
     if len(perms) != 1:
         return None
     perm = perms.pop()
-    if perm is None:
-        return None
     if spec.output_layout is None and rw.graph.type_of(node.outputs[0]).rank != len(perm):
         return None
     if any(rw.graph.type_of(i).rank != len(perm) for i in acts):
@@ -128,7 +129,11 @@ def _convert(rw: _Rewrite, node: Node) -> tuple[list[str], Perm | None]:
         perm = _follow_perm(rw, node)
         if perm is not None:
             return [
-                "" if not i else rw.broadcast_const(i, perm) if rw.is_const(i) else i
+                ""
+                if not i
+                else rw.broadcast_const(i, perm)
+                if rw.is_const(i)
+                else rw.in_layout(i, perm)
                 for i in node.inputs
             ], perm
     return [rw.in_layout(i, None) if i and not rw.is_const(i) else i for i in node.inputs], None
