@@ -64,6 +64,7 @@ WIDE_OPCODES = {
     OP_REQUANTIZE_WIDE,
 }  # Python runtime only
 INT32 = np.iinfo(np.int32)
+CONV_MODE = 24  # the conv row's mode field (ops/conv.py); GATHER = 0
 
 
 def c_identifier(text: str, fallback: str = "model") -> str:
@@ -126,21 +127,52 @@ def generate_c(graph: Graph, name: str, rounding: str = "double", dsp: bool = Fa
     check_supported(graph, program)
     steps = kernel_steps(graph)
     rows = _int32_values(program.rows, "a program row")
+    lengths, tap_sums = _with_tap_sums(program, rows)
     kernels = sorted({C_KERNELS[int(row[0])][1] for row in rows})
     if FIXED_POINT_USERS.intersection(kernels):
         kernels.append(FIXED_POINT)
     files = {f: (KERNEL_DIR / f).read_text() for f in (*COMMON, *kernels)}
-    files[f"{prefix}_weights.c"] = _weights_source(prefix, program)
+    files[f"{prefix}_weights.c"] = _weights_source(prefix, program, tap_sums)
     files[f"{prefix}_model.h"] = _header(prefix, graph, program, name)
     files["edgenn_config.h"] = _config(rounding, dsp)
-    files[f"{prefix}_model.c"] = _model_source(prefix, graph, program, steps, rows)
+    files[f"{prefix}_model.c"] = _model_source(prefix, graph, program, steps, rows, lengths)
     flash_data = program.weights.size + 4 * (
-        program.biases.size + 2 * program.multipliers.size + rows.size
+        program.biases.size + 2 * program.multipliers.size + tap_sums.size + sum(lengths)
     )
     return CSources(prefix, files, program, max(program.plan.size, 16), flash_data)
 
 
-def _weights_source(prefix: str, program: Program) -> str:
+def _with_tap_sums(program: Program, rows: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """C-only data for convolutions in GATHER mode: the weight sum of every (channel, tap), so a tap
+    in the padding adds zp_in * sum(w) from a table instead of summing weights at run time. Its offset
+    goes into the row's first free field, -1 without padding (the Numba kernel fills padding with zp_in
+    instead)."""
+    lengths, blocks, size = list(program.row_lengths), [], 0
+    for i, row in enumerate(rows):
+        if row[0] != OP_CONV or row[CONV_MODE] != 0:
+            continue
+        lengths[i] += 1
+        row[lengths[i] - 1] = -1  # no padding: no table
+        if _has_padding(row):
+            w, c, oc, kh, kw = (int(row[f]) for f in (3, 8, 11, 12, 13))
+            weights = program.weights[w : w + oc * kh * kw * c].astype(np.int64)
+            blocks.append(weights.reshape(oc * kh * kw, c).sum(axis=1))
+            row[lengths[i] - 1] = size
+            size += blocks[-1].size
+    return lengths, np.concatenate(blocks) if blocks else np.zeros(1, np.int64)
+
+
+def _has_padding(row: np.ndarray) -> bool:
+    """Whether some window of a conv row reaches outside its input (fields of ops/conv.py)."""
+    h, width, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl = (
+        int(v) for v in row[[6, 7, 9, 10, *range(12, 20)]]
+    )
+    bottom = (oh - 1) * sh - pt + (kh - 1) * dh >= h
+    right = (ow - 1) * sw - pl + (kw - 1) * dw >= width
+    return pt > 0 or pl > 0 or bottom or right
+
+
+def _weights_source(prefix: str, program: Program, tap_sums: np.ndarray) -> str:
     mults = _int32_values(program.multipliers, "a multiplier")
     shifts = _int32_values(program.shifts, "a shift")
     return (
@@ -153,6 +185,8 @@ def _weights_source(prefix: str, program: Program) -> str:
         + _array("const int32_t", f"{prefix}_multipliers", mults, 8)
         + "\n"
         + _array("const int32_t", f"{prefix}_shifts", shifts)
+        + "\n"
+        + _array("const int32_t", f"{prefix}_tap_sums", tap_sums)
     )
 
 
@@ -221,10 +255,11 @@ def _model_source(
     program: Program,
     steps: list[Node],
     rows: np.ndarray,
+    lengths: list[int],
 ) -> str:
     upper = prefix.upper()
     row_arrays, calls = [], []
-    for i, (node, row, width) in enumerate(zip(steps, rows, program.row_lengths)):
+    for i, (node, row, width) in enumerate(zip(steps, rows, lengths)):
         kernel = C_KERNELS[int(row[0])][0]
         label = f"{c_comment(node.name)} ({c_comment(node.op)}) -> {c_comment(node.outputs[0])}"
         row_arrays.append(
@@ -252,6 +287,7 @@ extern const int8_t {prefix}_weights[];
 extern const int32_t {prefix}_biases[];
 extern const int32_t {prefix}_multipliers[];
 extern const int32_t {prefix}_shifts[];
+extern const int32_t {prefix}_tap_sums[];
 
 #if defined(__GNUC__)
 static int8_t arena[{upper}_ARENA_SIZE] __attribute__((aligned(16)));
@@ -260,7 +296,7 @@ static int8_t arena[{upper}_ARENA_SIZE];
 #endif
 
 static const edgenn_context context = {{
-    arena, {prefix}_weights, {prefix}_biases, {prefix}_multipliers, {prefix}_shifts
+    arena, {prefix}_weights, {prefix}_biases, {prefix}_multipliers, {prefix}_shifts, {prefix}_tap_sums
 }};
 
 {chr(10).join(row_arrays)}

@@ -7,9 +7,11 @@
 
 enum { GATHER = 0, OUTER = -1 };
 
-/* GATHER: the sums of two output channels (weights w0, w1) at one output pixel, sharing input reads */
-static void gather_pair(const int8_t *x, const int8_t *w0, const int8_t *w1, const int32_t *p,
-                        int32_t iy0, int32_t ix0, int32_t *acc0, int32_t *acc1) {
+/* GATHER: the sums of two output channels (weights w0, w1; per-tap weight sums s0, s1) at one output
+ * pixel, sharing input reads. A tap in the padding reads zp_in, so it adds zp_in * sum(w over c). */
+static void gather_pair(const int8_t *x, const int8_t *w0, const int8_t *w1, const int32_t *s0,
+                        const int32_t *s1, const int32_t *p, int32_t iy0, int32_t ix0, int32_t *acc0,
+                        int32_t *acc1) {
     const int32_t h = p[6], width = p[7], c = p[8], kh = p[12], kw = p[13];
     const int32_t dh = p[16], dw = p[17], zp_in = p[20];
     int32_t ky, kx;
@@ -17,20 +19,17 @@ static void gather_pair(const int8_t *x, const int8_t *w0, const int8_t *w1, con
     *acc1 = 0;
     for (ky = 0; ky < kh; ky++) {
         const int32_t iy = iy0 + ky * dh, row = ky * kw * c;
-        if (iy < 0 || iy >= h) {
-            *acc0 += zp_in * edgenn_sum(w0 + row, kw * c);
-            *acc1 += zp_in * edgenn_sum(w1 + row, kw * c);
-        } else if (dw == 1 && ix0 >= 0 && ix0 + kw <= width) { /* one contiguous run */
+        if (dw == 1 && iy >= 0 && iy < h && ix0 >= 0 && ix0 + kw <= width) { /* one contiguous run */
             edgenn_dot2(x + (iy * width + ix0) * c, w0 + row, w1 + row, kw * c, acc0, acc1);
-        } else {
-            for (kx = 0; kx < kw; kx++) {
-                const int32_t ix = ix0 + kx * dw, tap = row + kx * c;
-                if (ix < 0 || ix >= width) {
-                    *acc0 += zp_in * edgenn_sum(w0 + tap, c);
-                    *acc1 += zp_in * edgenn_sum(w1 + tap, c);
-                } else {
-                    edgenn_dot2(x + (iy * width + ix) * c, w0 + tap, w1 + tap, c, acc0, acc1);
-                }
+            continue;
+        }
+        for (kx = 0; kx < kw; kx++) {
+            const int32_t ix = ix0 + kx * dw, tap = ky * kw + kx;
+            if (iy < 0 || iy >= h || ix < 0 || ix >= width) {
+                *acc0 += zp_in * s0[tap];
+                *acc1 += zp_in * s1[tap];
+            } else {
+                edgenn_dot2(x + (iy * width + ix) * c, w0 + tap * c, w1 + tap * c, c, acc0, acc1);
             }
         }
     }
@@ -76,6 +75,7 @@ void edgenn_conv(const edgenn_context *ctx, const int32_t *p) {
     const int32_t c = p[8], oh = p[9], ow = p[10], oc = p[11], kh = p[12], kw = p[13];
     const int32_t sh = p[14], sw = p[15], pt = p[18], pl = p[19], mode = p[24];
     const int32_t k = kh * kw * c;
+    const int32_t *sums = ctx->tap_sums + (mode == GATHER && p[25] >= 0 ? p[25] : 0); /* -1: none */
     int32_t oy, ox, o;
     for (oy = 0; oy < oh; oy++) {
         for (ox = 0; ox < ow; ox++) {
@@ -90,8 +90,8 @@ void edgenn_conv(const edgenn_context *ctx, const int32_t *p) {
             for (o = 0; o < oc; o += 2) { /* channels in pairs; an odd last one pairs with itself */
                 const int32_t next = o + 1 < oc ? o + 1 : o;
                 int32_t acc0, acc1;
-                gather_pair(l.input, l.weights + o * k, l.weights + next * k, p, iy0, ix0, &acc0,
-                            &acc1);
+                gather_pair(l.input, l.weights + o * k, l.weights + next * k, sums + o * kh * kw,
+                            sums + next * kh * kw, p, iy0, ix0, &acc0, &acc1);
                 out[o] = requantized(&l, p, o, acc0);
                 out[next] = requantized(&l, p, next, acc1);
             }

@@ -55,8 +55,12 @@ static inline int32_t edgenn_dot(const int8_t *a, const int8_t *b, int32_t n) {
     return acc;
 }
 
-/* two dot products sharing one vector: each load and unpack of `a` feeds both weight rows */
-static inline void edgenn_dot2(const int8_t *a, const int8_t *b0, const int8_t *b1, int32_t n,
+/* two dot products sharing one vector: each load and unpack of `a` feeds both weight rows. Kept out of
+ * line on GCC: inlined into the kernels' loops, its eleven live values spill to the stack at -Os. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void edgenn_dot2(const int8_t *a, const int8_t *b0, const int8_t *b1, int32_t n,
                                int32_t *sum0, int32_t *sum1) {
     int32_t acc0 = 0, acc1 = 0;
     int32_t i = 0;
@@ -77,16 +81,6 @@ static inline void edgenn_dot2(const int8_t *a, const int8_t *b0, const int8_t *
     }
     *sum0 += acc0;
     *sum1 += acc1;
-}
-
-/* sum b[i] (the padding taps' share of a zero-point-folded bias) */
-static inline int32_t edgenn_sum(const int8_t *b, int32_t n) {
-    int32_t acc = 0;
-    int32_t i;
-    for (i = 0; i < n; i++) {
-        acc += b[i];
-    }
-    return acc;
 }
 
 #endif

@@ -25,6 +25,7 @@ typedef struct {
     const int32_t *biases;
     const int32_t *multipliers; /* Q31 multipliers */
     const int32_t *shifts;      /* their power-of-two exponents */
+    const int32_t *tap_sums;    /* per (channel, tap) weight sums of GATHER convolutions */
 } edgenn_context;
 
 typedef void (*edgenn_kernel)(const edgenn_context *ctx, const int32_t *row);
