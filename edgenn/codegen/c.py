@@ -63,6 +63,39 @@ WIDE_OPCODES = {
     OP_POOL16,
     OP_REQUANTIZE_WIDE,
 }  # Python runtime only
+
+
+def _fields(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+# what each row field means (the order each op's prepare writes them), for the comments of the rows
+_SHAPE4, _STRIDES = "d0 d1 d2 d3", "s0 s1 s2 s3"
+ROW_FIELDS: dict[int, tuple[str, ...]] = {
+    OP_CONV: _fields(
+        "op x y w b m h width c oh ow oc kh kw sh sw dh dw pad_top pad_left zp_in zp_out lo hi mode "
+        "tap_sums"
+    ),
+    OP_FULLY_CONNECTED: _fields("op x y w b m n k outs zp_out lo hi"),
+    OP_BINARY: _fields(
+        f"op a_const a b_const b y {_SHAPE4} a_s0 a_s1 a_s2 a_s3 b_s0 b_s1 b_s2 b_s3 "
+        "kind zp_a zp_b zp_out m lo hi"
+    ),
+    OP_POOL: _fields("op x y h w c oh ow kh kw sh sw dh dw pad_top pad_left lo hi average"),
+    OP_REQUANTIZE: _fields("op x y n zp_in zp_out m lo hi wide_in wide_out"),
+    OP_LEAKY_RELU: _fields("op x y n zp_in zp_out m"),
+    OP_PRELU: _fields(
+        f"op x alpha y {_SHAPE4} x_s0 x_s1 x_s2 x_s3 a_s0 a_s1 a_s2 a_s3 zp_in zp_alpha zp_out m"
+    ),
+    OP_TRANSPOSE: _fields(f"op x y {_SHAPE4} p0 p1 p2 p3"),
+    OP_PAD: _fields(f"op x y {_SHAPE4} begin0 begin1 begin2 begin3 o0 o1 o2 o3 value"),
+    OP_CONCAT: _fields("op y outer block count"),  # then (const, offset, block) per input
+    OP_LOGISTIC: _fields("op x y n zp_in radius m"),
+    OP_TANH: _fields("op x y n zp_in radius m"),
+    OP_HARD_SWISH: _fields("op x y n zp_in zp_out out_mult out_exp relu_mult relu_exp"),
+    OP_SOFTMAX: _fields("op x y outer depth diff_min m"),
+    OP_MEAN: _fields("op x y n c zp_in zp_out m"),
+}
 INT32 = np.iinfo(np.int32)
 CONV_MODE = 24  # the conv row's mode field (ops/conv.py); GATHER = 0
 
@@ -211,6 +244,9 @@ def _header(prefix: str, graph: Graph, program: Program, name: str) -> str:
 {shape_lines}
  * Several inputs (outputs) are passed concatenated in this order. Activations live in one static
  * arena of {upper}_ARENA_SIZE bytes; weights are const.
+ * Build: compile every .c file of this folder with your application (C99), e.g.
+ *   cc -std=c99 -O2 -c *.c
+ * On a Cortex-M with the DSP extension the SMLAD path is used unless -DEDGENN_USE_DSP=0.
  */
 #ifndef {guard}
 #define {guard}
@@ -263,7 +299,8 @@ def _model_source(
         kernel = C_KERNELS[int(row[0])][0]
         label = f"{c_comment(node.name)} ({c_comment(node.op)}) -> {c_comment(node.outputs[0])}"
         row_arrays.append(
-            f"/* {label} */\n" + _array("static const int32_t", f"step_{i}", row[:width], 12)
+            f"/* {label}\n{_row_legend(row[:width])} */\n"
+            + _array("static const int32_t", f"step_{i}", row[:width], 12)
         )
         calls.append(f"    {kernel}(&context, step_{i});")
     copies_in = [
@@ -296,7 +333,12 @@ static int8_t arena[{upper}_ARENA_SIZE];
 #endif
 
 static const edgenn_context context = {{
-    arena, {prefix}_weights, {prefix}_biases, {prefix}_multipliers, {prefix}_shifts, {prefix}_tap_sums
+    arena,
+    {prefix}_weights,
+    {prefix}_biases,
+    {prefix}_multipliers,
+    {prefix}_shifts,
+    {prefix}_tap_sums,
 }};
 
 {chr(10).join(row_arrays)}
@@ -305,6 +347,19 @@ int {prefix}_invoke(const int8_t *input, int8_t *output) {{
     return 0;
 }}
 """
+
+
+def _row_legend(row: np.ndarray) -> str:
+    """* field=value pairs, wrapped, naming what the kernel reads from each position."""
+    names = ROW_FIELDS.get(int(row[0]), ())
+    pairs = [f"{names[i] if i < len(names) else i}={int(v)}" for i, v in enumerate(row)]
+    lines, line = [], " *"
+    for pair in pairs:
+        if len(line) + len(pair) > 98:
+            lines.append(line)
+            line = " *"
+        line += " " + pair
+    return "\n".join([*lines, line])
 
 
 def _config(rounding: str, dsp: bool) -> str:
