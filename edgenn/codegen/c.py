@@ -74,7 +74,7 @@ _SHAPE4, _STRIDES = "d0 d1 d2 d3", "s0 s1 s2 s3"
 ROW_FIELDS: dict[int, tuple[str, ...]] = {
     OP_CONV: _fields(
         "op x y w b m h width c oh ow oc kh kw sh sw dh dw pad_top pad_left zp_in zp_out lo hi mode "
-        "tap_sums"
+        "w_stride tap_sums"
     ),
     OP_FULLY_CONNECTED: _fields("op x y w b m n k outs zp_out lo hi"),
     OP_BINARY: _fields(
@@ -187,9 +187,9 @@ def _with_tap_sums(program: Program, rows: np.ndarray) -> tuple[list[int], np.nd
         lengths[i] += 1
         row[lengths[i] - 1] = -1  # no padding: no table
         if _has_padding(row):
-            w, c, oc, kh, kw = (int(row[f]) for f in (3, 8, 11, 12, 13))
-            weights = program.weights[w : w + oc * kh * kw * c].astype(np.int64)
-            blocks.append(weights.reshape(oc * kh * kw, c).sum(axis=1))
+            w, c, oc, kh, kw, stride = (int(row[f]) for f in (3, 8, 11, 12, 13, 25))
+            weights = program.weights[w : w + oc * stride].astype(np.int64).reshape(oc, stride)
+            blocks.append(weights[:, : kh * kw * c].reshape(oc * kh * kw, c).sum(axis=1))
             row[lengths[i] - 1] = size
             size += blocks[-1].size
     return lengths, np.concatenate(blocks) if blocks else np.zeros(1, np.int64)

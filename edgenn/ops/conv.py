@@ -30,7 +30,7 @@ from edgenn.ops import (
     register,
     set_channels_last,
 )
-from edgenn.ops.dot import dot_rows, requantize_channels
+from edgenn.ops.dot import LANES, dot_rows, requantize_channels
 from edgenn.ops.spatial import (
     auto_pads,
     channels,
@@ -261,10 +261,13 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         b.scratch(accumulators=oc)
     else:
         # padding taps are filled with the input zero point, so (x - zp) * w is folded into the bias:
-        # sum (x - zp) w + bias == sum x w + (bias - zp * sum w) exactly, in integers
-        weights, mode = w, GATHER
+        # sum (x - zp) w + bias == sum x w + (bias - zp * sum w) exactly, in integers. Weight rows are
+        # zero-padded to whole vector steps (the patch's tail is zeroed to match)
+        stride = -(-kh * kw * c // LANES) * LANES
+        weights, mode = np.zeros((oc, stride), np.int8), GATHER
+        weights[:, : kh * kw * c] = w.reshape(oc, -1)
         bias_q = bias_q - zp_in * w2.sum(axis=1)
-        b.scratch(patch=kh * kw * c, accumulators=oc)
+        b.scratch(patch=stride, accumulators=oc)
     return [
         OP_CONV,
         b.arena(x),
@@ -291,6 +294,7 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         lo,
         hi,
         mode,
+        stride if mode == GATHER else kh * kw * c,  # weight row stride
     ]
 
 
@@ -340,16 +344,18 @@ def conv_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):
         row[13],
     )
     sh, sw, dh, dw, pt, pl = row[14], row[15], row[16], row[17], row[18], row[19]
-    zp_in, zp_out, lo, hi, mode = row[20], row[21], row[22], row[23], row[24]
+    zp_in, zp_out, lo, hi, mode, stride = row[20], row[21], row[22], row[23], row[24], row[25]
     k = kh * kw * c
     total = acc[:oc]
+    for i in range(k, stride):  # the padded tail of the patch (another layer may have used it)
+        patch[i] = 0
     for oy in range(oh):
         for ox in range(ow):
             iy0 = oy * sh - pt
             ix0 = ox * sw - pl
             if mode == GATHER:
                 gather_window(arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, patch)
-                dot_rows(patch[:k], weights, w, k, oc, total)
+                dot_rows(patch[:stride], weights, w, stride, oc, total)
             else:
                 for o in range(oc):
                     total[o] = 0

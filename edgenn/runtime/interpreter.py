@@ -3,8 +3,9 @@
 Kernels are the module-level @njit functions of the op families; `run_steps` dispatches on each row's
 opcode. Integers only: no float arithmetic runs here.
 
-Numba's on-disk cache of this module only notices edits to this file, not to the kernels it calls, so
-the cache is dropped whenever any kernel source changes (a digest of them is kept beside the cache).
+Numba's on-disk cache of a module only notices edits to that file, not to the helpers its functions
+inline from other files, so every kernel cache is dropped whenever any kernel source changes (a digest of
+them is kept beside this module's cache).
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def _drop_stale_cache() -> None:
     try:
         if stamp.is_file() and stamp.read_text() == digest:
             return
-        for stale in cache.glob("interpreter.*.nb[ic]"):
+        # every module's cache: a kernel inlines helpers from other files (ops/dot.py into conv, ...)
+        for stale in package.glob("**/__pycache__/*.nb[ic]"):
             stale.unlink()
         cache.mkdir(exist_ok=True)
         stamp.write_text(digest)

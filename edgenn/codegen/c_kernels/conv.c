@@ -1,7 +1,8 @@
 /* Conv / depthwise conv, channels-last, im2col-free (row of ops/conv.py: prepare_conv_int8).
- * Modes: GATHER (0): weights [O][KH][KW][C] with -zp_in * sum(w) folded into the bias, so inside taps
- * multiply raw int8 values and padding taps add zp_in * w; OUTER (-1): weights [KH][KW][C][O] (few input
- * channels); M > 0: depthwise with multiplier M, weights [KH*KW][O]. */
+ * Modes: GATHER (0): weights [O][KH][KW][C], rows zero-padded to a stride of p[25], with
+ * -zp_in * sum(w) folded into the bias, so inside taps multiply raw int8 values and padding taps add
+ * zp_in * w; OUTER (-1): weights [KH][KW][C][O] (few input channels); M > 0: depthwise with multiplier
+ * M, weights [KH*KW][O]. */
 #include "edgenn_kernels.h"
 #include "edgenn_dot.h"
 
@@ -72,10 +73,10 @@ static int8_t requantized(const edgenn_layer *l, const int32_t *p, int32_t o, in
 
 void edgenn_conv(const edgenn_context *ctx, const int32_t *p) {
     const edgenn_layer l = edgenn_layer_of(ctx, p);
-    const int32_t c = p[8], oh = p[9], ow = p[10], oc = p[11], kh = p[12], kw = p[13];
+    const int32_t oh = p[9], ow = p[10], oc = p[11], kh = p[12], kw = p[13];
     const int32_t sh = p[14], sw = p[15], pt = p[18], pl = p[19], mode = p[24];
-    const int32_t k = kh * kw * c;
-    const int32_t *sums = ctx->tap_sums + (mode == GATHER && p[25] >= 0 ? p[25] : 0); /* -1: none */
+    const int32_t k = p[25]; /* weight row stride: GATHER rows are zero-padded to whole vectors */
+    const int32_t *sums = ctx->tap_sums + (mode == GATHER && p[26] >= 0 ? p[26] : 0); /* -1: none */
     int32_t oy, ox, o;
     for (oy = 0; oy < oh; oy++) {
         for (ox = 0; ox < ow; ox++) {
