@@ -3,7 +3,7 @@ arena plan. Everything the kernels need is computed here once (the TFLM Prepare 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -172,16 +172,14 @@ def _lifetimes(graph: Graph, steps: list[Node], root: dict[str, str]) -> list[Bu
 
 
 def _in_place_input(
-    graph: Graph, steps: list[Node], root: dict[str, str], index: int
+    graph: Graph, node: Node, index: int, root: dict[str, str], buffers: dict[str, Buffer]
 ) -> str | None:
     """The buffer an elementwise step may write over: an input of its output's type whose last reader
     is this step (and that is not a graph output)."""
-    node = steps[index]
     rule = spec_for(node.op).int8
     if rule is None or not rule.in_place:
         return None
     out_type = graph.type_of(node.outputs[0])
-    buffers = {b.name: b for b in _lifetimes(graph, steps, root)}
     for name in node.inputs:
         if not name or graph.values[name].is_const:
             continue
@@ -206,16 +204,18 @@ def build_program(graph: Graph) -> Program:
         )
     root = _alias_roots(graph)
     steps = [n for n in graph.nodes if runs_kernel(n.op)]
+    buffers = {b.name: b for b in _lifetimes(graph, steps, root)}
     for index, node in enumerate(steps):  # in order: an earlier merge may enable a later one
-        shared = _in_place_input(graph, steps, root, index)
-        if shared is not None:
+        shared = _in_place_input(graph, node, index, root, buffers)
+        if shared is not None:  # the output's buffer (and its aliases) folds into the input's
             out = node.outputs[0]
             for name, r in list(root.items()):
                 if r == out:
                     root[name] = shared
             root[out] = shared
-    buffers = _lifetimes(graph, steps, root)
-    plan = plan_arena(buffers)
+            last = max(buffers[shared].last, buffers.pop(out).last)
+            buffers[shared] = replace(buffers[shared], last=last)
+    plan = plan_arena(list(buffers.values()))
     offsets = {
         name: plan.offsets[root.get(name, name)]
         for name in graph.values

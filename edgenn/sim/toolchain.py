@@ -119,20 +119,25 @@ class Footprint:
     by_file: dict[str, tuple[int, int, int]]  # object -> (text, data, bss)
 
 
+def compile_objects(
+    c_files: Sequence[Path], target: Target, folder: Path, extra_cflags: Sequence[str] = ()
+) -> list[Path]:
+    """Each source compiled alone (-c) with the target's flags, beside it as .o."""
+    objects = []
+    for source in c_files:
+        obj = source.with_suffix(".o")
+        flags = [*target.cflags, *extra_cflags, f"-I{folder}", "-c", str(source), "-o", str(obj)]
+        _call([target.cc, *flags], f"compiling {source.name} for {target.name}", 300)
+        objects.append(obj)
+    return objects
+
+
 def model_footprint(sources: CSources, target: Target, folder: Path) -> Footprint:
     """Compile the model's files alone (no harness, no libc) and sum binutils size over them."""
     if target.size_tool is None:
         raise ToolchainError(f"target {target.name} has no size tool")
     c_files = write_sources(sources, folder)
-    objects = []
-    for source in c_files:
-        obj = source.with_suffix(".o")
-        _call(
-            [target.cc, *target.cflags, f"-I{folder}", "-c", str(source), "-o", str(obj)],
-            f"compiling {source.name} for {target.name}",
-            300,
-        )
-        objects.append(obj)
+    objects = compile_objects(c_files, target, folder)
     done = _call([target.size_tool, *map(str, objects)], "measuring sizes", 60)
     by_file: dict[str, tuple[int, int, int]] = {}
     for line in done.stdout.splitlines()[1:]:
@@ -173,12 +178,8 @@ def instructions_per_inference(
         raise ToolchainError(f"target {target.name} has no nm tool")
     sample = np.zeros((1, int(sources.program.input_sizes.sum())), np.int8)
     program = build_harness(sources, sample, target, folder, extra_cflags)
-    objects = []
-    for source in sorted(folder / n for n in sources.files if n.endswith(".c")):
-        obj = source.with_suffix(".o")
-        flags = [*target.cflags, *extra_cflags, f"-I{folder}", "-c", str(source), "-o", str(obj)]
-        _call([target.cc, *flags], f"compiling {source.name}", 300)
-        objects.append(obj)
+    c_files = sorted(folder / n for n in sources.files if n.endswith(".c"))
+    objects = compile_objects(c_files, target, folder, extra_cflags)
     lo, hi = _model_address_range(program, objects, target)
     plugin = folder / "libinsncount.so"
     counter = instruction_counter_source()

@@ -67,8 +67,7 @@ static int32_t tap_pixel(const int8_t *x, const int8_t *w, const int32_t *p, int
 }
 
 static int8_t requantized(const edgenn_layer *l, const int32_t *p, int32_t o, int32_t acc) {
-    const int32_t v = edgenn_mbqm(acc + l->bias[o], l->multiplier[o], l->shift[o]) + p[21];
-    return (int8_t)edgenn_clamp(v, p[22], p[23]);
+    return edgenn_output(acc + l->bias[o], l->multiplier[o], l->shift[o], p[21], p[22], p[23]);
 }
 
 void edgenn_conv(const edgenn_context *ctx, const int32_t *p) {

@@ -68,6 +68,12 @@ static inline int32_t edgenn_mbqm(int32_t x, int32_t q, int32_t shift) {
 #endif
 }
 
+/* One output of a weighted layer: its int32 sum (bias included) requantized, shifted and clamped */
+static inline int8_t edgenn_output(int32_t acc, int32_t q, int32_t shift, int32_t zp_out, int32_t lo,
+                                   int32_t hi) {
+    return (int8_t)edgenn_clamp(edgenn_mbqm(acc, q, shift) + zp_out, lo, hi);
+}
+
 /* Conv and FullyConnected rows start alike: opcode, input and output arena offsets, then the weights,
  * biases and multipliers (with their shifts) as blob offsets. */
 typedef struct {

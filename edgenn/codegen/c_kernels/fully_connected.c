@@ -4,8 +4,7 @@
 #include "edgenn_dot.h"
 
 static int8_t requantized(const edgenn_layer *l, const int32_t *p, int32_t o, int32_t acc) {
-    const int32_t v = edgenn_mbqm(acc + l->bias[o], l->multiplier[o], l->shift[o]) + p[9];
-    return (int8_t)edgenn_clamp(v, p[10], p[11]);
+    return edgenn_output(acc + l->bias[o], l->multiplier[o], l->shift[o], p[9], p[10], p[11]);
 }
 
 void edgenn_fully_connected(const edgenn_context *ctx, const int32_t *p) {
