@@ -77,5 +77,7 @@ def load_target(name: str) -> Target:
             run_command=tuple(map(str, run["command"])) if run else None,
             timeout_s=float(run.get("timeout_s", 300)) if run else 300.0,
         )
-    except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as err:
+    except KeyError as err:
+        raise InputError(f"{path}: not a valid target profile (missing field {err})") from None
+    except (tomllib.TOMLDecodeError, TypeError, ValueError) as err:
         raise InputError(f"{path}: not a valid target profile ({err})") from None
