@@ -18,6 +18,7 @@ from int8_spec import multiplier, requantize, run_spec
 from edgenn.errors import InputError, QuantizationError
 from edgenn.frontend.onnx import import_model, load_onnx
 from edgenn.ir import Graph
+from edgenn.ops.dot import requantize_channels
 from edgenn.passes import optimize
 from edgenn.quant.calibrate import calibrate
 from edgenn.quant.fixed_point import (
@@ -79,6 +80,37 @@ def test_mbqm_within_one_lsb_of_exact_and_equal_to_spec(x: int, real: float) -> 
     assert single == math.floor(exact + Fraction(1, 2))  # one rounding, ties up
     assert double == int(requantize(np.array([x]), q, shift)[0])
     assert single == int(requantize(np.array([x]), q, shift, single=True)[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-(2**30), 2**30 - 1),  # accumulator
+            st.integers(-(2**30), 2**30 - 1),  # bias
+            st.integers(0, 2**31 - 1),  # multiplier
+            st.integers(-31, 6),  # shift, positive ones included
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.integers(-128, 127),
+    st.sampled_from([(-128, 127), (-128, 0), (0, 127), (-3, 3)]),
+)
+# products past 2^62: the high half saturates, and adding the zero point must not wrap
+@example([(2**30 - 1, 2**30 - 1, 2**31 - 1, 1)] * 9, 5, (-128, 127))
+@example([(-(2**30), -(2**30), 2**31 - 1, 0)] * 8 + [(7, 0, 2**30, 0)], -128, (-128, 127))
+def test_runtime_requantize_equals_spec(
+    channels: list[tuple[int, int, int, int]], zp: int, bounds: tuple[int, int]
+) -> None:
+    """The runtime's requantization (vector lanes plus a scalar tail) equals the spec on every value,
+    including left shifts whose products leave int32 and saturated outputs."""
+    acc, bias, q, shift = (np.array(column, np.int64) for column in zip(*channels))
+    lo, hi = bounds
+    out = np.zeros(len(acc), np.int8)
+    requantize_channels(acc.astype(np.int32), bias.astype(np.int32), q, shift, 0, zp, lo, hi, out)
+    want = np.clip(requantize(acc + bias, q, shift) + zp, lo, hi)
+    np.testing.assert_array_equal(out, want)
 
 
 @pytest.mark.parametrize("value", [-7.9, -3.0, -1.0, -0.26, -0.1, -0.001, 0.0])

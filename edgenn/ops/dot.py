@@ -114,6 +114,100 @@ def dot_rows(vector, weights, offset, k, rows, out):  # type: ignore[no-untyped-
         o += 1
 
 
+RQ_LANES = 8  # outputs per vector step of the requantization
+
+
+def _requantize_ir(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    arrays = [
+        context.make_array(signature.args[i])(context, builder, args[i]).data for i in range(4)
+    ]
+    out = context.make_array(signature.args[8])(context, builder, args[8]).data
+    length, zp_out, lo, hi = args[4], args[5], args[6], args[7]
+    i64, i32, i8 = ir.IntType(64), ir.IntType(32), ir.IntType(8)
+    v64, v32, v8 = (ir.VectorType(t, RQ_LANES) for t in (i64, i32, i8))
+
+    def splat(vector_type, value):  # type: ignore[no-untyped-def]
+        if isinstance(value, int):
+            return ir.Constant(vector_type, [ir.Constant(vector_type.element, value)] * RQ_LANES)
+        undef = ir.Constant(vector_type, None)
+        one = builder.insert_element(undef, value, ir.Constant(i32, 0))
+        return builder.shuffle_vector(
+            one, undef, ir.Constant(v32, [ir.Constant(i32, 0)] * RQ_LANES)
+        )
+
+    def load(pointer, vector_type, index):  # type: ignore[no-untyped-def]
+        return builder.load(
+            builder.bitcast(builder.gep(pointer, [index]), vector_type.as_pointer()), align=1
+        )
+
+    def select_max(a, b):  # type: ignore[no-untyped-def]
+        return builder.select(builder.icmp_signed(">", a, b), a, b)
+
+    def select_min(a, b):  # type: ignore[no-untyped-def]
+        return builder.select(builder.icmp_signed("<", a, b), a, b)
+
+    zp32, lo32, hi32 = (splat(v32, builder.trunc(v, i32)) for v in (zp_out, lo, hi))
+    entry = builder.block
+    loop = builder.append_basic_block("requantize.loop")
+    done = builder.append_basic_block("requantize.done")
+    builder.cbranch(builder.icmp_signed(">", length, ir.Constant(i64, 0)), loop, done)
+    builder.position_at_end(loop)
+    i = builder.phi(i64)
+    i.add_incoming(ir.Constant(i64, 0), entry)
+    total = builder.add(load(arrays[0], v32, i), load(arrays[1], v32, i))
+    multiplier = builder.trunc(load(arrays[2], v64, i), v32)
+    shift = builder.trunc(load(arrays[3], v64, i), v32)
+    left = select_max(shift, splat(v32, 0))
+    right = select_max(builder.neg(shift), splat(v32, 0))
+    # (a << left) * m == (a * m) << left in int64, and a * m of two int32 is one widening multiply
+    product = builder.shl(
+        builder.mul(builder.sext(total, v64), builder.sext(multiplier, v64)),
+        builder.zext(left, v64),
+    )
+    negative = builder.icmp_signed("<", product, splat(v64, 0))
+    nudged = builder.add(
+        product, builder.select(negative, splat(v64, 1 - (1 << 30)), splat(v64, 1 << 30))
+    )
+    toward_zero = builder.select(
+        builder.icmp_signed("<", nudged, splat(v64, 0)), splat(v64, (1 << 31) - 1), splat(v64, 0)
+    )
+    high = builder.ashr(builder.add(nudged, toward_zero), splat(v64, 31))
+    # only a left shift (then right == 0) can push `high` past int32; saturating keeps the clamp's result
+    high = builder.trunc(
+        select_min(select_max(high, splat(v64, -(1 << 31))), splat(v64, (1 << 31) - 1)), v32
+    )
+    mask = builder.sub(builder.shl(splat(v32, 1), right), splat(v32, 1))
+    threshold = builder.add(
+        builder.ashr(mask, splat(v32, 1)),
+        builder.zext(builder.icmp_signed("<", high, splat(v32, 0)), v32),
+    )
+    rounded = builder.add(
+        builder.ashr(high, right),
+        builder.zext(builder.icmp_signed(">", builder.and_(high, mask), threshold), v32),
+    )
+    # a value this far out clamps to lo or hi with or without the zero point (which must not overflow)
+    rounded = select_min(select_max(rounded, splat(v32, -(1 << 24))), splat(v32, 1 << 24))
+    value = select_min(select_max(builder.add(rounded, zp32), lo32), hi32)
+    builder.store(
+        builder.trunc(value, v8),
+        builder.bitcast(builder.gep(out, [i]), v8.as_pointer()),
+        align=1,
+    )
+    step = builder.add(i, ir.Constant(i64, RQ_LANES))
+    i.add_incoming(step, builder.block)
+    builder.cbranch(builder.icmp_signed("<", step, length), loop, done)
+    builder.position_at_end(done)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def requantize_vector(typingctx, acc, biases, mults, shifts, length, zp_out, lo, hi, out):  # type: ignore[no-untyped-def]
+    """The double-rounding requantize_channels over the first `length` elements (a multiple of
+    RQ_LANES), RQ_LANES at a time: int32 acc and biases, int64 mults and shifts, int8 out. The same
+    integer steps, in int32 lanes where they fit. No bounds checks."""
+    return types.void(acc, biases, mults, shifts, length, zp_out, lo, hi, out), _requantize_ir
+
+
 @njit(cache=True, inline="always")
 def requantize_channels(acc, biases, mults, shifts, rounding, zp_out, lo, hi, out):  # type: ignore[no-untyped-def]
     """out[o] = clamp(MBQM(acc[o] + biases[o], mults[o], shifts[o]) + zp_out, lo, hi), written without
@@ -127,7 +221,9 @@ def requantize_channels(acc, biases, mults, shifts, rounding, zp_out, lo, hi, ou
             v += zp_out
             out[o] = min(max(v, lo), hi)
         return
-    for o in range(n):
+    body = n - n % RQ_LANES
+    requantize_vector(acc, biases, mults, shifts, body, zp_out, lo, hi, out)
+    for o in range(body, n):
         shift = shifts[o]
         left = max(shift, 0)
         right = max(-shift, 0)
