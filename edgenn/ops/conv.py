@@ -30,7 +30,15 @@ from edgenn.ops import (
     register,
     set_channels_last,
 )
-from edgenn.ops.dot import LANES, dot_rows, requantize_channels
+from edgenn.ops.dot import (
+    LANES,
+    OUTER_LANES,
+    ROWS,
+    block_dot_1x4,
+    block_dot_2x4,
+    pair_outer,
+    requantize_channels,
+)
 from edgenn.ops.spatial import (
     auto_pads,
     channels,
@@ -258,7 +266,10 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
             np.transpose(w, (1, 2, 3, 0)) if not one_d else np.transpose(w, (1, 2, 0)),
             OUTER,
         )
-        b.scratch(accumulators=oc)
+        b.scratch(
+            patch=outer_scratch(kh * kw * c, oc, *bordered_size(oh, ow, kh, kw, sh, sw, dh, dw), c),
+            accumulators=oc,
+        )
     else:
         # padding taps are filled with the input zero point, so (x - zp) * w is folded into the bias:
         # sum (x - zp) w + bias == sum x w + (bias - zp * sum w) exactly, in integers. Weight rows are
@@ -267,7 +278,7 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         weights, mode = np.zeros((oc, stride), np.int8), GATHER
         weights[:, : kh * kw * c] = w.reshape(oc, -1)
         bias_q = bias_q - zp_in * w2.sum(axis=1)
-        b.scratch(patch=stride, accumulators=oc)
+        b.scratch(patch=2 * stride, accumulators=2 * oc)  # two pixels at a time
     return [
         OP_CONV,
         b.arena(x),
@@ -326,6 +337,219 @@ def gather_window(arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, patch)
                         tap[i] = src[i]
 
 
+@njit(cache=True, inline="always")
+def window_dots(
+    src, start, pixel_step, run_stride, run_len, runs, pixels, weights, w, stride, oc, total
+):  # type: ignore[no-untyped-def]
+    """total[p * oc + o] = the window of pixel p (`runs` runs of `run_len` int8, run j from
+    src[start + p * pixel_step + j * run_stride]) times weight row o (weights[w + o * stride]...)."""
+    o = 0
+    while o + ROWS <= oc:
+        row = w + o * stride
+        if pixels == 2:
+            block_dot_2x4(
+                src,
+                start,
+                pixel_step,
+                run_stride,
+                run_len,
+                runs,
+                weights,
+                row,
+                stride,
+                total,
+                o,
+                oc,
+            )
+        else:
+            block_dot_1x4(
+                src,
+                start,
+                pixel_step,
+                run_stride,
+                run_len,
+                runs,
+                weights,
+                row,
+                stride,
+                total,
+                o,
+                oc,
+            )
+        o += ROWS
+    for o in range(o, oc):  # rows past the last whole block
+        for p in range(pixels):
+            a = np.int32(0)
+            for j in range(runs):
+                first = start + p * pixel_step + j * run_stride
+                taps = w + o * stride + j * run_len
+                for i in range(run_len):
+                    a = np.int32(a + np.int32(src[first + i]) * np.int32(weights[taps + i]))
+            total[p * oc + o] = a
+
+
+@njit(cache=True)
+def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+    """GATHER mode, two output pixels at a time. A window wholly inside the input is read in place,
+    one run per window row, when a row of taps (KW * C) is whole vector steps; other windows are
+    copied into the patch first (padding taps as the input zero point)."""
+    x, y, w, b, m = row[1], row[2], row[3], row[4], row[5]
+    h, width, c, oh, ow, oc, kh, kw = (
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        row[11],
+        row[12],
+        row[13],
+    )
+    sh, sw, dh, dw, pt, pl = row[14], row[15], row[16], row[17], row[18], row[19]
+    zp_in, zp_out, lo, hi, stride = row[20], row[21], row[22], row[23], row[25]
+    k = kh * kw * c
+    for i in range(
+        k, stride
+    ):  # the padded tails of the two patches (another layer may have used them)
+        patch[i] = 0
+        patch[stride + i] = 0
+    in_place = dw == 1 and (kw * c) % LANES == 0
+    for oy in range(oh):
+        iy0 = oy * sh - pt
+        rows_inside = iy0 >= 0 and iy0 + (kh - 1) * dh < h
+        ox = 0
+        while ox < ow:
+            pixels = 2 if ox + 1 < ow else 1
+            ix0 = ox * sw - pl
+            if in_place and rows_inside and ix0 >= 0 and ix0 + (pixels - 1) * sw + kw <= width:
+                start = x + (iy0 * width + ix0) * c
+                window_dots(
+                    arena,
+                    start,
+                    sw * c,
+                    dh * width * c,
+                    kw * c,
+                    kh,
+                    pixels,
+                    weights,
+                    w,
+                    stride,
+                    oc,
+                    acc,
+                )
+            else:
+                for p in range(pixels):
+                    gather_window(
+                        arena,
+                        x,
+                        h,
+                        width,
+                        c,
+                        kh,
+                        kw,
+                        dh,
+                        dw,
+                        iy0,
+                        ix0 + p * sw,
+                        zp_in,
+                        patch[p * stride : (p + 1) * stride],
+                    )
+                window_dots(patch, 0, stride, 0, stride, 1, pixels, weights, w, stride, oc, acc)
+            for p in range(pixels):
+                at = y + (oy * ow + ox + p) * oc
+                requantize_channels(
+                    acc[p * oc : (p + 1) * oc],
+                    biases[b : b + oc],
+                    mults[m : m + oc],
+                    shifts[m : m + oc],
+                    rounding,
+                    zp_out,
+                    lo,
+                    hi,
+                    arena[at : at + oc],
+                )
+            ox += pixels
+
+
+@njit(cache=True, inline="always")
+def bordered_size(oh, ow, kh, kw, sh, sw, dh, dw):  # type: ignore[no-untyped-def]
+    """Height and width of the input as the windows see it, padding included."""
+    return (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1
+
+
+@njit(cache=True, inline="always")
+def outer_scratch(k, oc, bh, bw, c):  # type: ignore[no-untyped-def]
+    """Patch bytes of OUTER mode: int16 weight pairs, int32 tap words and offsets, the int16 input."""
+    pairs = (k + 1) // 2
+    return 4 * pairs * oc + 4 * pairs + 8 * pairs + 2 * bh * bw * c
+
+
+@njit(cache=True)
+def conv_outer_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+    """OUTER mode (few input channels). Once per call: the weights interleaved by tap pair as int16,
+    and the input as int16 x - zp inside a border of zeros (the padding), so every window reads the
+    same tap offsets without bounds checks. Per pixel: the taps packed in pairs, OUTER_LANES output
+    channels per vector step (pair_outer)."""
+    x, y, w, b, m = row[1], row[2], row[3], row[4], row[5]
+    h, width, c, oh, ow, oc, kh, kw = (
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        row[11],
+        row[12],
+        row[13],
+    )
+    sh, sw, dh, dw, pt, pl = row[14], row[15], row[16], row[17], row[18], row[19]
+    zp_in, zp_out, lo, hi = row[20], row[21], row[22], row[23]
+    k = kh * kw * c
+    pairs = (k + 1) // 2
+    bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
+    at = 4 * pairs * oc
+    table = patch[:at].view(np.int16)
+    words = patch[at : at + 4 * pairs].view(np.int32)
+    offsets = patch[at + 4 * pairs : at + 12 * pairs].view(np.int32)
+    image = patch[at + 12 * pairs : at + 12 * pairs + 2 * bh * bw * c].view(np.int16)
+    for t in range(2 * pairs):  # weights [K, O] -> [K / 2, O, 2]
+        for o in range(oc):
+            table[((t >> 1) * oc + o) * 2 + (t & 1)] = weights[w + t * oc + o] if t < k else 0
+    for py in range(bh):
+        for px in range(bw):
+            iy, ix = py - pt, px - pl
+            inside = iy >= 0 and iy < h and ix >= 0 and ix < width
+            for i in range(c):
+                v = np.int32(arena[x + (iy * width + ix) * c + i]) - zp_in if inside else 0
+                image[(py * bw + px) * c + i] = v
+    for t in range(2 * pairs):  # an odd last tap's partner reads any valid tap: its weights are 0
+        ky, kx, i = t // (kw * c), t // c % kw, t % c
+        offsets[t] = (ky * dh * bw + kx * dw) * c + i if t < k else 0
+    body = oc - oc % OUTER_LANES
+    for oy in range(oh):
+        for ox in range(ow):
+            corner = (oy * sh * bw + ox * sw) * c
+            for j in range(pairs):
+                low = np.int32(image[corner + offsets[2 * j]]) & 0xFFFF
+                words[j] = low | (np.int32(image[corner + offsets[2 * j + 1]]) << 16)
+            pair_outer(words, pairs, table, oc, acc)
+            for o in range(body, oc):  # channels past the last whole vector step
+                a = np.int32(0)
+                for t in range(k):
+                    a += np.int32(image[corner + offsets[t]]) * np.int32(weights[w + t * oc + o])
+                acc[o] = a
+            out = y + (oy * ow + ox) * oc
+            requantize_channels(
+                acc[:oc],
+                biases[b : b + oc],
+                mults[m : m + oc],
+                shifts[m : m + oc],
+                rounding,
+                zp_out,
+                lo,
+                hi,
+                arena[out : out + oc],
+            )
+
+
 def _pairs(values: Sequence[int], one_d: bool) -> tuple[int, int]:
     return (1, values[0]) if one_d else (values[0], values[1])
 
@@ -345,18 +569,18 @@ def conv_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):
     )
     sh, sw, dh, dw, pt, pl = row[14], row[15], row[16], row[17], row[18], row[19]
     zp_in, zp_out, lo, hi, mode, stride = row[20], row[21], row[22], row[23], row[24], row[25]
-    k = kh * kw * c
+    if mode == GATHER:
+        conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
+        return
+    if mode == OUTER:
+        conv_outer_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
+        return
     total = acc[:oc]
-    for i in range(k, stride):  # the padded tail of the patch (another layer may have used it)
-        patch[i] = 0
     for oy in range(oh):
         for ox in range(ow):
             iy0 = oy * sh - pt
             ix0 = ox * sw - pl
-            if mode == GATHER:
-                gather_window(arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, patch)
-                dot_rows(patch[:stride], weights, w, stride, oc, total)
-            else:
+            if True:
                 for o in range(oc):
                     total[o] = 0
                 for ky in range(kh):

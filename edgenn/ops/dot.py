@@ -1,12 +1,16 @@
-"""The integer dot-product core shared by FullyConnected and Conv kernels.
+"""The integer vector cores of the FullyConnected and Conv kernels, written directly as generic LLVM
+vector IR through Numba intrinsics (no target-specific intrinsic: x86 and Arm lower the same IR).
 
-Four output rows at a time, so one load of the input feeds four rows. The bulk (a multiple of 16
-elements) runs in `pair_dot4`, written directly as generic LLVM vector IR: int8 sign-extended, 16 products,
-adjacent pairs added into 8 int32 lanes per row. That shape is what x86 lowers to PMADDWD and Arm to
-SMULL/SADALP, twice the throughput of the int32 multiplies LLVM picks for the same loop written in Python
-(no target-specific intrinsic is used). The tail and leftover rows run as plain loops. Callers guarantee
-the int32 sums cannot overflow (the quantizer's accumulator check) and that the operands are in bounds.
-"""
+- block_dot_1x4 / block_dot_2x4: one or two input windows times four weight rows. int8 operands
+  sign-extended, 16 products, adjacent pairs added into 8 int32 lanes per (window, row): the shape x86
+  lowers to PMADDWD and Arm to SMULL/SADALP. A window may be several runs (the rows of a convolution
+  window read in place from the input), so convolutions need no copy for interior pixels.
+- pair_outer: int16 tap pairs broadcast against tap-pair-interleaved int16 weights, eight output
+  channels per step (first layers with few input channels).
+- requantize_vector: TFLite's MultiplyByQuantizedMultiplier, 8 outputs per step in int32 lanes.
+
+Callers guarantee the int32 sums cannot overflow (the quantizer's accumulator check) and that the
+operands are in bounds.""""""
 
 from __future__ import annotations
 
@@ -19,75 +23,172 @@ from numba.extending import intrinsic
 LANES = 16  # int8 elements per vector step
 
 
-def _pair_dot4_ir(context, builder, signature, args):  # type: ignore[no-untyped-def]
-    vector = context.make_array(signature.args[0])(context, builder, args[0]).data
-    weights = context.make_array(signature.args[1])(context, builder, args[1]).data
-    out = context.make_array(signature.args[5])(context, builder, args[5]).data
-    start, stride, length = args[2], args[3], args[4]
-    i64, i32 = start.type, ir.IntType(32)
-    bytes_t, wide_t, sums_t = (
-        ir.VectorType(ir.IntType(8), LANES),
-        ir.VectorType(i32, LANES),
-        ir.VectorType(i32, LANES // 2),
+ROWS = 4  # weight rows per block: one input load feeds ROWS products
+
+
+def _pair_sums(builder, x, w):  # type: ignore[no-untyped-def]
+    """LANES products of sign-extended int8, adjacent pairs added: LANES // 2 int32 lanes (PMADDWD)."""
+    i32 = ir.IntType(32)
+    product = builder.mul(x, w)
+    half = ir.VectorType(i32, LANES // 2)
+    even = ir.Constant(half, [ir.Constant(i32, 2 * j) for j in range(LANES // 2)])
+    odd = ir.Constant(half, [ir.Constant(i32, 2 * j + 1) for j in range(LANES // 2)])
+    return builder.add(
+        builder.shuffle_vector(product, product, even),
+        builder.shuffle_vector(product, product, odd),
     )
-    even = ir.Constant(sums_t, [ir.Constant(i32, 2 * j) for j in range(LANES // 2)])
-    odd = ir.Constant(sums_t, [ir.Constant(i32, 2 * j + 1) for j in range(LANES // 2)])
-    zero = ir.Constant(sums_t, None)
 
-    def load(pointer, index):  # type: ignore[no-untyped-def]
-        raw = builder.load(
-            builder.bitcast(builder.gep(pointer, [index]), bytes_t.as_pointer()), align=1
+
+def _sum_four(builder, vectors):  # type: ignore[no-untyped-def]
+    """The four horizontal sums of four 8-lane int32 vectors, as one 4-lane vector (a shuffle tree)."""
+    i32 = ir.IntType(32)
+
+    def fold(a, b, first, second):  # type: ignore[no-untyped-def]
+        size = len(first)
+        lanes = ir.VectorType(i32, size)
+        pick = [ir.Constant(lanes, [ir.Constant(i32, j) for j in idx]) for idx in (first, second)]
+        return builder.add(
+            builder.shuffle_vector(a, b, pick[0]), builder.shuffle_vector(a, b, pick[1])
         )
-        return builder.sext(raw, wide_t)
 
-    entry = builder.block
-    loop = builder.append_basic_block("pair_dot4.loop")
-    done = builder.append_basic_block("pair_dot4.done")
-    builder.cbranch(builder.icmp_signed(">", length, ir.Constant(i64, 0)), loop, done)
-    builder.position_at_end(loop)
-    i = builder.phi(i64)
-    i.add_incoming(ir.Constant(i64, 0), entry)
-    sums = []
-    for _ in range(4):
-        phi = builder.phi(sums_t)
-        phi.add_incoming(zero, entry)
-        sums.append(phi)
-    x = load(vector, i)
-    updated = []
-    for r, total in enumerate(sums):
-        row = builder.add(builder.add(start, builder.mul(stride, ir.Constant(i64, r))), i)
-        product = builder.mul(x, load(weights, row))
-        pairs = builder.add(
-            builder.shuffle_vector(product, product, even),
-            builder.shuffle_vector(product, product, odd),
+    halves = ([0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15])
+    low = fold(vectors[0], vectors[1], *halves)  # [a0 4 partial sums | a1 4 partial sums]
+    high = fold(vectors[2], vectors[3], *halves)
+    pairs = fold(low, high, [0, 1, 4, 5, 8, 9, 12, 13], [2, 3, 6, 7, 10, 11, 14, 15])
+    return fold(pairs, pairs, [0, 2, 4, 6], [1, 3, 5, 7])
+
+
+def _block_dot_ir(pixels: int):  # type: ignore[no-untyped-def]
+    def generate(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        x = context.make_array(signature.args[0])(context, builder, args[0]).data
+        weights = context.make_array(signature.args[6])(context, builder, args[6]).data
+        out = context.make_array(signature.args[9])(context, builder, args[9]).data
+        x_start, pixel_step, run_stride, run_len, runs = args[1:6]
+        w_start, w_stride, out_start, out_step = args[7], args[8], args[10], args[11]
+        i64, i32 = x_start.type, ir.IntType(32)
+        bytes_t, wide_t = ir.VectorType(ir.IntType(8), LANES), ir.VectorType(i32, LANES)
+        sums_t, four_t = ir.VectorType(i32, LANES // 2), ir.VectorType(i32, ROWS)
+        zero, step_size = ir.Constant(sums_t, None), ir.Constant(i64, LANES)
+
+        def load(pointer, index):  # type: ignore[no-untyped-def]
+            raw = builder.load(
+                builder.bitcast(builder.gep(pointer, [index]), bytes_t.as_pointer()), align=1
+            )
+            return builder.sext(raw, wide_t)
+
+        # a loop over the window's runs around a loop over vector steps within a run
+        entry = builder.block
+        start = builder.append_basic_block("block_dot.run")
+        inner = builder.append_basic_block("block_dot.step")
+        next_run = builder.append_basic_block("block_dot.next_run")
+        done = builder.append_basic_block("block_dot.done")
+        begin = builder.and_(
+            builder.icmp_signed(">", runs, ir.Constant(i64, 0)),
+            builder.icmp_signed(">", run_len, ir.Constant(i64, 0)),
         )
-        updated.append(builder.add(total, pairs))
-    step = builder.add(i, ir.Constant(i64, LANES))
-    body_end = builder.block
-    i.add_incoming(step, body_end)
-    for total, new in zip(sums, updated):
-        total.add_incoming(new, body_end)
-    builder.cbranch(builder.icmp_signed("<", step, length), loop, done)
-    builder.position_at_end(done)
-    reduce_add = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(i32, [sums_t]), "llvm.vector.reduce.add.v8i32"
-    )
-    finals = []
-    for new in updated:  # all phis first: LLVM wants them at the top of the block
-        final = builder.phi(sums_t)
-        final.add_incoming(zero, entry)
-        final.add_incoming(new, body_end)
-        finals.append(final)
-    for r, final in enumerate(finals):
-        builder.store(builder.call(reduce_add, [final]), builder.gep(out, [ir.Constant(i64, r)]))
-    return context.get_dummy_value()
+        builder.cbranch(begin, start, done)
+        zeros = [[zero] * ROWS for _ in range(pixels)]
+
+        builder.position_at_end(start)
+        run = builder.phi(i64)
+        run.add_incoming(ir.Constant(i64, 0), entry)
+        run_sums = [[builder.phi(sums_t) for _ in range(ROWS)] for _ in range(pixels)]
+        for p in range(pixels):
+            for r in range(ROWS):
+                run_sums[p][r].add_incoming(zero, entry)
+        x_base = builder.add(x_start, builder.mul(run, run_stride))
+        w_base = builder.add(w_start, builder.mul(run, run_len))
+        builder.branch(inner)
+
+        builder.position_at_end(inner)
+        i = builder.phi(i64)
+        i.add_incoming(ir.Constant(i64, 0), start)
+        sums = [[builder.phi(sums_t) for _ in range(ROWS)] for _ in range(pixels)]
+        for p in range(pixels):
+            for r in range(ROWS):
+                sums[p][r].add_incoming(run_sums[p][r], start)
+        x_at = builder.add(x_base, i)
+        inputs = [
+            load(x, builder.add(x_at, builder.mul(pixel_step, ir.Constant(i64, p))))
+            for p in range(pixels)
+        ]
+        updated = [[None] * ROWS for _ in range(pixels)]
+        for r in range(ROWS):
+            row = builder.add(builder.mul(w_stride, ir.Constant(i64, r)), builder.add(w_base, i))
+            w = load(weights, row)
+            for p in range(pixels):
+                updated[p][r] = builder.add(sums[p][r], _pair_sums(builder, inputs[p], w))
+        following = builder.add(i, step_size)
+        i.add_incoming(following, inner)
+        for p in range(pixels):
+            for r in range(ROWS):
+                sums[p][r].add_incoming(updated[p][r], inner)
+        builder.cbranch(builder.icmp_signed("<", following, run_len), inner, next_run)
+
+        builder.position_at_end(next_run)
+        following_run = builder.add(run, ir.Constant(i64, 1))
+        run.add_incoming(following_run, next_run)
+        for p in range(pixels):
+            for r in range(ROWS):
+                run_sums[p][r].add_incoming(updated[p][r], next_run)
+        builder.cbranch(builder.icmp_signed("<", following_run, runs), start, done)
+
+        builder.position_at_end(done)
+        finals = [[builder.phi(sums_t) for _ in range(ROWS)] for _ in range(pixels)]
+        for p in range(pixels):
+            for r in range(ROWS):
+                finals[p][r].add_incoming(zeros[p][r], entry)
+                finals[p][r].add_incoming(updated[p][r], next_run)
+        for p in range(pixels):
+            at = builder.add(out_start, builder.mul(out_step, ir.Constant(i64, p)))
+            target = builder.bitcast(builder.gep(out, [at]), four_t.as_pointer())
+            builder.store(_sum_four(builder, finals[p]), target, align=4)
+        return context.get_dummy_value()
+
+    return generate
 
 
-@intrinsic
-def pair_dot4(typingctx, vector, weights, start, stride, length, out):  # type: ignore[no-untyped-def]
-    """out[r] = sum_{i < length} vector[i] * weights[start + r * stride + i] for r < 4 (int32 sums);
-    length a multiple of LANES (0 allowed). No bounds checks."""
-    return types.void(vector, weights, start, stride, length, out), _pair_dot4_ir
+def _block_dot_signature(pixels: int):  # type: ignore[no-untyped-def]
+    def typer(  # type: ignore[no-untyped-def]
+        typingctx,
+        x,
+        x_start,
+        pixel_step,
+        run_stride,
+        run_len,
+        runs,
+        weights,
+        w_start,
+        w_stride,
+        out,
+        out_start,
+        out_step,
+    ):
+        signature = types.void(
+            x,
+            x_start,
+            pixel_step,
+            run_stride,
+            run_len,
+            runs,
+            weights,
+            w_start,
+            w_stride,
+            out,
+            out_start,
+            out_step,
+        )
+        return signature, _block_dot_ir(pixels)
+
+    return typer
+
+
+# out[out_start + p * out_step + r] = sum over the window of pixel p of x * weights row r, for
+# r < ROWS and p < pixels. A window is `runs` runs of `run_len` int8 (a multiple of LANES), run j
+# starting at x[x_start + p * pixel_step + j * run_stride]; weight row r is contiguous from
+# weights[w_start + r * w_stride]. int32 sums; no bounds checks.
+block_dot_1x4 = intrinsic(_block_dot_signature(1))
+block_dot_2x4 = intrinsic(_block_dot_signature(2))
 
 
 @njit(cache=True, inline="always")
@@ -95,16 +196,16 @@ def dot_rows(vector, weights, offset, k, rows, out):  # type: ignore[no-untyped-
     """out[o] = sum_i vector[i] * weights[offset + o*k + i] for o < rows (int32 sums)."""
     body = k - k % LANES
     o = 0
-    while o + 4 <= rows:
+    while o + ROWS <= rows:
         base = offset + o * k
-        pair_dot4(vector, weights, base, k, body, out[o : o + 4])
-        for r in range(4):  # the last k % LANES elements
+        block_dot_1x4(vector, 0, 0, 0, body, 1, weights, base, k, out, o, 0)
+        for r in range(ROWS):  # the last k % LANES elements
             a = np.int32(out[o + r])
             w = weights[base + r * k : base + (r + 1) * k]
             for i in range(body, k):
                 a = np.int32(a + np.int32(vector[i]) * np.int32(w[i]))
             out[o + r] = a
-        o += 4
+        o += ROWS
     while o < rows:
         w = weights[offset + o * k : offset + o * k + k]
         a = np.int32(0)
@@ -112,6 +213,79 @@ def dot_rows(vector, weights, offset, k, rows, out):  # type: ignore[no-untyped-
             a = np.int32(a + np.int32(vector[i]) * np.int32(w[i]))
         out[o] = a
         o += 1
+
+
+OUTER_LANES = 8  # output channels per vector step of pair_outer
+
+
+def _pair_outer_ir(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    taps = context.make_array(signature.args[0])(context, builder, args[0]).data
+    weights = context.make_array(signature.args[2])(context, builder, args[2]).data
+    out = context.make_array(signature.args[4])(context, builder, args[4]).data
+    pairs, channels = args[1], args[3]
+    i64, i32, i16 = pairs.type, ir.IntType(32), ir.IntType(16)
+    halves_t, wide_t = ir.VectorType(i16, 2 * OUTER_LANES), ir.VectorType(i32, 2 * OUTER_LANES)
+    sums_t, zero = (
+        ir.VectorType(i32, OUTER_LANES),
+        ir.Constant(ir.VectorType(i32, OUTER_LANES), None),
+    )
+    splat_mask = ir.Constant(sums_t, [ir.Constant(i32, 0)] * OUTER_LANES)
+    body = builder.mul(
+        builder.sdiv(channels, ir.Constant(i64, OUTER_LANES)), ir.Constant(i64, OUTER_LANES)
+    )
+    entry = builder.block
+    block = builder.append_basic_block("pair_outer.block")
+    step = builder.append_basic_block("pair_outer.step")
+    store = builder.append_basic_block("pair_outer.store")
+    done = builder.append_basic_block("pair_outer.done")
+    ready = builder.and_(
+        builder.icmp_signed(">", body, ir.Constant(i64, 0)),
+        builder.icmp_signed(">", pairs, ir.Constant(i64, 0)),
+    )
+    builder.cbranch(ready, block, done)
+
+    builder.position_at_end(block)
+    o = builder.phi(i64)
+    o.add_incoming(ir.Constant(i64, 0), entry)
+    builder.branch(step)
+
+    builder.position_at_end(step)
+    j = builder.phi(i64)
+    j.add_incoming(ir.Constant(i64, 0), block)
+    total = builder.phi(sums_t)
+    total.add_incoming(zero, block)
+    # the pair of taps j, as one int32 spread over all lanes: (tap 2j, tap 2j + 1) in every lane pair
+    pair = builder.load(builder.gep(taps, [j]), align=4)
+    spread = builder.shuffle_vector(
+        builder.insert_element(ir.Constant(sums_t, None), pair, ir.Constant(i32, 0)),
+        ir.Constant(sums_t, None),
+        splat_mask,
+    )
+    x = builder.sext(builder.bitcast(spread, halves_t), wide_t)
+    at = builder.mul(builder.add(builder.mul(j, channels), o), ir.Constant(i64, 2))
+    w = builder.load(builder.bitcast(builder.gep(weights, [at]), halves_t.as_pointer()), align=2)
+    updated = builder.add(total, _pair_sums(builder, x, builder.sext(w, wide_t)))
+    next_j = builder.add(j, ir.Constant(i64, 1))
+    j.add_incoming(next_j, step)
+    total.add_incoming(updated, step)
+    builder.cbranch(builder.icmp_signed("<", next_j, pairs), step, store)
+
+    builder.position_at_end(store)
+    builder.store(updated, builder.bitcast(builder.gep(out, [o]), sums_t.as_pointer()), align=4)
+    next_o = builder.add(o, ir.Constant(i64, OUTER_LANES))
+    o.add_incoming(next_o, store)
+    builder.cbranch(builder.icmp_signed("<", next_o, body), block, done)
+    builder.position_at_end(done)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def pair_outer(typingctx, taps, pairs, weights, channels, out):  # type: ignore[no-untyped-def]
+    """out[o] = sum_{t < 2 * pairs} tap t * weights[(t // 2 * channels + o) * 2 + t % 2] for o below
+    the largest multiple of OUTER_LANES <= channels: int16 taps packed in pairs as int32 words (tap 2j
+    in the low half of taps[j]; written as whole words so loads forward from the stores), weights
+    int16 interleaved by tap pair, int32 sums (PMADDWD on a broadcast tap pair). No bounds checks."""
+    return types.void(taps, pairs, weights, channels, out), _pair_outer_ir
 
 
 RQ_LANES = 8  # outputs per vector step of the requantization
