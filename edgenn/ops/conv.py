@@ -377,7 +377,7 @@ def window_dots(
                 oc,
             )
         o += ROWS
-    for o in range(o, oc):  # rows past the last whole block
+    for o in range(oc - oc % ROWS, oc):  # rows past the last whole block
         for p in range(pixels):
             a = np.int32(0)
             for j in range(runs):
@@ -568,45 +568,36 @@ def conv_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):
         row[13],
     )
     sh, sw, dh, dw, pt, pl = row[14], row[15], row[16], row[17], row[18], row[19]
-    zp_in, zp_out, lo, hi, mode, stride = row[20], row[21], row[22], row[23], row[24], row[25]
+    zp_in, zp_out, lo, hi, mode = row[20], row[21], row[22], row[23], row[24]
     if mode == GATHER:
         conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         return
     if mode == OUTER:
         conv_outer_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         return
-    total = acc[:oc]
+    total = acc[:oc]  # depthwise from here on
     for oy in range(oh):
         for ox in range(ow):
             iy0 = oy * sh - pt
             ix0 = ox * sw - pl
-            if True:
-                for o in range(oc):
-                    total[o] = 0
-                for ky in range(kh):
-                    iy = iy0 + ky * dh
-                    if iy < 0 or iy >= h:
+            for o in range(oc):
+                total[o] = 0
+            for ky in range(kh):
+                iy = iy0 + ky * dh
+                if iy < 0 or iy >= h:
+                    continue
+                for kx in range(kw):
+                    ix = ix0 + kx * dw
+                    if ix < 0 or ix >= width:
                         continue
-                    for kx in range(kw):
-                        ix = ix0 + kx * dw
-                        if ix < 0 or ix >= width:
-                            continue
-                        src = arena[x + (iy * width + ix) * c : x + (iy * width + ix + 1) * c]
-                        if mode == OUTER:
-                            for i in range(c):
-                                v = np.int32(src[i]) - zp_in
-                                start = w + ((ky * kw + kx) * c + i) * oc
-                                tap = weights[start : start + oc]
-                                for o in range(oc):
-                                    total[o] += v * np.int32(tap[o])
-                            continue
-                        tap = weights[w + (ky * kw + kx) * oc : w + (ky * kw + kx + 1) * oc]
-                        if mode == 1:
-                            for o in range(oc):
-                                total[o] += (np.int32(src[o]) - zp_in) * np.int32(tap[o])
-                        else:  # depthwise multiplier M: output channel o reads input channel o // M
-                            for o in range(oc):
-                                total[o] += (np.int32(src[o // mode]) - zp_in) * np.int32(tap[o])
+                    src = arena[x + (iy * width + ix) * c : x + (iy * width + ix + 1) * c]
+                    tap = weights[w + (ky * kw + kx) * oc : w + (ky * kw + kx + 1) * oc]
+                    if mode == 1:
+                        for o in range(oc):
+                            total[o] += (np.int32(src[o]) - zp_in) * np.int32(tap[o])
+                    else:  # depthwise multiplier M: output channel o reads input channel o // M
+                        for o in range(oc):
+                            total[o] += (np.int32(src[o // mode]) - zp_in) * np.int32(tap[o])
             out = arena[y + (oy * ow + ox) * oc : y + (oy * ow + ox + 1) * oc]
             requantize_channels(
                 total,

@@ -10,14 +10,13 @@ vector IR through Numba intrinsics (no target-specific intrinsic: x86 and Arm lo
 - requantize_vector: TFLite's MultiplyByQuantizedMultiplier, 8 outputs per step in int32 lanes.
 
 Callers guarantee the int32 sums cannot overflow (the quantizer's accumulator check) and that the
-operands are in bounds.""""""
+operands are in bounds."""
 
 from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 LANES = 16  # int8 elements per vector step
