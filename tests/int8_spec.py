@@ -39,6 +39,7 @@ def requantize(
     left = np.maximum(shift, 0)
     right = np.maximum(-shift, 0)
     a = acc * (np.int64(1) << left)
+    a = ((a + 2**31) & 0xFFFFFFFF) - 2**31  # int32 arithmetic, as TFLite's kernels
     product = a * q
     nudge = np.where(product >= 0, 1 << 30, 1 - (1 << 30))
     total = product + nudge

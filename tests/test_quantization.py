@@ -97,7 +97,8 @@ def test_mbqm_within_one_lsb_of_exact_and_equal_to_spec(x: int, real: float) -> 
     st.integers(-128, 127),
     st.sampled_from([(-128, 127), (-128, 0), (0, 127), (-3, 3)]),
 )
-# products past 2^62: the high half saturates, and adding the zero point must not wrap
+# left shifts leaving int32 (wrapping, as TFLite computes), and a sum far out of range (adding the
+# zero point must not wrap)
 @example([(2**30 - 1, 2**30 - 1, 2**31 - 1, 1)] * 9, 5, (-128, 127))
 @example([(-(2**30), -(2**30), 2**31 - 1, 0)] * 8 + [(7, 0, 2**30, 0)], -128, (-128, 127))
 def test_runtime_requantize_equals_spec(

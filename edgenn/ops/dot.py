@@ -330,24 +330,15 @@ def _requantize_ir(context, builder, signature, args):  # type: ignore[no-untype
     total = builder.add(load(arrays[0], v32, i), load(arrays[1], v32, i))
     multiplier = builder.trunc(load(arrays[2], v64, i), v32)
     shift = builder.trunc(load(arrays[3], v64, i), v32)
-    left = select_max(shift, splat(v32, 0))
+    left = select_min(select_max(shift, splat(v32, 0)), splat(v32, 31))
     right = select_max(builder.neg(shift), splat(v32, 0))
-    # (a << left) * m == (a * m) << left in int64, and a * m of two int32 is one widening multiply
-    product = builder.shl(
-        builder.mul(builder.sext(total, v64), builder.sext(multiplier, v64)),
-        builder.zext(left, v64),
-    )
-    negative = builder.icmp_signed("<", product, splat(v64, 0))
-    nudged = builder.add(
-        product, builder.select(negative, splat(v64, 1 - (1 << 30)), splat(v64, 1 << 30))
-    )
-    toward_zero = builder.select(
-        builder.icmp_signed("<", nudged, splat(v64, 0)), splat(v64, (1 << 31) - 1), splat(v64, 0)
-    )
-    high = builder.ashr(builder.add(nudged, toward_zero), splat(v64, 31))
-    # only a left shift (then right == 0) can push `high` past int32; saturating keeps the clamp's result
+    # x * 2^left in int32 arithmetic (wrapping), as TFLite's kernels and the generated C compute it.
+    # SRDHM: (p + nudge) / 2^31 truncated toward zero equals floor((p + 2^30) / 2^31) for every p,
+    # and fits int32 (|p| < 2^62), so its low 32 bits come from a logical shift as well
+    total = builder.shl(total, left)
+    product = builder.mul(builder.sext(total, v64), builder.sext(multiplier, v64))
     high = builder.trunc(
-        select_min(select_max(high, splat(v64, -(1 << 31))), splat(v64, (1 << 31) - 1)), v32
+        builder.lshr(builder.add(product, splat(v64, 1 << 30)), splat(v64, 31)), v32
     )
     mask = builder.sub(builder.shl(splat(v32, 1), right), splat(v32, 1))
     threshold = builder.add(
@@ -400,7 +391,7 @@ def requantize_channels(acc, biases, mults, shifts, rounding, zp_out, lo, hi, ou
         shift = shifts[o]
         left = max(shift, 0)
         right = max(-shift, 0)
-        product = (np.int64(acc[o] + biases[o]) << left) * mults[o]
+        product = np.int64(np.int32(np.int64(acc[o] + biases[o]) << left)) * mults[o]  # int32 wrap
         nudged = product + ((1 << 30) if product >= 0 else (1 - (1 << 30)))
         high = (
             nudged + ((nudged >> 63) & np.int64((1 << 31) - 1))

@@ -70,8 +70,9 @@ def multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int, roundi
         return (x * multiplier + (1 << (total_shift - 1))) >> total_shift
     left = shift if shift > 0 else 0
     right = -shift if shift < 0 else 0
+    # x * 2^left in int32 arithmetic, as TFLite's kernels compute it (wrapping where it does not fit)
     return rounding_divide_by_pot(
-        saturating_rounding_doubling_high_mul(x * (1 << left), multiplier), right
+        saturating_rounding_doubling_high_mul(wrap32(x * (1 << left)), multiplier), right
     )
 
 
