@@ -278,7 +278,9 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         weights, mode = np.zeros((oc, stride), np.int8), GATHER
         weights[:, : kh * kw * c] = w.reshape(oc, -1)
         bias_q = bias_q - zp_in * w2.sum(axis=1)
-        b.scratch(patch=2 * stride, accumulators=2 * oc)  # two pixels at a time
+        bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
+        # two gathered windows, or the input inside its border; two pixels' sums
+        b.scratch(patch=max(2 * stride, bh * bw * c), accumulators=2 * oc)
     return [
         OP_CONV,
         b.arena(x),
@@ -388,45 +390,66 @@ def window_dots(
             total[p * oc + o] = a
 
 
+@njit(cache=True, inline="always")
+def bordered_size(oh, ow, kh, kw, sh, sw, dh, dw):  # type: ignore[no-untyped-def]
+    """Height and width of the input as the windows see it, padding included."""
+    return (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1
+
+
+@njit(cache=True, inline="always")
+def bordered_copy(arena, x, h, width, c, pt, pl, bh, bw, fill, image):  # type: ignore[no-untyped-def]
+    """image[BH, BW, C] = the input [H, W, C] at (pt, pl) inside a border of `fill` (the padding)."""
+    image[: bh * bw * c] = fill
+    cols = max(min(width, bw - pl), 0) * c
+    for iy in range(min(h, bh - pt)):
+        src = x + iy * width * c
+        dst = ((iy + pt) * bw + pl) * c
+        image[dst : dst + cols] = arena[src : src + cols]
+
+
 @njit(cache=True)
 def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    """GATHER mode, two output pixels at a time. A window wholly inside the input is read in place,
-    one run per window row, when a row of taps (KW * C) is whole vector steps; other windows are
-    copied into the patch first (padding taps as the input zero point)."""
-    x, y, w, b, m = row[1], row[2], row[3], row[4], row[5]
-    h, width, c, oh, ow, oc, kh, kw = (
-        row[6],
-        row[7],
-        row[8],
+    """GATHER mode, two output pixels at a time. When a row of window taps (KW * C) is whole vector
+    steps, the input is copied once inside a border of its zero point and every window is read in
+    place from that copy, one run per window row. Otherwise each window is gathered into the patch."""
+    x, y, w, b, m, h, width, c = row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8]
+    oh, ow, oc, kh, kw, sh, sw, dh = (
         row[9],
         row[10],
         row[11],
         row[12],
         row[13],
+        row[14],
+        row[15],
+        row[16],
     )
-    sh, sw, dh, dw, pt, pl = row[14], row[15], row[16], row[17], row[18], row[19]
-    zp_in, zp_out, lo, hi, stride = row[20], row[21], row[22], row[23], row[25]
-    k = kh * kw * c
-    for i in range(
-        k, stride
-    ):  # the padded tails of the two patches (another layer may have used them)
-        patch[i] = 0
-        patch[stride + i] = 0
+    dw, pt, pl, zp_in, zp_out, lo, hi, stride = (
+        row[17],
+        row[18],
+        row[19],
+        row[20],
+        row[21],
+        row[22],
+        row[23],
+        row[25],
+    )
     in_place = dw == 1 and (kw * c) % LANES == 0
+    bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
+    if in_place:
+        bordered_copy(arena, x, h, width, c, pt, pl, bh, bw, zp_in, patch)
+    else:
+        patch[: 2 * stride] = 0  # the tails past K stay zero (their weights are zero too)
     for oy in range(oh):
-        iy0 = oy * sh - pt
-        rows_inside = iy0 >= 0 and iy0 + (kh - 1) * dh < h
         ox = 0
         while ox < ow:
             pixels = 2 if ox + 1 < ow else 1
-            ix0 = ox * sw - pl
-            if in_place and rows_inside and ix0 >= 0 and ix0 + (pixels - 1) * sw + kw <= width:
-                start = x + (iy0 * width + ix0) * c
+            if in_place:
+                start = (oy * sh * bw + ox * sw) * c
                 window_dots(
-                    arena,
+                    patch,
                     start,
                     sw * c,
-                    dh * width * c,
+                    dh * bw * c,
                     kw * c,
                     kh,
                     pixels,
@@ -438,21 +461,9 @@ def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch
                 )
             else:
                 for p in range(pixels):
-                    gather_window(
-                        arena,
-                        x,
-                        h,
-                        width,
-                        c,
-                        kh,
-                        kw,
-                        dh,
-                        dw,
-                        iy0,
-                        ix0 + p * sw,
-                        zp_in,
-                        patch[p * stride : (p + 1) * stride],
-                    )
+                    window = patch[p * stride : (p + 1) * stride]
+                    iy0, ix0 = oy * sh - pt, (ox + p) * sw - pl
+                    gather_window(arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, window)
                 window_dots(patch, 0, stride, 0, stride, 1, pixels, weights, w, stride, oc, acc)
             for p in range(pixels):
                 at = y + (oy * ow + ox + p) * oc
@@ -468,12 +479,6 @@ def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch
                     arena[at : at + oc],
                 )
             ox += pixels
-
-
-@njit(cache=True, inline="always")
-def bordered_size(oh, ow, kh, kw, sh, sw, dh, dw):  # type: ignore[no-untyped-def]
-    """Height and width of the input as the windows see it, padding included."""
-    return (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + (kw - 1) * dw + 1
 
 
 @njit(cache=True, inline="always")
