@@ -340,6 +340,28 @@ def pool16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  #
     pool_pixels(src, out, row, acc, -32768, 32767)
 
 
+@njit(cache=True, inline="always")
+def max_pixels(src, out, h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, lo, hi):  # type: ignore[no-untyped-def]
+    """Max pooling in the element type, straight into the output (vector max over the channels)."""
+    for oy in range(oh):
+        for ox in range(ow):
+            pixel = out[(oy * ow + ox) * c : (oy * ow + ox + 1) * c]
+            pixel[:] = lo  # a window wholly in the padding gives the clamp's low end
+            for ky in range(kh):
+                iy = oy * sh - pt + ky * dh
+                if iy < 0 or iy >= h:
+                    continue
+                for kx in range(kw):
+                    ix = ox * sw - pl + kx * dw
+                    if ix < 0 or ix >= w:
+                        continue
+                    tap = src[(iy * w + ix) * c : (iy * w + ix + 1) * c]
+                    for ch in range(c):
+                        pixel[ch] = max(pixel[ch], tap[ch])
+            for ch in range(c):
+                pixel[ch] = min(pixel[ch], hi)
+
+
 @njit(cache=True)
 def pool_pixels(src, out, row, acc, lo, hi):  # type: ignore[no-untyped-def]
     """Max or average pooling of one channels-last map (src, out: int8 slices or int16 views; Numba
@@ -356,11 +378,14 @@ def pool_pixels(src, out, row, acc, lo, hi):  # type: ignore[no-untyped-def]
         row[15],
     )
     is_avg = row[18]
+    if not is_avg:
+        max_pixels(src, out, h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, lo, hi)
+        return
     total = acc[:c]  # channels innermost: each tap updates a whole pixel's channels at once
     for oy in range(oh):
         for ox in range(ow):
             for ch in range(c):
-                total[ch] = 0 if is_avg else lo
+                total[ch] = 0
             count = 0
             for ky in range(kh):
                 iy = oy * sh - pt + ky * dh
@@ -371,17 +396,13 @@ def pool_pixels(src, out, row, acc, lo, hi):  # type: ignore[no-untyped-def]
                     if ix < 0 or ix >= w:
                         continue
                     tap = src[(iy * w + ix) * c : (iy * w + ix + 1) * c]
-                    if is_avg:
-                        for ch in range(c):
-                            total[ch] += tap[ch]
-                    else:
-                        for ch in range(c):
-                            total[ch] = max(total[ch], np.int32(tap[ch]))
+                    for ch in range(c):
+                        total[ch] += tap[ch]
                     count += 1
             pixel = out[(oy * ow + ox) * c : (oy * ow + ox + 1) * c]
             for ch in range(c):
                 value = total[ch]
-                if is_avg and count > 0:
+                if count > 0:
                     # divide rounding half away from zero, with C's truncating division
                     half = count // 2
                     value = (value + half) // count if value > 0 else -((-value + half) // count)
