@@ -268,7 +268,7 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         )
         b.scratch(
             patch=outer_scratch(kh * kw * c, oc, *bordered_size(oh, ow, kh, kw, sh, sw, dh, dw), c),
-            accumulators=oc,
+            accumulators=ow * oc,  # an output row
         )
     else:
         # padding taps are filled with the input zero point, so (x - zp) * w is folded into the bias:
@@ -279,8 +279,8 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         weights[:, : kh * kw * c] = w.reshape(oc, -1)
         bias_q = bias_q - zp_in * w2.sum(axis=1)
         bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
-        # two gathered windows, or the input inside its border; two pixels' sums
-        b.scratch(patch=max(2 * stride, bh * bw * c), accumulators=2 * oc)
+        # two gathered windows, or the input inside its border; an output row's sums
+        b.scratch(patch=max(2 * stride, bh * bw * c), accumulators=ow * oc)
     return [
         OP_CONV,
         b.arena(x),
@@ -439,10 +439,11 @@ def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch
         bordered_copy(arena, x, h, width, c, pt, pl, bh, bw, zp_in, patch)
     else:
         patch[: 2 * stride] = 0  # the tails past K stay zero (their weights are zero too)
-    for oy in range(oh):
+    for oy in range(oh):  # sums of a whole output row, then one requantization of the row
         ox = 0
         while ox < ow:
             pixels = 2 if ox + 1 < ow else 1
+            sums = acc[ox * oc : (ox + pixels) * oc]
             if in_place:
                 start = (oy * sh * bw + ox * sw) * c
                 window_dots(
@@ -457,28 +458,27 @@ def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch
                     w,
                     stride,
                     oc,
-                    acc,
+                    sums,
                 )
             else:
                 for p in range(pixels):
                     window = patch[p * stride : (p + 1) * stride]
                     iy0, ix0 = oy * sh - pt, (ox + p) * sw - pl
                     gather_window(arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, window)
-                window_dots(patch, 0, stride, 0, stride, 1, pixels, weights, w, stride, oc, acc)
-            for p in range(pixels):
-                at = y + (oy * ow + ox + p) * oc
-                requantize_channels(
-                    acc[p * oc : (p + 1) * oc],
-                    biases[b : b + oc],
-                    mults[m : m + oc],
-                    shifts[m : m + oc],
-                    rounding,
-                    zp_out,
-                    lo,
-                    hi,
-                    arena[at : at + oc],
-                )
+                window_dots(patch, 0, stride, 0, stride, 1, pixels, weights, w, stride, oc, sums)
             ox += pixels
+        at = y + oy * ow * oc
+        requantize_channels(
+            acc[: ow * oc],
+            biases[b : b + oc],
+            mults[m : m + oc],
+            shifts[m : m + oc],
+            rounding,
+            zp_out,
+            lo,
+            hi,
+            arena[at : at + ow * oc],
+        )
 
 
 @njit(cache=True, inline="always")
@@ -535,24 +535,25 @@ def conv_outer_int8(row, arena, weights, biases, mults, shifts, rounding, patch,
             for j in range(pairs):
                 low = np.int32(image[corner + offsets[2 * j]]) & 0xFFFF
                 words[j] = low | (np.int32(image[corner + offsets[2 * j + 1]]) << 16)
-            pair_outer(words, pairs, table, oc, acc)
+            sums = acc[ox * oc : (ox + 1) * oc]
+            pair_outer(words, pairs, table, oc, sums)
             for o in range(body, oc):  # channels past the last whole vector step
                 a = np.int32(0)
                 for t in range(k):
                     a += np.int32(image[corner + offsets[t]]) * np.int32(weights[w + t * oc + o])
-                acc[o] = a
-            out = y + (oy * ow + ox) * oc
-            requantize_channels(
-                acc[:oc],
-                biases[b : b + oc],
-                mults[m : m + oc],
-                shifts[m : m + oc],
-                rounding,
-                zp_out,
-                lo,
-                hi,
-                arena[out : out + oc],
-            )
+                sums[o] = a
+        out = y + oy * ow * oc  # the row's requantization
+        requantize_channels(
+            acc[: ow * oc],
+            biases[b : b + oc],
+            mults[m : m + oc],
+            shifts[m : m + oc],
+            rounding,
+            zp_out,
+            lo,
+            hi,
+            arena[out : out + ow * oc],
+        )
 
 
 def _pairs(values: Sequence[int], one_d: bool) -> tuple[int, int]:

@@ -294,8 +294,8 @@ def _requantize_ir(context, builder, signature, args):  # type: ignore[no-untype
     arrays = [
         context.make_array(signature.args[i])(context, builder, args[i]).data for i in range(4)
     ]
-    out = context.make_array(signature.args[8])(context, builder, args[8]).data
-    length, zp_out, lo, hi = args[4], args[5], args[6], args[7]
+    out = context.make_array(signature.args[10])(context, builder, args[10]).data
+    channels, length, pixels, zp_out, lo, hi = args[4:10]
     i64, i32, i8 = ir.IntType(64), ir.IntType(32), ir.IntType(8)
     v64, v32, v8 = (ir.VectorType(t, RQ_LANES) for t in (i64, i32, i8))
 
@@ -323,11 +323,17 @@ def _requantize_ir(context, builder, signature, args):  # type: ignore[no-untype
     entry = builder.block
     loop = builder.append_basic_block("requantize.loop")
     done = builder.append_basic_block("requantize.done")
-    builder.cbranch(builder.icmp_signed(">", length, ir.Constant(i64, 0)), loop, done)
+    ready = builder.and_(
+        builder.icmp_signed(">", length, ir.Constant(i64, 0)),
+        builder.icmp_signed(">", pixels, ir.Constant(i64, 0)),
+    )
+    builder.cbranch(ready, loop, done)
     builder.position_at_end(loop)
-    i = builder.phi(i64)
-    i.add_incoming(ir.Constant(i64, 0), entry)
-    total = builder.add(load(arrays[0], v32, i), load(arrays[1], v32, i))
+    # one loop over pixels x channel steps: i the channel, at = pixel * channels + i
+    i, at, pixel = builder.phi(i64), builder.phi(i64), builder.phi(i64)
+    for phi in (i, at, pixel):
+        phi.add_incoming(ir.Constant(i64, 0), entry)
+    total = builder.add(load(arrays[0], v32, at), load(arrays[1], v32, i))
     multiplier = builder.trunc(load(arrays[2], v64, i), v32)
     shift = builder.trunc(load(arrays[3], v64, i), v32)
     left = select_min(select_max(shift, splat(v32, 0)), splat(v32, 31))
@@ -354,49 +360,64 @@ def _requantize_ir(context, builder, signature, args):  # type: ignore[no-untype
     value = select_min(select_max(builder.add(rounded, zp32), lo32), hi32)
     builder.store(
         builder.trunc(value, v8),
-        builder.bitcast(builder.gep(out, [i]), v8.as_pointer()),
+        builder.bitcast(builder.gep(out, [at]), v8.as_pointer()),
         align=1,
     )
-    step = builder.add(i, ir.Constant(i64, RQ_LANES))
-    i.add_incoming(step, builder.block)
-    builder.cbranch(builder.icmp_signed("<", step, length), loop, done)
+    following = builder.add(i, ir.Constant(i64, RQ_LANES))
+    wrap = builder.icmp_signed("==", following, length)
+    next_i = builder.select(wrap, ir.Constant(i64, 0), following)
+    next_pixel = builder.select(wrap, builder.add(pixel, ir.Constant(i64, 1)), pixel)
+    next_at = builder.add(builder.mul(next_pixel, channels), next_i)
+    for phi, value in ((i, next_i), (at, next_at), (pixel, next_pixel)):
+        phi.add_incoming(value, builder.block)
+    builder.cbranch(builder.icmp_signed("<", next_pixel, pixels), loop, done)
     builder.position_at_end(done)
     return context.get_dummy_value()
 
 
 @intrinsic
-def requantize_vector(typingctx, acc, biases, mults, shifts, length, zp_out, lo, hi, out):  # type: ignore[no-untyped-def]
-    """The double-rounding requantize_channels over the first `length` elements (a multiple of
-    RQ_LANES), RQ_LANES at a time: int32 acc and biases, int64 mults and shifts, int8 out. The same
-    integer steps, in int32 lanes where they fit. No bounds checks."""
-    return types.void(acc, biases, mults, shifts, length, zp_out, lo, hi, out), _requantize_ir
+def requantize_vector(  # type: ignore[no-untyped-def]
+    typingctx, acc, biases, mults, shifts, channels, length, pixels, zp_out, lo, hi, out
+):
+    """The double-rounding requantize_channels over `pixels` pixels of `channels` outputs each, the
+    first `length` channels of each (a multiple of RQ_LANES), RQ_LANES at a time: int32 acc and biases,
+    int64 mults and shifts (per channel), int8 out. The same integer steps, in int32 lanes where they
+    fit. No bounds checks."""
+    signature = types.void(
+        acc, biases, mults, shifts, channels, length, pixels, zp_out, lo, hi, out
+    )
+    return signature, _requantize_ir
 
 
 @njit(cache=True, inline="always")
 def requantize_channels(acc, biases, mults, shifts, rounding, zp_out, lo, hi, out):  # type: ignore[no-untyped-def]
-    """out[o] = clamp(MBQM(acc[o] + biases[o], mults[o], shifts[o]) + zp_out, lo, hi), written without
-    branches so the loop vectorizes. Multipliers are non-negative (never INT32_MIN), so SRDHM's one
-    saturating case cannot occur."""
-    n = out.shape[0]
+    """out[p * n + o] = clamp(MBQM(acc[p * n + o] + biases[o], mults[o], shifts[o]) + zp_out, lo, hi)
+    for the n = len(biases) channels of each of the len(out) / n pixels (or samples) in a row.
+    Multipliers are non-negative (never INT32_MIN), so SRDHM's one saturating case cannot occur."""
+    n = biases.shape[0]
+    pixels = out.shape[0] // n
     if rounding == 1:  # single rounding: one rounding shift of the 64-bit product
-        for o in range(n):
+        for i in range(pixels * n):
+            o = i % n
             total = 31 - shifts[o]
-            v = (np.int64(acc[o] + biases[o]) * mults[o] + (np.int64(1) << (total - 1))) >> total
+            v = (np.int64(acc[i] + biases[o]) * mults[o] + (np.int64(1) << (total - 1))) >> total
             v += zp_out
-            out[o] = min(max(v, lo), hi)
+            out[i] = min(max(v, lo), hi)
         return
     body = n - n % RQ_LANES
-    requantize_vector(acc, biases, mults, shifts, body, zp_out, lo, hi, out)
-    for o in range(body, n):
-        shift = shifts[o]
-        left = max(shift, 0)
-        right = max(-shift, 0)
-        product = np.int64(np.int32(np.int64(acc[o] + biases[o]) << left)) * mults[o]  # int32 wrap
-        nudged = product + ((1 << 30) if product >= 0 else (1 - (1 << 30)))
-        high = (
-            nudged + ((nudged >> 63) & np.int64((1 << 31) - 1))
-        ) >> 31  # divide, truncating toward 0
-        mask = (np.int64(1) << right) - 1
-        threshold = (mask >> 1) - (high >> 63)
-        v = (high >> right) + np.int64((high & mask) > threshold) + zp_out
-        out[o] = min(max(v, lo), hi)
+    requantize_vector(acc, biases, mults, shifts, n, body, pixels, zp_out, lo, hi, out)
+    for p in range(pixels):
+        for o in range(body, n):
+            i = p * n + o
+            shift = shifts[o]
+            left = max(shift, 0)
+            right = max(-shift, 0)
+            product = (
+                np.int64(np.int32(np.int64(acc[i] + biases[o]) << left)) * mults[o]
+            )  # int32 wrap
+            nudged = product + ((1 << 30) if product >= 0 else (1 - (1 << 30)))
+            high = (nudged + ((nudged >> 63) & np.int64((1 << 31) - 1))) >> 31  # toward 0
+            mask = (np.int64(1) << right) - 1
+            threshold = (mask >> 1) - (high >> 63)
+            v = (high >> right) + np.int64((high & mask) > threshold) + zp_out
+            out[i] = min(max(v, lo), hi)
