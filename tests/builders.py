@@ -215,12 +215,15 @@ STACKS = {
 def conv_stacks(draw: st.DrawFn) -> tuple:
     one_d = draw(st.booleans())
     layers = []
-    c_in = channels = draw(st.integers(1, 4))
+    c_in = channels = draw(st.sampled_from([1, 2, 3, 4, 16]))
     for _ in range(draw(st.integers(1, 4))):
         depthwise = draw(st.booleans()) and channels > 1
         layers.append(
             {
-                "out": channels if depthwise else draw(st.integers(1, 6)),
+                # 16 and 32 channels make window rows of whole vector steps (read in place)
+                "out": channels
+                if depthwise
+                else draw(st.one_of(st.integers(1, 6), st.sampled_from([16, 18, 32]))),
                 "group": channels if depthwise else 1,
                 "k": draw(st.integers(1, 3)),
                 "stride": draw(st.integers(1, 2)),
@@ -349,3 +352,17 @@ def build_mixed_graph(
             s.op("Softmax", [logits], axis=-1) if head == "gemm_softmax" else s.op("Tanh", [logits])
         )
     return s.model(out)
+
+
+def int8_examples() -> list:
+    """Every registered op's own examples, at batch 1 (the C code runs one sample at a time)."""
+    from dataclasses import replace
+
+    from edgenn.ops import REGISTRY
+
+    return [
+        replace(ex, input_shapes=tuple((1, *shape[1:]) for shape in ex.input_shapes))
+        for spec in REGISTRY.values()
+        if spec.int8
+        for ex in spec.examples()
+    ]

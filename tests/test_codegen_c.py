@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import Stack, build_mixed_graph, mixed_graphs
+from builders import Stack, build_mixed_graph, int8_examples, mixed_graphs
 from conftest import MODELS
 from hypothesis import HealthCheck, given, settings
 from onnx.shape_inference import InferenceError
@@ -23,7 +23,6 @@ from edgenn.compile import convert
 from edgenn.errors import FootprintError, UnsupportedOpError
 from edgenn.frontend.onnx import import_model, load_onnx
 from edgenn.ir import Graph
-from edgenn.ops import REGISTRY
 from edgenn.passes import optimize
 from edgenn.quant.calibrate import calibrate
 from edgenn.quant.quantize import quantize_graph, wide_capable
@@ -102,18 +101,6 @@ def test_torch_export_c_matches_runtime(
     x = rng.uniform(-1, 1, (32, *graph.type_of(graph.inputs[0]).shape[1:])).astype(np.float32)
     fixed, xq = quantized(graph, x)
     assert_same(c_outputs(fixed, xq, tmp_path), runtime_outputs(fixed, xq))
-
-
-def int8_examples() -> list:
-    """Every registered op's own examples, at batch 1 (the C code runs one sample at a time)."""
-    from dataclasses import replace
-
-    return [
-        replace(ex, input_shapes=tuple((1, *shape[1:]) for shape in ex.input_shapes))
-        for spec in REGISTRY.values()
-        if spec.int8
-        for ex in spec.examples()
-    ]
 
 
 @needs_cc

@@ -9,11 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import build_conv_stack, build_mixed_graph, conv_stacks, mixed_graphs
+from builders import (
+    build_conv_stack,
+    build_mixed_graph,
+    conv_stacks,
+    int8_examples,
+    mixed_graphs,
+    single_op_model,
+)
 from conftest import MODELS
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from int8_spec import multiplier, requantize, run_spec
+from onnx.shape_inference import InferenceError
 
 from edgenn.errors import InputError, QuantizationError
 from edgenn.frontend.onnx import import_model, load_onnx
@@ -176,6 +184,25 @@ def test_random_conv_stacks_match_spec(case: tuple) -> None:
 
 
 # ---- accuracy, batching ----
+
+
+@pytest.mark.parametrize("example", int8_examples(), ids=lambda ex: ex.name)
+def test_op_example_runtime_matches_spec(example, rng: np.random.Generator) -> None:  # type: ignore[no-untyped-def]
+    """Every op's own examples (strides, dilations, padding, odd sizes: each kernel path)."""
+    if len(example.input_shapes) != 1:
+        pytest.skip("several runtime inputs: covered by the random graphs")
+    x = rng.uniform(-3, 3, (16, *example.input_shapes[0][1:])).astype(np.float32)
+    try:
+        graph = optimize(import_model(single_op_model(example), batch_size=1))
+        fixed, xq = quantized(graph, x)
+        Runtime(fixed)
+    except QuantizationError as err:
+        pytest.skip(f"no int8 kernel for this case: {err}")
+    except (ValueError, InferenceError) as err:
+        pytest.skip(f"the example's constants do not fit batch 1: {err}")
+    if fixed.type_of(fixed.outputs[0]).shape[0] != 1:
+        pytest.skip("the op moves the batch axis: not a per-sample model")
+    assert_runtime_matches_spec(fixed, xq)
 
 
 @pytest.mark.parametrize("name", BUNDLED)

@@ -179,6 +179,13 @@ def examples() -> list[OpExample]:
             {"strides": (2, 1), "dilations": (2, 1), "pads": (0, 1, 2, 0)},
             {1: weights(3, 2, 3, 2)},
         ),
+        OpExample(
+            "conv2d_wide_dilated",  # window rows of whole vector steps: read in place
+            "Conv",
+            ((1, 16, 9, 9),),
+            {"strides": (1, 2), "dilations": (2, 1), "pads": (1, 0, 2, 1)},
+            {1: weights(5, 16, 3, 2), 2: weights(5)},
+        ),
         OpExample("conv2d_groups", "Conv", ((1, 4, 6, 6),), {"group": 2}, {1: weights(6, 2, 3, 3)}),
         OpExample(
             "conv2d_depthwise",

@@ -198,11 +198,10 @@ def dot_rows(vector, weights, offset, k, rows, out):  # type: ignore[no-untyped-
     while o + ROWS <= rows:
         base = offset + o * k
         block_dot_1x4(vector, 0, 0, 0, body, 1, weights, base, k, out, o, 0)
-        for r in range(ROWS):  # the last k % LANES elements
+        for r in range(ROWS if body < k else 0):  # the last k % LANES elements
             a = np.int32(out[o + r])
-            w = weights[base + r * k : base + (r + 1) * k]
             for i in range(body, k):
-                a = np.int32(a + np.int32(vector[i]) * np.int32(w[i]))
+                a = np.int32(a + np.int32(vector[i]) * np.int32(weights[base + r * k + i]))
             out[o + r] = a
         o += ROWS
     while o < rows:
