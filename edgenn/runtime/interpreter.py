@@ -14,7 +14,8 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-from numba import njit
+from numba import carray, njit, types
+from numba.extending import intrinsic
 
 from edgenn.ops.activation import (
     OP_HARD_SWISH,
@@ -181,27 +182,49 @@ PACKED_HEADER = 64 * 8  # bytes
 ROUNDING_FIELD = 2 * len(PACKED_SEGMENTS)
 
 
+@intrinsic
+def pointer_at(typingctx, buffer, offset, dtype):  # type: ignore[no-untyped-def]
+    """A typed pointer to byte `offset` of a C-contiguous int8 buffer."""
+    pointer = types.CPointer(dtype.instance_type)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        return builder.bitcast(builder.gep(data, [args[1]]), context.get_value_type(pointer))
+
+    return pointer(buffer, offset, dtype), codegen
+
+
+@njit(cache=True, inline="always")
+def segment(state, head, index, dtype):  # type: ignore[no-untyped-def]
+    """Segment `index` of a packed state as an array of `dtype`. Built with carray, the array holds no
+    reference count, so neither it nor any slice a kernel takes of it pays atomic reference updates
+    (the caller keeps the state alive for the call)."""
+    start, end = head[2 * index], head[2 * index + 1]
+    size = carray(pointer_at(state, start, dtype), 1).itemsize
+    return carray(pointer_at(state, start, dtype), (end - start) // size)
+
+
 @njit(cache=True)
 def run_packed(state, inputs, outputs):  # type: ignore[no-untyped-def]
     """run_batch on the segments of a packed state (see PACKED_SEGMENTS)."""
-    head = state[:PACKED_HEADER].view(np.int64)
-    rows = state[head[0] : head[1]].view(np.int64)
+    head = carray(pointer_at(state, 0, np.int64), PACKED_HEADER // 8)
+    rows = segment(state, head, 0, np.int64)
     run_batch(
         rows.reshape((rows.shape[0] // ROW_WIDTH, ROW_WIDTH)),
-        state[head[2] : head[3]],
-        state[head[4] : head[5]],
-        state[head[6] : head[7]].view(np.int32),
-        state[head[8] : head[9]].view(np.int64),
-        state[head[10] : head[11]].view(np.int64),
+        segment(state, head, 1, np.int8),
+        segment(state, head, 2, np.int8),
+        segment(state, head, 3, np.int32),
+        segment(state, head, 4, np.int64),
+        segment(state, head, 5, np.int64),
         head[ROUNDING_FIELD],
-        state[head[12] : head[13]],
-        state[head[14] : head[15]].view(np.int32),
+        segment(state, head, 6, np.int8),
+        segment(state, head, 7, np.int32),
         inputs,
-        state[head[16] : head[17]].view(np.int64),
-        state[head[18] : head[19]].view(np.int64),
+        segment(state, head, 8, np.int64),
+        segment(state, head, 9, np.int64),
         outputs,
-        state[head[20] : head[21]].view(np.int64),
-        state[head[22] : head[23]].view(np.int64),
+        segment(state, head, 10, np.int64),
+        segment(state, head, 11, np.int64),
     )
 
 
