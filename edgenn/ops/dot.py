@@ -57,7 +57,7 @@ def _sum_four(builder, vectors):  # type: ignore[no-untyped-def]
     return fold(pairs, pairs, [0, 2, 4, 6], [1, 3, 5, 7])
 
 
-def _block_dot_ir(pixels: int):  # type: ignore[no-untyped-def]
+def _block_dot_ir(pixels: int, rows: int):  # type: ignore[no-untyped-def]
     def generate(context, builder, signature, args):  # type: ignore[no-untyped-def]
         x = context.make_array(signature.args[0])(context, builder, args[0]).data
         weights = context.make_array(signature.args[6])(context, builder, args[6]).data
@@ -66,7 +66,7 @@ def _block_dot_ir(pixels: int):  # type: ignore[no-untyped-def]
         w_start, w_stride, out_start, out_step = args[7], args[8], args[10], args[11]
         i64, i32 = x_start.type, ir.IntType(32)
         bytes_t, wide_t = ir.VectorType(ir.IntType(8), LANES), ir.VectorType(i32, LANES)
-        sums_t, four_t = ir.VectorType(i32, LANES // 2), ir.VectorType(i32, ROWS)
+        sums_t, four_t = ir.VectorType(i32, LANES // 2), ir.VectorType(i32, 4)
         zero, step_size = ir.Constant(sums_t, None), ir.Constant(i64, LANES)
 
         def load(pointer, index):  # type: ignore[no-untyped-def]
@@ -86,14 +86,14 @@ def _block_dot_ir(pixels: int):  # type: ignore[no-untyped-def]
             builder.icmp_signed(">", run_len, ir.Constant(i64, 0)),
         )
         builder.cbranch(begin, start, done)
-        zeros = [[zero] * ROWS for _ in range(pixels)]
+        zeros = [[zero] * rows for _ in range(pixels)]
 
         builder.position_at_end(start)
         run = builder.phi(i64)
         run.add_incoming(ir.Constant(i64, 0), entry)
-        run_sums = [[builder.phi(sums_t) for _ in range(ROWS)] for _ in range(pixels)]
+        run_sums = [[builder.phi(sums_t) for _ in range(rows)] for _ in range(pixels)]
         for p in range(pixels):
-            for r in range(ROWS):
+            for r in range(rows):
                 run_sums[p][r].add_incoming(zero, entry)
         x_base = builder.add(x_start, builder.mul(run, run_stride))
         w_base = builder.add(w_start, builder.mul(run, run_len))
@@ -102,17 +102,17 @@ def _block_dot_ir(pixels: int):  # type: ignore[no-untyped-def]
         builder.position_at_end(inner)
         i = builder.phi(i64)
         i.add_incoming(ir.Constant(i64, 0), start)
-        sums = [[builder.phi(sums_t) for _ in range(ROWS)] for _ in range(pixels)]
+        sums = [[builder.phi(sums_t) for _ in range(rows)] for _ in range(pixels)]
         for p in range(pixels):
-            for r in range(ROWS):
+            for r in range(rows):
                 sums[p][r].add_incoming(run_sums[p][r], start)
         x_at = builder.add(x_base, i)
         inputs = [
             load(x, builder.add(x_at, builder.mul(pixel_step, ir.Constant(i64, p))))
             for p in range(pixels)
         ]
-        updated = [[None] * ROWS for _ in range(pixels)]
-        for r in range(ROWS):
+        updated = [[None] * rows for _ in range(pixels)]
+        for r in range(rows):
             row = builder.add(builder.mul(w_stride, ir.Constant(i64, r)), builder.add(w_base, i))
             w = load(weights, row)
             for p in range(pixels):
@@ -120,7 +120,7 @@ def _block_dot_ir(pixels: int):  # type: ignore[no-untyped-def]
         following = builder.add(i, step_size)
         i.add_incoming(following, inner)
         for p in range(pixels):
-            for r in range(ROWS):
+            for r in range(rows):
                 sums[p][r].add_incoming(updated[p][r], inner)
         builder.cbranch(builder.icmp_signed("<", following, run_len), inner, next_run)
 
@@ -128,26 +128,28 @@ def _block_dot_ir(pixels: int):  # type: ignore[no-untyped-def]
         following_run = builder.add(run, ir.Constant(i64, 1))
         run.add_incoming(following_run, next_run)
         for p in range(pixels):
-            for r in range(ROWS):
+            for r in range(rows):
                 run_sums[p][r].add_incoming(updated[p][r], next_run)
         builder.cbranch(builder.icmp_signed("<", following_run, runs), start, done)
 
         builder.position_at_end(done)
-        finals = [[builder.phi(sums_t) for _ in range(ROWS)] for _ in range(pixels)]
+        finals = [[builder.phi(sums_t) for _ in range(rows)] for _ in range(pixels)]
         for p in range(pixels):
-            for r in range(ROWS):
+            for r in range(rows):
                 finals[p][r].add_incoming(zeros[p][r], entry)
                 finals[p][r].add_incoming(updated[p][r], next_run)
         for p in range(pixels):
-            at = builder.add(out_start, builder.mul(out_step, ir.Constant(i64, p)))
-            target = builder.bitcast(builder.gep(out, [at]), four_t.as_pointer())
-            builder.store(_sum_four(builder, finals[p]), target, align=4)
+            for r in range(0, rows, 4):
+                at = builder.add(out_start, builder.mul(out_step, ir.Constant(i64, p)))
+                at = builder.add(at, ir.Constant(i64, r))
+                target = builder.bitcast(builder.gep(out, [at]), four_t.as_pointer())
+                builder.store(_sum_four(builder, finals[p][r : r + 4]), target, align=4)
         return context.get_dummy_value()
 
     return generate
 
 
-def _block_dot_signature(pixels: int):  # type: ignore[no-untyped-def]
+def _block_dot_signature(pixels: int, rows: int):  # type: ignore[no-untyped-def]
     def typer(  # type: ignore[no-untyped-def]
         typingctx,
         x,
@@ -177,17 +179,18 @@ def _block_dot_signature(pixels: int):  # type: ignore[no-untyped-def]
             out_start,
             out_step,
         )
-        return signature, _block_dot_ir(pixels)
+        return signature, _block_dot_ir(pixels, rows)
 
     return typer
 
 
 # out[out_start + p * out_step + r] = sum over the window of pixel p of x * weights row r, for
-# r < ROWS and p < pixels. A window is `runs` runs of `run_len` int8 (a multiple of LANES), run j
-# starting at x[x_start + p * pixel_step + j * run_stride]; weight row r is contiguous from
+# r < rows (4 or 8) and p < pixels. A window is `runs` runs of `run_len` int8 (a multiple of LANES),
+# run j starting at x[x_start + p * pixel_step + j * run_stride]; weight row r is contiguous from
 # weights[w_start + r * w_stride]. int32 sums; no bounds checks.
-block_dot_1x4 = intrinsic(_block_dot_signature(1))
-block_dot_2x4 = intrinsic(_block_dot_signature(2))
+block_dot_1x4 = intrinsic(_block_dot_signature(1, 4))
+block_dot_2x4 = intrinsic(_block_dot_signature(2, 4))
+block_dot_1x8 = intrinsic(_block_dot_signature(1, 8))  # one input: more rows per input load
 
 
 @njit(cache=True, inline="always")
@@ -195,6 +198,9 @@ def dot_rows(vector, weights, offset, k, rows, out):  # type: ignore[no-untyped-
     """out[o] = sum_i vector[i] * weights[offset + o*k + i] for o < rows (int32 sums)."""
     body = k - k % LANES
     o = 0
+    while o + 2 * ROWS <= rows and body == k:
+        block_dot_1x8(vector, 0, 0, 0, k, 1, weights, offset + o * k, k, out, o, 0)
+        o += 2 * ROWS
     while o + ROWS <= rows:
         base = offset + o * k
         block_dot_1x4(vector, 0, 0, 0, body, 1, weights, base, k, out, o, 0)
