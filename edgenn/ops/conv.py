@@ -522,9 +522,16 @@ def conv_outer_int8(row, arena, weights, biases, mults, shifts, rounding, patch,
     words = patch[at : at + 4 * pairs].view(np.int32)
     offsets = patch[at + 4 * pairs : at + 12 * pairs].view(np.int32)
     image = patch[at + 12 * pairs : at + 12 * pairs + 2 * bh * bw * c].view(np.int16)
-    for t in range(2 * pairs):  # weights [K, O] -> [K / 2, O, 2]
+    for j in range(pairs):  # weights [K, O] -> [K / 2, O, 2]
+        first, pair = w + 2 * j * oc, table[2 * j * oc : 2 * (j + 1) * oc]
         for o in range(oc):
-            table[((t >> 1) * oc + o) * 2 + (t & 1)] = weights[w + t * oc + o] if t < k else 0
+            pair[2 * o] = weights[first + o]
+        if 2 * j + 1 < k:
+            for o in range(oc):
+                pair[2 * o + 1] = weights[first + oc + o]
+        else:
+            for o in range(oc):
+                pair[2 * o + 1] = 0
     for py in range(bh):
         for px in range(bw):
             iy, ix = py - pt, px - pl

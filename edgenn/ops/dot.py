@@ -325,37 +325,42 @@ def _requantize_ir(context, builder, signature, args):  # type: ignore[no-untype
         return builder.select(builder.icmp_signed("<", a, b), a, b)
 
     zp32, lo32, hi32 = (splat(v32, builder.trunc(v, i32)) for v in (zp_out, lo, hi))
+    # channel steps outside, pixels inside: a step's parameters are prepared once for every pixel
     entry = builder.block
-    loop = builder.append_basic_block("requantize.loop")
+    block = builder.append_basic_block("requantize.channels")
+    loop = builder.append_basic_block("requantize.pixels")
+    next_block = builder.append_basic_block("requantize.next_channels")
     done = builder.append_basic_block("requantize.done")
     ready = builder.and_(
         builder.icmp_signed(">", length, ir.Constant(i64, 0)),
         builder.icmp_signed(">", pixels, ir.Constant(i64, 0)),
     )
-    builder.cbranch(ready, loop, done)
-    builder.position_at_end(loop)
-    # one loop over pixels x channel steps: i the channel, at = pixel * channels + i
-    i, at, pixel = builder.phi(i64), builder.phi(i64), builder.phi(i64)
-    for phi in (i, at, pixel):
-        phi.add_incoming(ir.Constant(i64, 0), entry)
-    total = builder.add(load(arrays[0], v32, at), load(arrays[1], v32, i))
-    multiplier = builder.trunc(load(arrays[2], v64, i), v32)
+    builder.cbranch(ready, block, done)
+
+    builder.position_at_end(block)
+    i = builder.phi(i64)
+    i.add_incoming(ir.Constant(i64, 0), entry)
+    bias = load(arrays[1], v32, i)
+    multiplier = builder.sext(builder.trunc(load(arrays[2], v64, i), v32), v64)
     shift = builder.trunc(load(arrays[3], v64, i), v32)
     left = select_min(select_max(shift, splat(v32, 0)), splat(v32, 31))
     right = select_max(builder.neg(shift), splat(v32, 0))
+    mask = builder.sub(builder.shl(splat(v32, 1), right), splat(v32, 1))
+    half = builder.ashr(mask, splat(v32, 1))
+    builder.branch(loop)
+
+    builder.position_at_end(loop)
+    at = builder.phi(i64)
+    at.add_incoming(i, block)
     # x * 2^left in int32 arithmetic (wrapping), as TFLite's kernels and the generated C compute it.
     # SRDHM: (p + nudge) / 2^31 truncated toward zero equals floor((p + 2^30) / 2^31) for every p,
     # and fits int32 (|p| < 2^62), so its low 32 bits come from a logical shift as well
-    total = builder.shl(total, left)
-    product = builder.mul(builder.sext(total, v64), builder.sext(multiplier, v64))
+    total = builder.shl(builder.add(load(arrays[0], v32, at), bias), left)
+    product = builder.mul(builder.sext(total, v64), multiplier)
     high = builder.trunc(
         builder.lshr(builder.add(product, splat(v64, 1 << 30)), splat(v64, 31)), v32
     )
-    mask = builder.sub(builder.shl(splat(v32, 1), right), splat(v32, 1))
-    threshold = builder.add(
-        builder.ashr(mask, splat(v32, 1)),
-        builder.zext(builder.icmp_signed("<", high, splat(v32, 0)), v32),
-    )
+    threshold = builder.add(half, builder.zext(builder.icmp_signed("<", high, splat(v32, 0)), v32))
     rounded = builder.add(
         builder.ashr(high, right),
         builder.zext(builder.icmp_signed(">", builder.and_(high, mask), threshold), v32),
@@ -368,14 +373,15 @@ def _requantize_ir(context, builder, signature, args):  # type: ignore[no-untype
         builder.bitcast(builder.gep(out, [at]), v8.as_pointer()),
         align=1,
     )
+    next_at = builder.add(at, channels)
+    at.add_incoming(next_at, loop)
+    end = builder.add(i, builder.mul(pixels, channels))
+    builder.cbranch(builder.icmp_signed("<", next_at, end), loop, next_block)
+
+    builder.position_at_end(next_block)
     following = builder.add(i, ir.Constant(i64, RQ_LANES))
-    wrap = builder.icmp_signed("==", following, length)
-    next_i = builder.select(wrap, ir.Constant(i64, 0), following)
-    next_pixel = builder.select(wrap, builder.add(pixel, ir.Constant(i64, 1)), pixel)
-    next_at = builder.add(builder.mul(next_pixel, channels), next_i)
-    for phi, value in ((i, next_i), (at, next_at), (pixel, next_pixel)):
-        phi.add_incoming(value, builder.block)
-    builder.cbranch(builder.icmp_signed("<", next_pixel, pixels), loop, done)
+    i.add_incoming(following, next_block)
+    builder.cbranch(builder.icmp_signed("<", following, length), block, done)
     builder.position_at_end(done)
     return context.get_dummy_value()
 
