@@ -36,6 +36,8 @@ from edgenn.ops.dot import (
     ROWS,
     block_dot_1x4,
     block_dot_2x4,
+    copy_bytes,
+    fill_bytes,
     pair_outer,
     requantize_channels,
 )
@@ -406,12 +408,10 @@ def bordered_size(oh, ow, kh, kw, sh, sw, dh, dw):  # type: ignore[no-untyped-de
 @njit(cache=True, inline="always")
 def bordered_copy(arena, x, h, width, c, pt, pl, bh, bw, fill, image):  # type: ignore[no-untyped-def]
     """image[BH, BW, C] = the input [H, W, C] at (pt, pl) inside a border of `fill` (the padding)."""
-    image[: bh * bw * c] = fill
+    fill_bytes(image, 0, bh * bw * c, fill)
     cols = max(min(width, bw - pl), 0) * c
     for iy in range(min(h, bh - pt)):
-        src = x + iy * width * c
-        dst = ((iy + pt) * bw + pl) * c
-        image[dst : dst + cols] = arena[src : src + cols]
+        copy_bytes(image, ((iy + pt) * bw + pl) * c, arena, x + iy * width * c, cols)
 
 
 @njit(cache=True)
@@ -445,7 +445,7 @@ def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch
     if in_place:
         bordered_copy(arena, x, h, width, c, pt, pl, bh, bw, zp_in, patch)
     else:
-        patch[: 2 * stride] = 0  # the tails past K stay zero (their weights are zero too)
+        fill_bytes(patch, 0, 2 * stride, 0)  # the tails past K stay zero (their weights are too)
     for oy in range(oh):  # sums of a whole output row, then one requantization of the row
         ox = 0
         while ox < ow:

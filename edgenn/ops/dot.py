@@ -292,6 +292,44 @@ def pair_outer(typingctx, taps, pairs, weights, channels, out):  # type: ignore[
     return types.void(taps, pairs, weights, channels, out), _pair_outer_ir
 
 
+def _bytes_at(context, builder, array_type, array, index):  # type: ignore[no-untyped-def]
+    return builder.gep(context.make_array(array_type)(context, builder, array).data, [index])
+
+
+@intrinsic
+def copy_bytes(typingctx, dst, dst_start, src, src_start, count):  # type: ignore[no-untyped-def]
+    """dst[dst_start : dst_start + count] = src[src_start : src_start + count] for int8 arrays that do
+    not overlap there (llvm.memcpy; Numba's slice assignment checks for overlap element by element)."""
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        target = _bytes_at(context, builder, signature.args[0], args[0], args[1])
+        source = _bytes_at(context, builder, signature.args[2], args[2], args[3])
+        builder.call(
+            builder.module.declare_intrinsic(
+                "llvm.memcpy", [target.type, source.type, args[4].type]
+            ),
+            [target, source, args[4], ir.Constant(ir.IntType(1), 0)],
+        )
+        return context.get_dummy_value()
+
+    return types.void(dst, dst_start, src, src_start, count), codegen
+
+
+@intrinsic
+def fill_bytes(typingctx, dst, dst_start, count, value):  # type: ignore[no-untyped-def]
+    """dst[dst_start : dst_start + count] = value for an int8 array (llvm.memset)."""
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        target = _bytes_at(context, builder, signature.args[0], args[0], args[1])
+        builder.call(
+            builder.module.declare_intrinsic("llvm.memset", [target.type, args[2].type]),
+            [target, builder.trunc(args[3], ir.IntType(8)), args[2], ir.Constant(ir.IntType(1), 0)],
+        )
+        return context.get_dummy_value()
+
+    return types.void(dst, dst_start, count, value), codegen
+
+
 RQ_LANES = 8  # outputs per vector step of the requantization
 
 
