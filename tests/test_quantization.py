@@ -223,6 +223,14 @@ def test_batch_equals_single_samples() -> None:
     batch = runtime.run(xq).copy()
     singles = np.concatenate([runtime.run(xq[i : i + 1]).copy() for i in range(len(xq))])
     assert np.array_equal(batch, singles)
+    # the fast path on views of wider buffers: rows apart (unit-stride rows) and elements apart
+    want = batch.reshape(len(xq), -1)
+    flat = xq.reshape(len(xq), -1)
+    for step in (1, 2):
+        x = np.zeros((len(xq), 2 * flat.shape[1]), np.int8)[:, : step * flat.shape[1] : step]
+        out = np.zeros((len(xq), 2 * want.shape[1]), np.int8)[:, : step * want.shape[1] : step]
+        x[...] = flat
+        assert np.array_equal(runtime.run_flat(x, out), want)
 
 
 def test_trace_ends_with_the_output() -> None:

@@ -29,6 +29,7 @@ from edgenn.ops.activation import (
     prelu_int8,
 )
 from edgenn.ops.conv import OP_CONV, conv_int8
+from edgenn.ops.dot import copy_bytes
 from edgenn.ops.elementwise import OP_BINARY, binary_int8
 from edgenn.ops.linear import OP_FULLY_CONNECTED, fully_connected_int8
 from edgenn.ops.pool import OP_POOL, OP_POOL16, pool16, pool_int8
@@ -146,19 +147,24 @@ def run_batch(  # type: ignore[no-untyped-def]
     for s in range(inputs.shape[0]):
         position = 0
         for k in range(in_offsets.shape[0]):
-            arena[in_offsets[k] : in_offsets[k] + in_sizes[k]] = inputs[
-                s, position : position + in_sizes[k]
-            ]
+            move(arena, in_offsets[k], inputs[s], position, in_sizes[k])
             position += in_sizes[k]
         run_steps(
             rows, arena, weights, biases, mults, shifts, rounding, patch, acc, 0, rows.shape[0]
         )
         position = 0
         for k in range(out_offsets.shape[0]):
-            outputs[s, position : position + out_sizes[k]] = arena[
-                out_offsets[k] : out_offsets[k] + out_sizes[k]
-            ]
+            move(outputs[s], position, arena, out_offsets[k], out_sizes[k])
             position += out_sizes[k]
+
+
+@njit(cache=True, inline="always")
+def move(dst, dst_start, src, src_start, count):  # type: ignore[no-untyped-def]
+    """dst[dst_start:][:count] = src[src_start:][:count] between int8 rows of distinct buffers."""
+    if dst.strides[0] == 1 and src.strides[0] == 1:
+        copy_bytes(dst, dst_start, src, src_start, count)
+    else:  # a strided view from the caller
+        dst[dst_start : dst_start + count] = src[src_start : src_start + count]
 
 
 # The packed state: every array run_batch needs, as aligned segments of one int8 buffer, so a call from
