@@ -13,9 +13,8 @@ import pytest
 from builders import Stack, build_mixed_graph, int8_examples, mixed_graphs
 from conftest import MODELS
 from hypothesis import HealthCheck, given, settings
-from onnx.shape_inference import InferenceError
 from test_cli import run_cli
-from test_quantization import quantized
+from test_quantization import quantized, quantized_example
 from test_tflite_reader import fixed_model as reader_fixed_model
 
 from edgenn.codegen.c import check_fits, generate_c
@@ -106,23 +105,8 @@ def test_torch_export_c_matches_runtime(
 @needs_cc
 @pytest.mark.parametrize("example", int8_examples(), ids=lambda ex: ex.name)
 def test_op_example_c_matches_runtime(example, rng: np.random.Generator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from builders import single_op_model
-
-    from edgenn.errors import QuantizationError
-
-    if len(example.input_shapes) != 1:
-        pytest.skip("several runtime inputs: covered by the random graphs")
-    x = rng.uniform(-3, 3, (24, *example.input_shapes[0][1:])).astype(np.float32)
-    try:
-        graph = optimize(import_model(single_op_model(example), batch_size=1))
-        fixed, xq = quantized(graph, x)
-        want = runtime_outputs(fixed, xq)
-    except QuantizationError as err:
-        pytest.skip(f"no int8 kernel for this case: {err}")
-    except (ValueError, InferenceError) as err:
-        pytest.skip(f"the example's constants do not fit batch 1: {err}")
-    if fixed.type_of(fixed.outputs[0]).shape[0] != 1:
-        pytest.skip("the op moves the batch axis: not a per-sample model")
+    fixed, xq = quantized_example(example, rng, 24)
+    want = runtime_outputs(fixed, xq)
     assert_same(c_outputs(fixed, xq, tmp_path), want)
 
 

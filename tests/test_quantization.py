@@ -186,23 +186,29 @@ def test_random_conv_stacks_match_spec(case: tuple) -> None:
 # ---- accuracy, batching ----
 
 
-@pytest.mark.parametrize("example", int8_examples(), ids=lambda ex: ex.name)
-def test_op_example_runtime_matches_spec(example, rng: np.random.Generator) -> None:  # type: ignore[no-untyped-def]
-    """Every op's own examples (strides, dilations, padding, odd sizes: each kernel path)."""
+def quantized_example(example, rng: np.random.Generator, samples: int) -> tuple[Graph, np.ndarray]:  # type: ignore[no-untyped-def]
+    """An op example as a one-sample int8 model and quantized inputs; skips (with the reason) the
+    examples that do not make one."""
     if len(example.input_shapes) != 1:
         pytest.skip("several runtime inputs: covered by the random graphs")
-    x = rng.uniform(-3, 3, (16, *example.input_shapes[0][1:])).astype(np.float32)
+    x = rng.uniform(-3, 3, (samples, *example.input_shapes[0][1:])).astype(np.float32)
     try:
         graph = optimize(import_model(single_op_model(example), batch_size=1))
         fixed, xq = quantized(graph, x)
-        Runtime(fixed)
+        Runtime(fixed)  # the kernels' own refusals
     except QuantizationError as err:
         pytest.skip(f"no int8 kernel for this case: {err}")
     except (ValueError, InferenceError) as err:
         pytest.skip(f"the example's constants do not fit batch 1: {err}")
     if fixed.type_of(fixed.outputs[0]).shape[0] != 1:
         pytest.skip("the op moves the batch axis: not a per-sample model")
-    assert_runtime_matches_spec(fixed, xq)
+    return fixed, xq
+
+
+@pytest.mark.parametrize("example", int8_examples(), ids=lambda ex: ex.name)
+def test_op_example_runtime_matches_spec(example, rng: np.random.Generator) -> None:  # type: ignore[no-untyped-def]
+    """Every op's own examples (strides, dilations, padding, odd sizes: each kernel path)."""
+    assert_runtime_matches_spec(*quantized_example(example, rng, 16))
 
 
 @pytest.mark.parametrize("name", BUNDLED)

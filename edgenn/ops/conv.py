@@ -357,36 +357,24 @@ def window_dots(
     o = 0
     while o + ROWS <= oc:
         row = w + o * stride
+        block = (
+            src,
+            start,
+            pixel_step,
+            run_stride,
+            run_len,
+            runs,
+            weights,
+            row,
+            stride,
+            total,
+            o,
+            oc,
+        )
         if pixels == 2:
-            block_dot_2x4(
-                src,
-                start,
-                pixel_step,
-                run_stride,
-                run_len,
-                runs,
-                weights,
-                row,
-                stride,
-                total,
-                o,
-                oc,
-            )
+            block_dot_2x4(*block)
         else:
-            block_dot_1x4(
-                src,
-                start,
-                pixel_step,
-                run_stride,
-                run_len,
-                runs,
-                weights,
-                row,
-                stride,
-                total,
-                o,
-                oc,
-            )
+            block_dot_1x4(*block)
         o += ROWS
     for o in range(oc - oc % ROWS, oc):  # rows past the last whole block
         for p in range(pixels):

@@ -57,6 +57,17 @@ def _sum_four(builder, vectors):  # type: ignore[no-untyped-def]
     return fold(pairs, pairs, [0, 2, 4, 6], [1, 3, 5, 7])
 
 
+def _loop_blocks(builder, prefix: str, names: tuple[str, ...], *counts):  # type: ignore[no-untyped-def]
+    """Basic blocks `prefix.name` for a loop nest, and a branch from the current block into the first
+    when every count is positive, else to the last (the exit)."""
+    blocks = [builder.append_basic_block(f"{prefix}.{name}") for name in names]
+    ready = builder.icmp_signed(">", counts[0], ir.Constant(counts[0].type, 0))
+    for count in counts[1:]:
+        ready = builder.and_(ready, builder.icmp_signed(">", count, ir.Constant(count.type, 0)))
+    builder.cbranch(ready, blocks[0], blocks[-1])
+    return blocks
+
+
 def _block_dot_ir(pixels: int, rows: int):  # type: ignore[no-untyped-def]
     def generate(context, builder, signature, args):  # type: ignore[no-untyped-def]
         x = context.make_array(signature.args[0])(context, builder, args[0]).data
@@ -77,15 +88,9 @@ def _block_dot_ir(pixels: int, rows: int):  # type: ignore[no-untyped-def]
 
         # a loop over the window's runs around a loop over vector steps within a run
         entry = builder.block
-        start = builder.append_basic_block("block_dot.run")
-        inner = builder.append_basic_block("block_dot.step")
-        next_run = builder.append_basic_block("block_dot.next_run")
-        done = builder.append_basic_block("block_dot.done")
-        begin = builder.and_(
-            builder.icmp_signed(">", runs, ir.Constant(i64, 0)),
-            builder.icmp_signed(">", run_len, ir.Constant(i64, 0)),
+        start, inner, next_run, done = _loop_blocks(
+            builder, "block_dot", ("run", "step", "next_run", "done"), runs, run_len
         )
-        builder.cbranch(begin, start, done)
         zeros = [[zero] * rows for _ in range(pixels)]
 
         builder.position_at_end(start)
@@ -238,15 +243,9 @@ def _pair_outer_ir(context, builder, signature, args):  # type: ignore[no-untype
         builder.sdiv(channels, ir.Constant(i64, OUTER_LANES)), ir.Constant(i64, OUTER_LANES)
     )
     entry = builder.block
-    block = builder.append_basic_block("pair_outer.block")
-    step = builder.append_basic_block("pair_outer.step")
-    store = builder.append_basic_block("pair_outer.store")
-    done = builder.append_basic_block("pair_outer.done")
-    ready = builder.and_(
-        builder.icmp_signed(">", body, ir.Constant(i64, 0)),
-        builder.icmp_signed(">", pairs, ir.Constant(i64, 0)),
+    block, step, store, done = _loop_blocks(
+        builder, "pair_outer", ("block", "step", "store", "done"), body, pairs
     )
-    builder.cbranch(ready, block, done)
 
     builder.position_at_end(block)
     o = builder.phi(i64)
@@ -365,15 +364,9 @@ def _requantize_ir(context, builder, signature, args):  # type: ignore[no-untype
     zp32, lo32, hi32 = (splat(v32, builder.trunc(v, i32)) for v in (zp_out, lo, hi))
     # channel steps outside, pixels inside: a step's parameters are prepared once for every pixel
     entry = builder.block
-    block = builder.append_basic_block("requantize.channels")
-    loop = builder.append_basic_block("requantize.pixels")
-    next_block = builder.append_basic_block("requantize.next_channels")
-    done = builder.append_basic_block("requantize.done")
-    ready = builder.and_(
-        builder.icmp_signed(">", length, ir.Constant(i64, 0)),
-        builder.icmp_signed(">", pixels, ir.Constant(i64, 0)),
+    block, loop, next_block, done = _loop_blocks(
+        builder, "requantize", ("channels", "pixels", "next_channels", "done"), length, pixels
     )
-    builder.cbranch(ready, block, done)
 
     builder.position_at_end(block)
     i = builder.phi(i64)
