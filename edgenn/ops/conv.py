@@ -407,27 +407,8 @@ def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch
     """GATHER mode, two output pixels at a time. When a row of window taps (KW * C) is whole vector
     steps, the input is copied once inside a border of its zero point and every window is read in
     place from that copy, one run per window row. Otherwise each window is gathered into the patch."""
-    x, y, w, b, m, h, width, c = row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8]
-    oh, ow, oc, kh, kw, sh, sw, dh = (
-        row[9],
-        row[10],
-        row[11],
-        row[12],
-        row[13],
-        row[14],
-        row[15],
-        row[16],
-    )
-    dw, pt, pl, zp_in, zp_out, lo, hi, stride = (
-        row[17],
-        row[18],
-        row[19],
-        row[20],
-        row[21],
-        row[22],
-        row[23],
-        row[25],
-    )
+    x, y, w, b, m, h, width, c, oh, ow, oc, kh, kw = row[1:14]
+    sh, sw, dh, dw, pt, pl, zp_in, zp_out, lo, hi, mode, stride = row[14:26]
     in_place = dw == 1 and (kw * c) % LANES == 0
     bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
     if in_place:
@@ -489,19 +470,8 @@ def conv_outer_int8(row, arena, weights, biases, mults, shifts, rounding, patch,
     and the input as int16 x - zp inside a border of zeros (the padding), so every window reads the
     same tap offsets without bounds checks. Per pixel: the taps packed in pairs, OUTER_LANES output
     channels per vector step (pair_outer)."""
-    x, y, w, b, m = row[1], row[2], row[3], row[4], row[5]
-    h, width, c, oh, ow, oc, kh, kw = (
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-        row[10],
-        row[11],
-        row[12],
-        row[13],
-    )
-    sh, sw, dh, dw, pt, pl = row[14], row[15], row[16], row[17], row[18], row[19]
-    zp_in, zp_out, lo, hi = row[20], row[21], row[22], row[23]
+    x, y, w, b, m, h, width, c, oh, ow, oc, kh, kw = row[1:14]
+    sh, sw, dh, dw, pt, pl, zp_in, zp_out, lo, hi, mode, stride = row[14:26]
     k = kh * kw * c
     pairs = (k + 1) // 2
     bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
@@ -564,19 +534,8 @@ def _pairs(values: Sequence[int], one_d: bool) -> tuple[int, int]:
 
 @njit(cache=True)
 def conv_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    x, y, w, b, m = row[1], row[2], row[3], row[4], row[5]
-    h, width, c, oh, ow, oc, kh, kw = (
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-        row[10],
-        row[11],
-        row[12],
-        row[13],
-    )
-    sh, sw, dh, dw, pt, pl = row[14], row[15], row[16], row[17], row[18], row[19]
-    zp_in, zp_out, lo, hi, mode = row[20], row[21], row[22], row[23], row[24]
+    x, y, w, b, m, h, width, c, oh, ow, oc, kh, kw = row[1:14]
+    sh, sw, dh, dw, pt, pl, zp_in, zp_out, lo, hi, mode, stride = row[14:26]
     if mode == GATHER:
         conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         return
