@@ -80,6 +80,7 @@ def bench_edgenn(
             lambda: runtime.run_flat(batch, batch_out), BATCH, seconds
         ),
         "arena_bytes": runtime.arena_bytes,
+        "scratch_bytes": runtime.scratch_bytes,
     }
     if labels is not None:
         out = runtime.run_float(x)

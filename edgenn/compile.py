@@ -237,6 +237,7 @@ def fixed_point_report(fixed: Graph, model: Path) -> dict[str, Any]:
     return {
         "model": str(model),
         "arena_bytes": runtime.arena_bytes,
+        "runtime_scratch_bytes": runtime.scratch_bytes,
         "weight_bytes": sum(v.type.nbytes for v in fixed.values.values() if v.is_const),
         "model_file_bytes": len(to_bytes(fixed)),
         "precision": {"mode": "int8", "int16_layers": []},
@@ -262,6 +263,7 @@ def conversion_report(
         "rounding": "double",
         "precision": converted.precision,
         "arena_bytes": runtime.arena_bytes,
+        "runtime_scratch_bytes": runtime.scratch_bytes,
         "weight_bytes": sum(v.type.nbytes for v in fixed.values.values() if v.is_const),
         "model_file_bytes": len(to_bytes(fixed)),
         "layers": layer_sqnr(

@@ -65,6 +65,12 @@ class Runtime:
     def arena_bytes(self) -> int:
         return self.program.plan.size
 
+    @property
+    def scratch_bytes(self) -> int:
+        """Kernel scratch beside the arena (gathered windows, bordered input copies, a row's sums);
+        the Numba runtime's alone: the generated C needs none."""
+        return self.program.patch_size + 4 * self.program.accumulator_size
+
     def _inputs(self, arrays: list[np.ndarray]) -> np.ndarray:
         """The inputs as one int8 matrix [N, sum of per-sample input sizes]."""
         if len(arrays) != len(self.input_types):
