@@ -277,7 +277,7 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         )
         b.scratch(
             patch=outer_scratch(kh * kw * c, oc, *bordered_size(oh, ow, kh, kw, sh, sw, dh, dw), c),
-            accumulators=ow * oc,  # an output row
+            accumulators=min(ow, SPAN) * oc,  # a span of output pixels
         )
     else:
         # padding taps are filled with the input zero point, so (x - zp) * w is folded into the bias:
@@ -288,8 +288,8 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         weights[:, : kh * kw * c] = w.reshape(oc, -1)
         bias_q = bias_q - zp_in * w2.sum(axis=1)
         bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
-        # two gathered windows, or the input inside its border; an output row's sums
-        b.scratch(patch=max(2 * stride, bh * bw * c), accumulators=ow * oc)
+        # two gathered windows, or the input inside its border; a span of pixels' sums
+        b.scratch(patch=max(2 * stride, bh * bw * c), accumulators=min(ow, SPAN) * oc)
     return [
         OP_CONV,
         b.arena(x),
@@ -346,6 +346,26 @@ def gather_window(arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, patch)
                     src = arena[x + (iy * width + ix) * c : x + (iy * width + ix + 1) * c]
                     for i in range(c):
                         tap[i] = src[i]
+
+
+SPAN = 16  # output pixels whose sums are requantized together (even: pixels go in pairs)
+
+
+@njit(cache=True, inline="always")
+def requantize_span(acc, count, arena, at, biases, mults, shifts, row, rounding):  # type: ignore[no-untyped-def]
+    """The sums of `count` consecutive output pixels (acc) requantized into the arena at `at`."""
+    b, m, oc, zp_out, lo, hi = row[4], row[5], row[11], row[21], row[22], row[23]
+    requantize_channels(
+        acc[: count * oc],
+        biases[b : b + oc],
+        mults[m : m + oc],
+        shifts[m : m + oc],
+        rounding,
+        zp_out,
+        lo,
+        hi,
+        arena[at : at + count * oc],
+    )
 
 
 @njit(cache=True, inline="always")
@@ -415,46 +435,43 @@ def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch
         bordered_copy(arena, x, h, width, c, pt, pl, bh, bw, zp_in, patch)
     else:
         fill_bytes(patch, 0, 2 * stride, 0)  # the tails past K stay zero (their weights are too)
-    for oy in range(oh):  # sums of a whole output row, then one requantization of the row
+    for oy in range(oh):
         ox = 0
-        while ox < ow:
-            pixels = 2 if ox + 1 < ow else 1
-            sums = acc[ox * oc : (ox + pixels) * oc]
-            if in_place:
-                start = (oy * sh * bw + ox * sw) * c
-                window_dots(
-                    patch,
-                    start,
-                    sw * c,
-                    dh * bw * c,
-                    kw * c,
-                    kh,
-                    pixels,
-                    weights,
-                    w,
-                    stride,
-                    oc,
-                    sums,
-                )
-            else:
-                for p in range(pixels):
-                    window = patch[p * stride : (p + 1) * stride]
-                    iy0, ix0 = oy * sh - pt, (ox + p) * sw - pl
-                    gather_window(arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, window)
-                window_dots(patch, 0, stride, 0, stride, 1, pixels, weights, w, stride, oc, sums)
-            ox += pixels
-        at = y + oy * ow * oc
-        requantize_channels(
-            acc[: ow * oc],
-            biases[b : b + oc],
-            mults[m : m + oc],
-            shifts[m : m + oc],
-            rounding,
-            zp_out,
-            lo,
-            hi,
-            arena[at : at + ow * oc],
-        )
+        while ox < ow:  # spans of up to SPAN pixels: their sums, then one requantization
+            first = ox
+            while ox < ow and ox - first < SPAN:
+                pixels = 2 if ox + 1 < ow else 1
+                sums = acc[(ox - first) * oc : (ox - first + pixels) * oc]
+                if in_place:
+                    start = (oy * sh * bw + ox * sw) * c
+                    run_stride = dh * bw * c
+                    window_dots(
+                        patch,
+                        start,
+                        sw * c,
+                        run_stride,
+                        kw * c,
+                        kh,
+                        pixels,
+                        weights,
+                        w,
+                        stride,
+                        oc,
+                        sums,
+                    )
+                else:
+                    for p in range(pixels):
+                        window = patch[p * stride : (p + 1) * stride]
+                        iy0, ix0 = oy * sh - pt, (ox + p) * sw - pl
+                        gather_window(
+                            arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, window
+                        )
+                    window_dots(
+                        patch, 0, stride, 0, stride, 1, pixels, weights, w, stride, oc, sums
+                    )
+                ox += pixels
+            at = y + (oy * ow + first) * oc
+            requantize_span(acc, ox - first, arena, at, biases, mults, shifts, row, rounding)
 
 
 @njit(cache=True, inline="always")
@@ -502,30 +519,23 @@ def conv_outer_int8(row, arena, weights, biases, mults, shifts, rounding, patch,
         offsets[t] = (ky * dh * bw + kx * dw) * c + i if t < k else 0
     body = oc - oc % OUTER_LANES
     for oy in range(oh):
-        for ox in range(ow):
-            corner = (oy * sh * bw + ox * sw) * c
-            for j in range(pairs):
-                low = np.int32(image[corner + offsets[2 * j]]) & 0xFFFF
-                words[j] = low | (np.int32(image[corner + offsets[2 * j + 1]]) << 16)
-            sums = acc[ox * oc : (ox + 1) * oc]
-            pair_outer(words, pairs, table, oc, sums)
-            for o in range(body, oc):  # channels past the last whole vector step
-                a = np.int32(0)
-                for t in range(k):
-                    a += np.int32(image[corner + offsets[t]]) * np.int32(weights[w + t * oc + o])
-                sums[o] = a
-        out = y + oy * ow * oc  # the row's requantization
-        requantize_channels(
-            acc[: ow * oc],
-            biases[b : b + oc],
-            mults[m : m + oc],
-            shifts[m : m + oc],
-            rounding,
-            zp_out,
-            lo,
-            hi,
-            arena[out : out + ow * oc],
-        )
+        for first in range(0, ow, SPAN):  # spans of up to SPAN pixels, then one requantization
+            end = min(first + SPAN, ow)
+            for ox in range(first, end):
+                corner = (oy * sh * bw + ox * sw) * c
+                for j in range(pairs):
+                    low = np.int32(image[corner + offsets[2 * j]]) & 0xFFFF
+                    words[j] = low | (np.int32(image[corner + offsets[2 * j + 1]]) << 16)
+                sums = acc[(ox - first) * oc : (ox - first + 1) * oc]
+                pair_outer(words, pairs, table, oc, sums)
+                for o in range(body, oc):  # channels past the last whole vector step
+                    a = np.int32(0)
+                    for t in range(k):
+                        tap = np.int32(image[corner + offsets[t]])
+                        a += tap * np.int32(weights[w + t * oc + o])
+                    sums[o] = a
+            at = y + (oy * ow + first) * oc
+            requantize_span(acc, end - first, arena, at, biases, mults, shifts, row, rounding)
 
 
 def _pairs(values: Sequence[int], one_d: bool) -> tuple[int, int]:
