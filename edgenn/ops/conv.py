@@ -575,18 +575,8 @@ def conv_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):
                     else:  # depthwise multiplier M: output channel o reads input channel o // M
                         for o in range(oc):
                             total[o] += (np.int32(src[o // mode]) - zp_in) * np.int32(tap[o])
-            out = arena[y + (oy * ow + ox) * oc : y + (oy * ow + ox + 1) * oc]
-            requantize_channels(
-                total,
-                biases[b : b + oc],
-                mults[m : m + oc],
-                shifts[m : m + oc],
-                rounding,
-                zp_out,
-                lo,
-                hi,
-                out,
-            )
+            at = y + (oy * ow + ox) * oc
+            requantize_span(total, 1, arena, at, biases, mults, shifts, row, rounding)
 
 
 CONV_SPEC = OpSpec(
