@@ -431,6 +431,8 @@ def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch
     sh, sw, dh, dw, pt, pl, zp_in, zp_out, lo, hi, mode, stride = row[14:26]
     in_place = dw == 1 and (kw * c) % LANES == 0
     bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
+    # windows in the bordered copy: pixels sw * c apart, KH runs of KW * C bytes, dh rows apart
+    step, run, rows_apart = sw * c, kw * c, dh * bw * c
     if in_place:
         bordered_copy(arena, x, h, width, c, pt, pl, bh, bw, zp_in, patch)
     else:
@@ -444,13 +446,12 @@ def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch
                 sums = acc[(ox - first) * oc : (ox - first + pixels) * oc]
                 if in_place:
                     start = (oy * sh * bw + ox * sw) * c
-                    run_stride = dh * bw * c
                     window_dots(
                         patch,
                         start,
-                        sw * c,
-                        run_stride,
-                        kw * c,
+                        step,
+                        rows_apart,
+                        run,
                         kh,
                         pixels,
                         weights,
