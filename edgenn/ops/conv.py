@@ -53,7 +53,6 @@ from edgenn.ops.spatial import (
 from edgenn.ops.wide import prepare_conv16
 from edgenn.quant.fixed_point import (
     activation_bounds,
-    real_multiplier,
 )
 
 if TYPE_CHECKING:
@@ -260,7 +259,6 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         )
     s_in, zp_in = b.scale_zp(x)
     s_out, zp_out = b.scale_zp(y)
-    pairs = [real_multiplier(s_in, s_w, divisor=s_out) for s_w in b.qparams(w_name).scale]
     lo, hi = activation_bounds(attrs["clip_min"], attrs["clip_max"], s_out, zp_out)
     bias_q = b.const(bias).astype(np.int64)
     w2 = w.reshape(oc, -1).astype(np.int64)
@@ -296,7 +294,7 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         b.arena(y),
         b.weights(weights),
         b.biases(checked_int32(bias_q, node)),
-        b.multipliers(pairs),
+        b.channel_multipliers(node, w_name, oc, s_in, s_out),
         h,
         width,
         c,

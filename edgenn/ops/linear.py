@@ -31,7 +31,6 @@ from edgenn.ops.dot import dot_rows, requantize_channels
 from edgenn.ops.wide import prepare_fc16
 from edgenn.quant.fixed_point import (
     activation_bounds,
-    real_multiplier,
 )
 
 if TYPE_CHECKING:
@@ -184,7 +183,6 @@ def prepare_fc_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     w = b.const(w_name).astype(np.int64)
     s_in, zp_in = b.scale_zp(x)
     s_out, zp_out = b.scale_zp(y)
-    pairs = [real_multiplier(s_in, s_w, divisor=s_out) for s_w in b.qparams(w_name).scale]
     attrs = FC_SPEC.attrs_of(node)
     lo, hi = activation_bounds(attrs["clip_min"], attrs["clip_max"], s_out, zp_out)
     # sum (x - zp) * w + bias == sum x * w + (bias - zp * sum w): exact in integers, and the loop
@@ -198,7 +196,7 @@ def prepare_fc_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         b.arena(y),
         b.weights(b.const(w_name)),
         b.biases(folded),
-        b.multipliers(pairs),
+        b.channel_multipliers(node, w_name, w.shape[0], s_in, s_out),
         n,
         k,
         w.shape[0],

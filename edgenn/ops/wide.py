@@ -63,7 +63,6 @@ def prepare_conv16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
             f"node '{node.name}' (Conv): grouped convolution has no 16x8 kernel"
         )
     s_in, s_out = b.scale_zp(x)[0], b.scale_zp(y)[0]
-    pairs = [real_multiplier(s_in, s_w, divisor=s_out) for s_w in b.qparams(w_name).scale]
     lo, hi = _bounds16(attrs, s_out)
     return [
         OP_CONV16,
@@ -71,7 +70,7 @@ def prepare_conv16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         b.arena(y),
         b.weights(w),
         b.wide(b.const(bias)),
-        b.multipliers(pairs),
+        b.channel_multipliers(node, w_name, oc, s_in, s_out),
         h,
         width,
         c,
@@ -147,7 +146,6 @@ def prepare_fc16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     x, w_name, bias = node.inputs
     y = node.outputs[0]
     s_in, s_out = b.scale_zp(x)[0], b.scale_zp(y)[0]
-    pairs = [real_multiplier(s_in, s_w, divisor=s_out) for s_w in b.qparams(w_name).scale]
     lo, hi = _bounds16(node.attrs, s_out)
     n, k = b.shape(x)
     w = b.const(w_name)
@@ -157,7 +155,7 @@ def prepare_fc16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         b.arena(y),
         b.weights(w),
         b.wide(b.const(bias)),
-        b.multipliers(pairs),
+        b.channel_multipliers(node, w_name, w.shape[0], s_in, s_out),
         n,
         k,
         w.shape[0],

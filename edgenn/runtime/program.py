@@ -10,6 +10,7 @@ import numpy as np
 from edgenn.errors import QuantizationError
 from edgenn.ir import DType, Graph, Node, QParams
 from edgenn.ops import spec_for
+from edgenn.quant.fixed_point import real_multiplier
 from edgenn.runtime.plan import ArenaPlan, Buffer, plan_arena
 
 ROW_WIDTH = 64
@@ -65,6 +66,24 @@ class ProgramBuilder:
     def scale_zp(self, name: str) -> tuple[float, int]:
         qp = self.qparams(name)
         return qp.scale[0], qp.zero_point[0]
+
+    def channel_multipliers(
+        self, node: Node, weights: str, channels: int, s_in: float, s_out: float
+    ) -> int:
+        """One (multiplier, shift) per output channel for s_in * s_w / s_out, appended to the blobs.
+
+        A per-tensor weight scale is repeated for every channel (kernels always read one pair per
+        channel); a per-channel list must have exactly one scale per output channel, or the kernels
+        would read past the table."""
+        scales = self.qparams(weights).scale
+        if len(scales) == 1:
+            scales = scales * channels
+        elif len(scales) != channels:
+            raise QuantizationError(
+                f"node '{node.name}' ({node.op}): weights '{weights}' carry {len(scales)} scales "
+                f"for {channels} output channels"
+            )
+        return self.multipliers([real_multiplier(s_in, s_w, divisor=s_out) for s_w in scales])
 
     def const(self, name: str) -> np.ndarray:
         data = self.graph.const(name)
