@@ -300,6 +300,7 @@ def verify(graph: Graph) -> None:
             raise ShapeError(
                 f"tensor '{value.name}' has a zero or negative dimension: {value.type.shape}"
             )
+        _check_axis_qparams(value)
     for node in graph.nodes:
         spec = spec_for(node.op, node.name)
         missing = [i for i in node.inputs if i and i not in defined]
@@ -324,3 +325,19 @@ def verify(graph: Graph) -> None:
     for name in graph.outputs:
         if name not in defined:
             raise GraphError(f"graph output '{name}' is not produced by any node")
+
+
+def _check_axis_qparams(value: Value) -> None:
+    """Per-axis parameters name a real axis and give one scale per slice of it (kernels index by it)."""
+    qp, shape = value.type.qparams, value.type.shape
+    if qp is None or qp.axis is None:
+        return
+    if not 0 <= qp.axis < len(shape):
+        raise GraphError(
+            f"tensor '{value.name}' is quantized along axis {qp.axis}, but has rank {len(shape)}"
+        )
+    if len(qp.scale) != shape[qp.axis]:
+        raise GraphError(
+            f"tensor '{value.name}' has {len(qp.scale)} quantization scales for "
+            f"{shape[qp.axis]} channels along axis {qp.axis}"
+        )

@@ -186,6 +186,7 @@ class _Reader:
     # ---- operators ----
 
     def graph(self) -> Graph:
+        self.check_operators()  # an unsupported operator is named before its odd tensors trip a check
         self.read_tensors()
         inputs = (
             [self.tensor_name(i) for i in self.sub.InputsAsNumpy()]
@@ -203,7 +204,7 @@ class _Reader:
             self.read_operator(i)
         return self.finish(inputs, outputs)
 
-    def read_operator(self, index: int) -> None:
+    def operator_kind(self, index: int) -> str:
         op = self.sub.Operators(index)
         if not 0 <= op.OpcodeIndex() < self.model.OperatorCodesLength():
             raise ModelFormatError(
@@ -211,7 +212,22 @@ class _Reader:
             )
         code = self.model.OperatorCodes(op.OpcodeIndex())
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        kind = BUILTIN_NAMES.get(builtin, f"code {builtin}")
+        if builtin == tflite.BuiltinOperator.CUSTOM:
+            return f"CUSTOM ({(code.CustomCode() or b'').decode(errors='replace')})"
+        return BUILTIN_NAMES.get(builtin, f"code {builtin}")
+
+    def check_operators(self) -> None:
+        for index in range(self.sub.OperatorsLength()):
+            kind = self.operator_kind(index)
+            if kind not in OPERATORS:
+                raise UnsupportedOpError(
+                    f"{self.name}: operator {index} is {kind}, which edgenn does not run "
+                    f"(supported: {', '.join(sorted(OPERATORS))})"
+                )
+
+    def read_operator(self, index: int) -> None:
+        op = self.sub.Operators(index)
+        kind = self.operator_kind(index)
         ins = [
             self.tensor_name(i) if i >= 0 else ""
             for i in (op.InputsAsNumpy() if op.InputsLength() else [])
@@ -260,9 +276,10 @@ class _Reader:
                 f"{self.name}: float <-> int8 conversion inside the graph ({leftover[0].name})"
             )
         for name in (*editor.inputs, *editor.outputs):
-            if editor.values[name].type.dtype != DType.INT8:
+            if editor.values[name].type.dtype not in (DType.INT8, DType.INT16):
                 raise QuantizationError(
-                    f"{self.name}: tensor '{name}' is {editor.values[name].type.dtype.value}; edgenn runs int8 models"
+                    f"{self.name}: tensor '{name}' is {editor.values[name].type.dtype.value}; "
+                    "edgenn runs int8 and int16 (16x8) models"
                 )
         graph = editor.build()
         verify(graph)

@@ -72,34 +72,36 @@ class Runtime:
         return self.program.patch_size + 4 * self.program.accumulator_size
 
     def _inputs(self, arrays: list[np.ndarray]) -> np.ndarray:
-        """The inputs as one int8 matrix [N, sum of per-sample input sizes]."""
+        """The inputs as one byte matrix [N, sum of per-sample input bytes] (int16 inputs take two)."""
         if len(arrays) != len(self.input_types):
             raise InputError(f"model takes {len(self.input_types)} input(s), got {len(arrays)}")
         flat = []
         for name, t, a in zip(self.graph.inputs, self.input_types, arrays):
-            if a.dtype != np.int8 or a.ndim != t.rank or a.shape[1:] != t.shape[1:]:
+            if a.dtype != t.dtype.numpy or a.ndim != t.rank or a.shape[1:] != t.shape[1:]:
                 want = ", ".join(map(str, t.shape[1:]))
                 raise InputError(
-                    f"input '{name}' is {a.dtype}{list(a.shape)}; expected int8[N, {want}]"
+                    f"input '{name}' is {a.dtype}{list(a.shape)}; expected {t.dtype.value}[N, {want}]"
                 )
-            flat.append(a.reshape(len(a), -1))
+            flat.append(np.ascontiguousarray(a).reshape(len(a), -1).view(np.int8))
         if len({len(f) for f in flat}) != 1:
             raise InputError(f"inputs have different batch sizes {sorted({len(f) for f in flat})}")
         return flat[0] if len(flat) == 1 else np.concatenate(flat, axis=1)
 
     def run_flat(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """The fast path: x int8 [N, input size] C-contiguous, out int8 [N, output size]; no checks."""
+        """The fast path: x int8 [N, input bytes] C-contiguous, out int8 [N, output bytes]; no checks."""
         run_packed(self._packed, x, out)
         return out
 
     def run(self, *inputs: np.ndarray) -> list[np.ndarray] | np.ndarray:
-        """int8 in, int8 out; one array for a one-output model, else a list."""
+        """Integers in, integers out in the model's own types (int8, or int16 for a 16x8 file's edges);
+        one array for a one-output model, else a list."""
         x = np.ascontiguousarray(self._inputs([np.asarray(a) for a in inputs]))
         out = self.run_flat(x, np.empty((len(x), self._out_width), np.int8))
         results, position = [], 0
         for t in self.output_types:
-            size = t.size // t.shape[0]
-            results.append(out[:, position : position + size].reshape(len(x), *t.shape[1:]))
+            size = t.nbytes // t.shape[0]
+            part = np.ascontiguousarray(out[:, position : position + size]).view(t.dtype.numpy)
+            results.append(part.reshape(len(x), *t.shape[1:]))
             position += size
         return results[0] if len(results) == 1 else results
 

@@ -75,7 +75,13 @@ class ProgramBuilder:
         A per-tensor weight scale is repeated for every channel (kernels always read one pair per
         channel); a per-channel list must have exactly one scale per output channel, or the kernels
         would read past the table."""
-        scales = self.qparams(weights).scale
+        qp = self.qparams(weights)
+        if any(qp.zero_point):  # TFLite's int8 scheme: symmetric weights (TFLM refuses others)
+            raise QuantizationError(
+                f"node '{node.name}' ({node.op}): weights '{weights}' have non-zero zero points "
+                f"{sorted(set(qp.zero_point))[:4]}; int8 weights must be symmetric"
+            )
+        scales = qp.scale
         if len(scales) == 1:
             scales = scales * channels
         elif len(scales) != channels:
@@ -213,9 +219,9 @@ def _in_place_input(
 
 def build_program(graph: Graph) -> Program:
     for name in (*graph.inputs, *graph.outputs):
-        if graph.type_of(name).dtype != DType.INT8:
+        if graph.type_of(name).dtype not in (DType.INT8, DType.INT16):
             raise QuantizationError(
-                f"tensor '{name}' is {graph.type_of(name).dtype.value}; the runtime needs int8"
+                f"tensor '{name}' is {graph.type_of(name).dtype.value}; the runtime needs int8 or int16"
             )
     if graph.batch_size() != 1:
         raise QuantizationError(
@@ -256,7 +262,7 @@ def build_program(graph: Graph) -> Program:
     def table(names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         return (
             np.array([offsets[n] for n in names], np.int64),
-            np.array([graph.type_of(n).size for n in names], np.int64),
+            np.array([graph.type_of(n).nbytes for n in names], np.int64),  # bytes: int16 is 2
         )
 
     in_off, in_size = table(graph.inputs)

@@ -1,0 +1,128 @@
+"""Conformance on files edgenn did not make: the MLPerf Tiny reference models (tests/data/mlperf_tiny/)
+and TensorFlow converter files under its other settings (tests/data/conformance/, made by
+tools/make_tflite_fixtures.py). Each runs bit for bit as TensorFlow Lite Micro runs it on the Numba
+runtime (twice, the same both times), on host C under AddressSanitizer + UBSan and on a Cortex-M4 in
+QEMU; a file edgenn cannot run is refused with the operator or layer named."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tflite", reason="the tflite extra is not installed")
+pytest.importorskip("tflite_micro", reason="tflite-micro (TensorFlow Lite Micro) is not installed")
+
+from test_codegen_c import assert_same, c_outputs, needs_arm, needs_cc  # noqa: E402
+
+from edgenn.errors import EdgennError  # noqa: E402
+from edgenn.frontend.tflite import load_tflite  # noqa: E402
+from edgenn.interop import run_tflm  # noqa: E402
+from edgenn.ir import DType, Graph  # noqa: E402
+from edgenn.quant.quantize import quantize_array  # noqa: E402
+from edgenn.runtime import Runtime  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+MLPERF = sorted((DATA / "mlperf_tiny").glob("*.tflite"))
+CONVERTER = sorted((DATA / "conformance").glob("*.tflite"))
+# what edgenn refuses, and the words that must name why (a kernel that lands moves its file to the runs)
+REFUSED = {
+    "lstm_int8": "operator 0 is UNIDIRECTIONAL_SEQUENCE_LSTM",
+    "cnn_16x8": "(Softmax) has no int16 (16x8) kernel",
+    "residual_16x8": "(Concat) has no int16 (16x8) kernel",
+    "depthwise_16x8": "(Tanh) has no int16 (16x8) kernel",
+    "mlp_16x8": "(LeakyRelu) has no int16 (16x8) kernel",
+}
+RUNS = [p for p in (*MLPERF, *CONVERTER) if p.stem not in REFUSED]
+SAMPLES = 20
+
+
+def ids(paths: list[Path]) -> list[str]:
+    return [p.stem for p in paths]
+
+
+@cache
+def case(path: Path) -> tuple[Graph, np.ndarray, np.ndarray]:
+    """The file's graph, its inputs as the file takes them, and TFLM's outputs for them."""
+    graph = load_tflite(path)
+    given = path.with_name(f"{path.stem}_inputs.npy")
+    if given.exists():
+        x = np.load(given)
+    else:  # seeded random inputs over the whole integer range
+        t = graph.type_of(graph.inputs[0])
+        info = np.iinfo(t.dtype.numpy)
+        rng = np.random.default_rng(7)
+        x = rng.integers(info.min, info.max + 1, (SAMPLES, *t.shape[1:])).astype(t.dtype.numpy)
+    return graph, x, run_tflm(path.read_bytes(), x)
+
+
+def integer_inputs(graph: Graph, x: np.ndarray) -> np.ndarray:
+    """Float inputs (a file with QUANTIZE at its edge) in the graph's own integer type."""
+    if x.dtype != np.float32:
+        return x
+    qp = graph.type_of(graph.inputs[0]).qparams
+    assert qp is not None
+    return quantize_array(x, qp)
+
+
+@pytest.mark.parametrize("path", RUNS, ids=ids(RUNS))
+def test_runtime_equals_tflm_and_repeats(path: Path) -> None:
+    graph, x, want = case(path)
+    runtime = Runtime(graph)
+    run = runtime.run_float if x.dtype == np.float32 else runtime.run
+    first, second = run(x), run(x)
+    assert isinstance(first, np.ndarray) and isinstance(second, np.ndarray)
+    assert first.dtype == want.dtype
+    differing = int(np.count_nonzero(first != want.reshape(first.shape)))
+    print(f"{path.stem}: {differing} of {first.size} output elements differ from TFLM")
+    assert differing == 0
+    assert np.array_equal(first, second)
+
+
+def test_conformance_covers_the_converter_settings() -> None:
+    """The per-tensor weights the MLPerf files carry, and the converter's other settings, are all here."""
+    kinds = {p.stem for p in RUNS}
+    assert {"residual_per_tensor", "cnn_per_tensor", "mlp_dense_per_tensor"} <= kinds
+    assert {"residual_float_io", "mlp_float_io", "mlp_16x8"} <= kinds
+    assert len(MLPERF) == 5
+    graph = load_tflite(DATA / "mlperf_tiny" / "ad01_int8.tflite")
+    per_tensor_fc = [n for n in graph.nodes if n.op == "FullyConnected"]
+    assert per_tensor_fc and all(
+        len(graph.type_of(n.inputs[1]).qparams.scale) == 1  # type: ignore[union-attr]
+        for n in per_tensor_fc
+    )
+    wide = load_tflite(DATA / "conformance" / "mlp_16x8.tflite")
+    assert graph.type_of(graph.inputs[0]).dtype == DType.INT8
+    assert wide.type_of(wide.inputs[0]).dtype == DType.INT16
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_unsupported_files_are_refused_by_name(name: str) -> None:
+    path = DATA / "conformance" / f"{name}.tflite"
+    with pytest.raises(EdgennError, match=re.escape(REFUSED[name])):
+        Runtime(load_tflite(path))
+
+
+C_RUNS = [p for p in RUNS if load_tflite(p).type_of(load_tflite(p).inputs[0]).dtype == DType.INT8]
+
+
+@needs_cc
+@pytest.mark.parametrize("path", C_RUNS, ids=ids(C_RUNS))
+def test_host_c_with_sanitizers_equals_tflm(path: Path, tmp_path: Path) -> None:
+    graph, x, want = case(path)
+    xq = integer_inputs(graph, x)
+    got = c_outputs(graph, xq, tmp_path, name=path.stem)
+    assert_same(got, Runtime(graph).run(xq).reshape(len(xq), -1))  # type: ignore[union-attr]
+    if x.dtype != np.float32:
+        assert_same(got, want.reshape(len(xq), -1))
+
+
+@needs_arm
+@pytest.mark.parametrize("path", MLPERF, ids=ids(MLPERF))
+def test_cortex_m4_c_equals_tflm_on_a_sample(path: Path, tmp_path: Path) -> None:
+    graph, x, want = case(path)
+    got = c_outputs(graph, x[:2], tmp_path, "cortex-m4-qemu", extra=(), name=path.stem)
+    assert_same(got, want[:2].reshape(2, -1))
