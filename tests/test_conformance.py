@@ -32,9 +32,8 @@ CONVERTER = sorted((DATA / "conformance").glob("*.tflite"))
 REFUSED = {
     "lstm_int8": "operator 0 is UNIDIRECTIONAL_SEQUENCE_LSTM",
     "cnn_16x8": "(Softmax) has no int16 (16x8) kernel",
-    "residual_16x8": "(Concat) has no int16 (16x8) kernel",
+    "residual_16x8": "(Softmax) has no int16 (16x8) kernel",
     "depthwise_16x8": "(Tanh) has no int16 (16x8) kernel",
-    "mlp_16x8": "(LeakyRelu) has no int16 (16x8) kernel",
 }
 RUNS = [p for p in (*MLPERF, *CONVERTER) if p.stem not in REFUSED]
 SAMPLES = 20
@@ -86,7 +85,7 @@ def test_conformance_covers_the_converter_settings() -> None:
     """The per-tensor weights the MLPerf files carry, and the converter's other settings, are all here."""
     kinds = {p.stem for p in RUNS}
     assert {"residual_per_tensor", "cnn_per_tensor", "mlp_dense_per_tensor"} <= kinds
-    assert {"residual_float_io", "mlp_float_io", "mlp_16x8"} <= kinds
+    assert {"residual_float_io", "mlp_float_io", "mlp_16x8", "residual_logits_16x8"} <= kinds
     assert len(MLPERF) == 5
     graph = load_tflite(DATA / "mlperf_tiny" / "ad01_int8.tflite")
     per_tensor_fc = [n for n in graph.nodes if n.op == "FullyConnected"]

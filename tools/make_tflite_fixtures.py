@@ -115,7 +115,7 @@ def digits_cnn_in_keras() -> tf.keras.Model:
     return model
 
 
-def residual_model() -> tf.keras.Model:
+def residual_model(softmax: bool = True) -> tf.keras.Model:
     """What the sequential stacks lack: ADD with two scales, CONCATENATION, PAD, MEAN, strided depthwise."""
     layers = tf.keras.layers
     x = layers.Input((16, 16, 3))
@@ -125,8 +125,8 @@ def residual_model() -> tf.keras.Model:
     d = layers.Conv2D(8, 1, activation="relu6")(c)
     e = layers.MaxPooling2D(2)(layers.Concatenate()([c, d]))
     f = layers.DepthwiseConv2D(3, strides=2)(layers.ZeroPadding2D(1)(e))
-    y = layers.Softmax()(layers.Dense(6)(layers.GlobalAveragePooling2D()(f)))
-    return tf.keras.Model(x, y)
+    y = layers.Dense(6)(layers.GlobalAveragePooling2D()(f))
+    return tf.keras.Model(x, layers.Softmax()(y) if softmax else y)
 
 
 def lstm_model() -> tf.keras.Model:
@@ -146,6 +146,7 @@ CONFORMANCE = {
     "residual_per_tensor": ("residual", PER_TENSOR),
     "residual_float_io": ("residual", {"int8_io": False}),
     "residual_16x8": ("residual", {"wide": True}),
+    "residual_logits_16x8": ("residual_logits", {"wide": True}),  # the same without its softmax
     "cnn_per_tensor": ("keras_cnn", PER_TENSOR),
     "depthwise_per_tensor": ("keras_depthwise", PER_TENSOR),
     "mlp_dense_per_tensor": ("keras_mlp", DENSE_PER_TENSOR),
@@ -161,7 +162,12 @@ def conformance() -> None:
     """tests/data/conformance/: one file per converter setting, with 16 inputs in its input type."""
     out = ROOT / "tests" / "data" / "conformance"
     out.mkdir(parents=True, exist_ok=True)
-    models = {**keras_models(), "residual": residual_model(), "lstm": lstm_model()}
+    models = {
+        **keras_models(),
+        "residual": residual_model(),
+        "residual_logits": residual_model(softmax=False),
+        "lstm": lstm_model(),
+    }
     for name, (model_name, settings) in CONFORMANCE.items():
         rng = np.random.default_rng(SEED)
         tf.keras.utils.set_random_seed(SEED)

@@ -188,6 +188,29 @@ def leaky_relu_int8(row, arena, weights, biases, mults, shifts, rounding, patch,
         )
 
 
+OP_LEAKY_RELU16 = 21
+
+
+def prepare_leaky_relu16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    """TFLite LEAKY_RELU on int16 (zero points 0): the int8 row's multipliers, int16 bounds."""
+    return [OP_LEAKY_RELU16, *prepare_leaky_relu_int8(node, graph, b)[1:]]
+
+
+@njit(cache=True)
+def leaky_relu16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+    x, y, n, zp_in, zp_out, m = row[1], row[2], row[3], row[4], row[5], row[6]
+    src = arena[x : x + 2 * n].view(np.int16)
+    out = arena[y : y + 2 * n].view(np.int16)
+    for i in range(n):
+        v = np.int64(src[i]) - zp_in
+        k = m if v >= 0 else m + 1
+        out[i] = clamp(
+            multiply_by_quantized_multiplier(v, mults[k], shifts[k], rounding) + zp_out,
+            -32768,
+            32767,
+        )
+
+
 def prepare_prelu_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     """TFLite PRELU: x >= zp_in scales by s_in/s_out; below, (x - zp_in) * (alpha - zp_alpha) by
     s_in * s_alpha / s_out. Alpha broadcasts against x."""
@@ -357,9 +380,16 @@ def hard_swish_int8(row, arena, weights, biases, mults, shifts, rounding, patch,
 
 
 INT8_UNARY = {
-    "Relu": Int8Spec(output=SAME, in_place=True, prepare=prepare_clamp_int8),
-    "Clip": Int8Spec(output=SAME, in_place=True, prepare=prepare_clamp_int8),
-    "LeakyRelu": Int8Spec(in_place=True, prepare=prepare_leaky_relu_int8),
+    # the clamp's requantize row runs its wide kernel on int16 data
+    "Relu": Int8Spec(
+        output=SAME, in_place=True, prepare=prepare_clamp_int8, prepare16=prepare_clamp_int8
+    ),
+    "Clip": Int8Spec(
+        output=SAME, in_place=True, prepare=prepare_clamp_int8, prepare16=prepare_clamp_int8
+    ),
+    "LeakyRelu": Int8Spec(
+        in_place=True, prepare=prepare_leaky_relu_int8, prepare16=prepare_leaky_relu16
+    ),
     "Sigmoid": Int8Spec(
         output=FIXED, fixed=(1.0 / 256, -128), in_place=True, prepare=prepare_logistic_tanh_int8
     ),

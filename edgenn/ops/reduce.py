@@ -204,6 +204,27 @@ def mean_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):
         out[ch] = min(max(value + zp_out, -128), 127)
 
 
+OP_MEAN16 = 22
+
+
+def prepare_mean16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    """TFLM's MEAN on int16: the int8 row's multiplier, int16 data and bounds."""
+    return [OP_MEAN16, *prepare_mean_int8(node, graph, b)[1:]]
+
+
+@njit(cache=True)
+def mean16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+    x, y, n, c, zp_in, zp_out, m = row[1], row[2], row[3], row[4], row[5], row[6], row[7]
+    src = arena[x : x + 2 * n * c].view(np.int16)
+    out = arena[y : y + 2 * c].view(np.int16)
+    for ch in range(c):
+        total = np.int64(0)
+        for i in range(n):
+            total += src[i * c + ch]
+        value = multiply_by_quantized_multiplier(total - zp_in * n, mults[m], shifts[m], rounding)
+        out[ch] = min(max(value + zp_out, -32768), 32767)
+
+
 def reference_mean(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[np.ndarray]:
     return reference_reduce_mean(inputs, attrs)
 
@@ -214,6 +235,6 @@ register(
         infer_mean,
         reference_mean,
         attrs={"keepdims": 1},
-        int8=Int8Spec(prepare=prepare_mean_int8),
+        int8=Int8Spec(prepare=prepare_mean_int8, prepare16=prepare_mean16),
     )
 )

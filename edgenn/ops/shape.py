@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 
-from edgenn.errors import ShapeError, UnsupportedOpError
+from edgenn.errors import QuantizationError, ShapeError, UnsupportedOpError
 from edgenn.ir import Attrs, DType, Graph, Node, TensorType
 from edgenn.ops import (
     SAME,
@@ -509,6 +509,19 @@ def prepare_pad_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     ]
 
 
+def prepare_pad16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    """int16 Pad as the int8 byte copy with the innermost axis counted in bytes; the fill is the int16
+    zero point 0 (symmetric 16x8 activations), whose two bytes are both 0."""
+    row = prepare_pad_int8(node, graph, b)
+    scale, zp = b.scale_zp(node.inputs[0])
+    if quantize_value(float(node.attrs.get("value", 0.0)), scale, zp) != 0:
+        raise QuantizationError(f"node '{node.name}' (Pad): int16 padding with a non-zero value")
+    for last in (6, 10, 14):  # input size, begin and output size of the innermost axis
+        row[last] *= 2
+    row[15] = 0
+    return row
+
+
 @njit(cache=True)
 def pad_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     x, y = row[1], row[2]
@@ -529,12 +542,22 @@ def pad_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc): 
 
 
 def prepare_concat_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
-    """Inputs already share the output's parameters (the quantizer requantizes them): a blockwise copy."""
+    """Inputs share the output's parameters (the quantizer requantizes them; TFLM requires it of a
+    file): a blockwise byte copy, so int16 data (2 bytes an element) runs the same row."""
     y = node.outputs[0]
+    out_type = graph.type_of(y)
+    for name in node.inputs:
+        if graph.type_of(name).qparams != out_type.qparams:
+            raise QuantizationError(
+                f"node '{node.name}' (Concat): input '{name}' is quantized unlike the output; "
+                "concatenation copies, so every input needs the output's scale and zero point"
+            )
+        if graph.values[name].is_const and out_type.dtype != DType.INT8:
+            raise QuantizationError(f"node '{node.name}' (Concat): a constant int16 input")
     axis = node.attrs["axis"]
     out_shape = b.shape(y)
     outer = int(np.prod(out_shape[:axis]))
-    inner = int(np.prod(out_shape[axis + 1 :]))
+    inner = int(np.prod(out_shape[axis + 1 :])) * out_type.dtype.itemsize
     parts = [v for name in node.inputs for v in (*b.operand(name), b.shape(name)[axis] * inner)]
     return [OP_CONCAT, b.arena(y), outer, out_shape[axis] * inner, len(node.inputs), *parts]
 
@@ -627,7 +650,9 @@ register(
         layout=Layout.AXES,
         permute_attrs=permute_axis,
         examples=_examples("Concat"),
-        int8=Int8Spec(same_inputs=True, prepare=prepare_concat_int8),
+        int8=Int8Spec(
+            same_inputs=True, prepare=prepare_concat_int8, prepare16=prepare_concat_int8
+        ),
     ),
     OpSpec(
         "Pad",
@@ -639,7 +664,7 @@ register(
         layout=Layout.AXES,
         permute_attrs=permute_pad,
         examples=_examples("Pad"),
-        int8=Int8Spec(output=SAME, prepare=prepare_pad_int8),
+        int8=Int8Spec(output=SAME, prepare=prepare_pad_int8, prepare16=prepare_pad16),
     ),
     OpSpec(
         "Shape",

@@ -288,6 +288,8 @@ def takes_int16(node: Node, graph: Graph) -> bool:
     rule = spec_for(node.op).int8
     if rule is None or rule.prepare16 is None or rule.output != CALIBRATED or rule.alias:
         return False
+    if rule.same_inputs:  # Concat: promoting it would requantize its inputs to int16 one by one
+        return False
     return rule.weights or not any(i and graph.values[i].is_const for i in node.inputs)
 
 

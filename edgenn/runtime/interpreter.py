@@ -20,10 +20,12 @@ from numba.extending import intrinsic
 from edgenn.ops.activation import (
     OP_HARD_SWISH,
     OP_LEAKY_RELU,
+    OP_LEAKY_RELU16,
     OP_LOGISTIC,
     OP_PRELU,
     OP_TANH,
     hard_swish_int8,
+    leaky_relu16,
     leaky_relu_int8,
     logistic_tanh_int8,
     prelu_int8,
@@ -39,7 +41,7 @@ from edgenn.ops.quantization import (
     requantize_int8,
     requantize_wide,
 )
-from edgenn.ops.reduce import OP_MEAN, mean_int8
+from edgenn.ops.reduce import OP_MEAN, OP_MEAN16, mean16, mean_int8
 from edgenn.ops.shape import OP_CONCAT, OP_PAD, OP_TRANSPOSE, concat_int8, pad_int8, transpose_int8
 from edgenn.ops.softmax import OP_SOFTMAX, softmax_int8
 from edgenn.ops.wide import (
@@ -118,6 +120,10 @@ def run_steps(rows, arena, weights, biases, mults, shifts, rounding, patch, acc,
             fc16(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_BINARY16:
             binary16(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
+        elif op == OP_MEAN16:
+            mean16(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
+        elif op == OP_LEAKY_RELU16:
+            leaky_relu16(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_POOL16:
             pool16(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_REQUANTIZE_WIDE:
