@@ -373,9 +373,9 @@ def eval_command(
 @click.option(
     "--backend",
     type=click.Choice(["float", "int8"]),
-    default="float",
-    show_default=True,
-    help="float: the numpy float reference; int8: the Numba fixed-point runtime.",
+    default=None,
+    help="float: the numpy float reference; int8: the Numba fixed-point runtime. Default: int8 for "
+    ".tflite and .edgenn files (they have no other), float for ONNX.",
 )
 @click.option(
     "--dequantize", is_flag=True, help="With --backend int8: write float outputs instead of int8."
@@ -385,19 +385,21 @@ def run(
     model: Path,
     inputs: tuple[Path, ...],
     output: Path,
-    backend: str,
+    backend: str | None,
     dequantize: bool,
     calib_args: dict[str, Any],
 ) -> None:
     """Run MODEL on the given inputs (any batch size) and save its outputs."""
     from edgenn.fileio import load_array, load_labels, save_arrays
+    from edgenn.serialize import is_edgenn_file
 
     arrays = [load_array(path) for path in inputs]
+    fixed_point = _is_tflite(model) or is_edgenn_file(model)
+    backend = backend or ("int8" if fixed_point else "float")
     if backend == "float":
         from edgenn.reference import run_reference
-        from edgenn.serialize import is_edgenn_file
 
-        if _is_tflite(model) or is_edgenn_file(model):
+        if fixed_point:
             raise InputError(
                 f"{model}: a fixed-point model runs with --backend int8 (float runs ONNX models)"
             )
@@ -451,10 +453,18 @@ def bench(
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option(
     "--data",
-    required=True,
+    default=None,
     type=click.Path(path_type=Path),
-    help="Inputs: .npz with x (float, quantized with the model's input parameters, or int8), or .npy.",
+    help="Inputs: .npz with x (float, quantized with the model's input parameters, or integers), or .npy.",
 )
+@click.option(
+    "--random",
+    "random_count",
+    default=0,
+    type=click.IntRange(min=0),
+    help="Instead of --data: N seeded random inputs over the input type's range.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed for --random.")
 @click.option(
     "--rounding",
     type=click.Choice(["double", "single"]),
@@ -462,12 +472,28 @@ def bench(
     show_default=True,
     help="Requantization rounding of edgenn's runtime (TFLM uses double).",
 )
+@click.option(
+    "--c",
+    "c_target",
+    default=None,
+    metavar="TARGET",
+    help="Also build edgenn's generated C for TARGET (host, cortex-m4-qemu, raspberry-pi-4 or a "
+    "profile .toml) and compare its outputs.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
-def verify(model: Path, data: Path, rounding: str, as_json: bool) -> None:
+def verify(
+    model: Path,
+    data: Path | None,
+    random_count: int,
+    seed: int,
+    rounding: str,
+    c_target: str | None,
+    as_json: bool,
+) -> None:
     """Run MODEL.tflite on edgenn's runtime, TensorFlow Lite Micro and LiteRT; count differing outputs."""
     from edgenn.verify import format_verification, verify_tflite
 
-    result = verify_tflite(model, data, rounding)
+    result = verify_tflite(model, data, rounding, random_count, seed, c_target)
     click.echo(json.dumps(result, indent=2) if as_json else format_verification(result))
 
 
@@ -511,7 +537,7 @@ def _run_int8(
     _, fixed = _fixed_point(model, calib)
     runtime = Runtime(fixed)
     quantized = [
-        a if a.dtype == np.int8 else quantize_array(a.astype(np.float32), t.qparams)  # type: ignore[arg-type]
+        a if a.dtype == t.dtype.numpy else quantize_array(a.astype(np.float32), t.qparams, t.dtype)  # type: ignore[arg-type]
         for a, t in zip(arrays, runtime.input_types)
     ]
     outputs = runtime.run(*quantized)

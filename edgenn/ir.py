@@ -117,6 +117,14 @@ def const_value(name: str, data: np.ndarray) -> Value:
 
 
 Attrs = Mapping[str, Any]
+Perm = tuple[int, ...]
+
+
+def permuted_qparams(qp: QParams, perm: Perm) -> QParams:
+    """The parameters of a tensor transposed by `perm` (np.transpose order): the channel axis moves."""
+    if qp.axis is None:
+        return qp
+    return QParams(qp.scale, qp.zero_point, list(perm).index(qp.axis))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -141,6 +149,9 @@ class Graph:
     values: Mapping[str, Value]
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
+    # the int8 parameters a float tensor carried in the file (a QDQ model's QuantizeLinear scales, a
+    # DequantizeLinear weight's scales): the quantizer takes them instead of calibrating
+    quant_hints: Mapping[str, QParams] = field(default_factory=dict)
 
     def type_of(self, name: str) -> TensorType:
         return self.values[name].type
@@ -205,6 +216,7 @@ class GraphEditor:
         self.values: dict[str, Value] = dict(graph.values)
         self.inputs = graph.inputs
         self.outputs = graph.outputs
+        self.hints: dict[str, QParams] = dict(graph.quant_hints)
         self.taken = {*graph.values, *(n.name for n in graph.nodes)}
 
     def fresh_name(self, hint: str) -> str:
@@ -216,9 +228,13 @@ class GraphEditor:
         self.taken.add(name)
         return name
 
-    def add_const(self, hint: str, data: np.ndarray) -> str:
+    def add_const(self, hint: str, data: np.ndarray, derived_from: tuple[str, Perm] | None = None) -> str:
+        """A new constant; `derived_from` (source constant, axis permutation) carries the source's
+        quantization hint over to it, its channel axis moved by the permutation."""
         name = self.fresh_name(hint)
         self.values[name] = const_value(name, data)
+        if derived_from is not None and derived_from[0] in self.hints:
+            self.hints[name] = permuted_qparams(self.hints[derived_from[0]], derived_from[1])
         return name
 
     def make_node(
@@ -260,6 +276,8 @@ class GraphEditor:
     def rename_value(self, old: str, new: str) -> None:
         """Give value `old` the name `new` everywhere: its record, its producer and its consumers."""
         self.values[new] = replace(self.values.pop(old), name=new)
+        if old in self.hints:
+            self.hints[new] = self.hints.pop(old)
         swap = {old: new}
         self.nodes = [
             replace(
@@ -281,7 +299,10 @@ class GraphEditor:
             used.update(i for i in node.inputs if i)
             used.update(node.outputs)
         values = {name: value for name, value in self.values.items() if name in used}
-        return Graph(self.name, tuple(nodes), values, tuple(self.inputs), tuple(self.outputs))
+        hints = {name: qp for name, qp in self.hints.items() if name in values}
+        return Graph(
+            self.name, tuple(nodes), values, tuple(self.inputs), tuple(self.outputs), hints
+        )
 
 
 def verify(graph: Graph) -> None:

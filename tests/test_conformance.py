@@ -6,6 +6,7 @@ QEMU; a file edgenn cannot run is refused with the operator or layer named."""
 
 from __future__ import annotations
 
+import json
 import re
 from functools import cache
 from pathlib import Path
@@ -125,3 +126,38 @@ def test_cortex_m4_c_equals_tflm_on_a_sample(path: Path, tmp_path: Path) -> None
     graph, x, want = case(path)
     got = c_outputs(graph, x[:2], tmp_path, "cortex-m4-qemu", extra=(), name=path.stem)
     assert_same(got, want[:2].reshape(2, -1))
+
+
+# ---- the commands a user checks a third-party file with ----
+
+
+def test_run_takes_a_tflite_file_without_backend(tmp_path: Path) -> None:
+    from test_cli import run_cli
+
+    path = DATA / "mlperf_tiny" / "kws_ref_model.tflite"
+    _, x, want = case(path)
+    np.save(tmp_path / "x.npy", x)
+    result = run_cli("run", str(path), "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"))
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(np.load(tmp_path / "y.npy"), want.reshape(len(x), -1))
+
+
+@needs_cc
+@pytest.mark.parametrize("name", ["mlperf_tiny/ad01_int8", "conformance/residual_float_io"])
+def test_verify_random_with_c_column(name: str) -> None:
+    from test_cli import run_cli
+
+    result = run_cli("verify", str(DATA / f"{name}.tflite"), "--random", "4", "--c", "host", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["backend"]: row for row in json.loads(result.stdout)["backends"]}
+    assert rows["TFLM (tflite-micro)"]["differing"] == 0
+    assert rows["generated C (host)"]["differing"] == 0
+    assert rows["generated C (host)"]["elements"] == rows["TFLM (tflite-micro)"]["elements"] > 0
+
+
+def test_verify_without_inputs_is_refused() -> None:
+    from test_cli import run_cli
+
+    result = run_cli("verify", str(DATA / "mlperf_tiny" / "ad01_int8.tflite"))
+    assert result.returncode == 2
+    assert "--data FILE or --random N" in result.stderr and "Traceback" not in result.stderr

@@ -148,7 +148,7 @@ def test_bad_files_give_clean_errors(case: str, cnn_file: bytes) -> None:
         data, error, message = (
             float_model_bytes(),
             QuantizationError,
-            "float32; edgenn runs int8 models",
+            "float32; edgenn runs int8 and int16 \\(16x8\\) models",
         )
     with pytest.raises(error, match=message):
         read_tflite(data, "m")

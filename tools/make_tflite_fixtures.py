@@ -109,7 +109,7 @@ def digits_cnn_in_keras() -> tf.keras.Model:
         layers.Dense(10),
     ])
     weights = [bn_fold("0", "1"), bn_fold("3", "4"), (inits["7.weight"], inits["7.bias"])]
-    for layer, (w, b) in zip([l for l in model.layers if isinstance(l, layers.Conv2D)], weights):
+    for layer, (w, b) in zip([m for m in model.layers if isinstance(m, layers.Conv2D)], weights):
         layer.set_weights([np.transpose(w, (2, 3, 1, 0)), b])  # OIHW -> HWIO
     model.layers[-1].set_weights([inits["11.weight"].T, inits["11.bias"]])
     return model

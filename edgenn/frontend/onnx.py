@@ -28,12 +28,14 @@ from edgenn.ir import (
     Graph,
     GraphEditor,
     Node,
+    QParams,
     TensorType,
     Value,
     const_value,
     toposort,
     verify,
 )
+from edgenn.frontend.qdq import QDQ_OPS, add_qdq, check_integer_uses
 from edgenn.ops import ONNX_OPS, OnnxNode
 
 MIN_OPSET = 11
@@ -214,6 +216,8 @@ class _Importer:
         self.batch_size = batch_size
         self.values: dict[str, Value] = {}
         self.nodes: list[Node] = []
+        self.hints: dict[str, QParams] = {}  # QDQ parameters carried by float tensors
+        self.pending: dict[str, tuple[str, QParams]] = {}  # QuantizeLinear outputs awaiting a DQ
 
     # ImportContext
     def const(self, name: str) -> np.ndarray | None:
@@ -232,11 +236,15 @@ class _Importer:
         if node.op_type == "Constant":
             self.values[node.outputs[0]] = const_value(node.outputs[0], constant_node_value(node))
             return
+        if node.op_type in QDQ_OPS:
+            add_qdq(self, node)
+            return
+        check_integer_uses(self, node)
         spec = ONNX_OPS.get(node.op_type)
         if spec is None or spec.from_onnx is None:
             raise UnsupportedOpError(
                 f"node '{node.name}': op '{node.op_type}' is not supported "
-                f"(supported: {', '.join(sorted([*ONNX_OPS, 'Constant']))})"
+                f"(supported: {', '.join(sorted([*ONNX_OPS, 'Constant', *QDQ_OPS]))})"
             )
         try:
             imported = spec.from_onnx(node, self)
@@ -317,12 +325,17 @@ def import_model(model: onnx.ModelProto, batch_size: int = 1, name: str | None =
     for out in outputs:
         if out not in importer.values:
             raise GraphError(f"graph output '{out}' is not produced by any node")
+        if out in importer.pending:
+            raise UnsupportedOpError(
+                f"graph output '{out}' is a QuantizeLinear output; edgenn's graphs end in float"
+            )
     result = Graph(
         name=name or graph.name or "model",
         nodes=tuple(importer.nodes),
         values=importer.values,
         inputs=tuple(inputs),
         outputs=outputs,
+        quant_hints=importer.hints,
     )
     result = GraphEditor(result).build()  # drops folded-away values
     verify(result)

@@ -545,3 +545,15 @@ OPERATORS: dict[str, Callable[..., None]] = {
     "QUANTIZE": read_quantize,
     "DEQUANTIZE": simple("Dequantize"),
 }
+
+
+def read_boundary_types(data: bytes) -> tuple[bool, bool]:
+    """Whether the file's first input and first output are float (QUANTIZE / DEQUANTIZE at its
+    edges, which the reader drops): other interpreters then take and give floats."""
+    model = tflite.Model.GetRootAsModel(data, 0)
+    sub = model.Subgraphs(0)
+
+    def is_float(index: int) -> bool:
+        return sub.Tensors(index).Type() == tflite.TensorType.FLOAT32
+
+    return is_float(int(sub.Inputs(0))), is_float(int(sub.Outputs(0)))

@@ -67,7 +67,9 @@ class _Rewrite:
             if self.is_const(name):
                 data = self.editor.values[name].data
                 assert data is not None
-                self.cache[key] = self.editor.add_const(f"{name}_t", np.transpose(data, perm))
+                self.cache[key] = self.editor.add_const(
+                    f"{name}_t", np.transpose(data, perm), derived_from=(name, perm)
+                )
             else:
                 node_name = self.editor.fresh_name(f"{name}_transpose")
                 self.cache[key] = self.emit("Transpose", [name], {"perm": perm}, node_name)[0]
@@ -88,7 +90,11 @@ class _Rewrite:
         data = self.editor.values[name].data
         assert data is not None
         full = data.reshape((1,) * (len(perm) - data.ndim) + data.shape)
-        return self.editor.add_const(f"{name}_t", np.transpose(full, perm))
+        hint = self.editor.hints.get(name)
+        per_tensor = hint is not None and hint.axis is None  # a per-axis one would need the lead too
+        return self.editor.add_const(
+            f"{name}_t", np.transpose(full, perm), derived_from=(name, perm) if per_tensor else None
+        )
 
 
 def _follow_perm(rw: _Rewrite, node: Node) -> Perm | None:
@@ -251,7 +257,10 @@ def _simplify_once(graph: Graph) -> Graph | None:
                 assert w is not None
                 moved = np.empty_like(w)
                 moved[:, src] = w  # column j of W multiplied t[j] == x[src[j]]
-                w_name = editor.add_const(f"{reader.name}_weights_cl", moved)
+                # columns move, output channels (axis 0) stay: a weight hint carries over
+                w_name = editor.add_const(
+                    f"{reader.name}_weights_cl", moved, derived_from=(reader.inputs[1], (0, 1))
+                )
                 editor.replace_node(
                     Node(
                         reader.name,

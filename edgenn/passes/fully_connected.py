@@ -32,9 +32,15 @@ def _gemm_to_fc(graph: Graph, editor: GraphEditor, node: Node) -> None:
         if bias is None:
             return
         bias = bias * np.float32(node.attrs["beta"])
+    # W = B or B^T: a quantization hint of B moves its axis; alpha != 1 changes the scales
+    source = (node.inputs[1], (0, 1) if node.attrs["transB"] else (1, 0))
     inputs = (
         node.inputs[0],
-        editor.add_const(f"{node.name}_weights", w.astype(np.float32)),
+        editor.add_const(
+            f"{node.name}_weights",
+            w.astype(np.float32),
+            derived_from=source if node.attrs["alpha"] == 1.0 else None,
+        ),
         editor.add_const(f"{node.name}_bias", bias) if bias is not None else "",
     )
     editor.replace_node(Node(node.name, "FullyConnected", inputs, node.outputs, {}))
@@ -56,7 +62,9 @@ def _matmul_to_fc(
             bias_name = editor.add_const(f"{node.name}_bias", bias)
             out = add.outputs[0]
             editor.remove_node(add.name)
-    w_name = editor.add_const(f"{node.name}_weights", np.ascontiguousarray(w.T))
+    w_name = editor.add_const(
+        f"{node.name}_weights", np.ascontiguousarray(w.T), derived_from=(node.inputs[1], (1, 0))
+    )
     editor.replace_node(
         Node(node.name, "FullyConnected", (node.inputs[0], w_name, bias_name), (out,), {})
     )

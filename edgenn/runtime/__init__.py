@@ -107,7 +107,7 @@ class Runtime:
 
     def run_float(self, *inputs: np.ndarray) -> list[np.ndarray] | np.ndarray:
         quantized = [
-            quantize_array(np.asarray(a, np.float32), t.qparams)  # type: ignore[arg-type]
+            quantize_array(np.asarray(a, np.float32), t.qparams, t.dtype)  # type: ignore[arg-type]
             for a, t in zip(inputs, self.input_types)
         ]
         outputs = self.run(*quantized)
