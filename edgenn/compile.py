@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from edgenn.errors import InputError
+from edgenn.errors import InputError, QuantizationError
 from edgenn.fileio import load_array, load_labels
 from edgenn.frontend.onnx import load_onnx
 from edgenn.ir import Graph
+from edgenn.ops import CALIBRATED, spec_for
 from edgenn.passes import optimize
 from edgenn.quant.calibrate import calibrate, check_calibration_data
 from edgenn.quant.quantize import (
@@ -37,6 +38,8 @@ class Converted:
     data: np.ndarray  # the calibration inputs
     observer: str
     precision: dict[str, Any] = field(default_factory=lambda: {"mode": "int8", "int16_layers": []})
+    # a QDQ model: how many tensors kept the file's scales, which had none and were calibrated
+    qdq: dict[str, Any] | None = None
 
 
 def bundled_test_set(model: Path) -> Path | None:
@@ -82,12 +85,30 @@ def convert(
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     path = Path(model)
     float_graph = optimize(load_onnx(path))
+    qdq = qdq_summary(float_graph)
+    if qdq is not None and precision != "int8":
+        raise InputError(
+            f"{model}: a QDQ model keeps its own int8 scales; --precision {precision} does not apply"
+        )
+    unfolded = [n.name for n in float_graph.nodes if n.op == "BatchNormalization"]
+    if qdq is not None and unfolded:
+        raise QuantizationError(
+            f"{model}: BatchNormalization '{unfolded[0]}' sits in float between quantized layers, and "
+            "folding it would change the file's weights: fuse it before quantizing (onnxruntime's "
+            "quant_pre_process does)"
+        )
+    if qdq is not None and calib is None and bundled_test_set(path) is None:
+        calib = "random"  # only tensors the file left without scales take these ranges
     calib_inputs, origin = calibration_data(float_graph, path, calib, samples, seed)
     ranges = calibrate(float_graph, calib_inputs, observer=observer, percentile=percentile)
     if precision == "int8":
-        return Converted(
-            float_graph, quantize_graph(float_graph, ranges), origin, calib_inputs, observer
-        )
+        fixed = quantize_graph(float_graph, ranges)
+        if qdq is not None:
+            left = qdq["calibrated_tensors"]
+            origin = f"the file's QDQ scales ({qdq['tensors_with_file_scales']} tensors)" + (
+                f"; {len(left)} tensor(s) without them calibrated on {origin}" if left else ""
+            )
+        return Converted(float_graph, fixed, origin, calib_inputs, observer, qdq=qdq)
     if precision == "int16":
         wide = wide_capable(float_graph)
         fixed = quantize_graph(float_graph, ranges, wide)
@@ -101,6 +122,25 @@ def convert(
         )
     fixed, report = promote_until_within(float_graph, ranges, x, labels, max_drop, calib_inputs)
     return Converted(float_graph, fixed, origin, calib_inputs, observer, report)
+
+
+def qdq_summary(graph: Graph) -> dict[str, Any] | None:
+    """For a model that carries QDQ scales: how many tensors have them, and which computed tensors
+    (calibrated outputs) have none and so take calibrated ranges. None for a plain float model."""
+    if not graph.quant_hints:
+        return None
+    calibrated = [
+        out
+        for node in graph.nodes
+        if (rule := spec_for(node.op).int8) is not None and rule.output == CALIBRATED
+        for out in node.outputs
+        if out not in graph.quant_hints
+    ]
+    missing_inputs = [name for name in graph.inputs if name not in graph.quant_hints]
+    return {
+        "tensors_with_file_scales": len(graph.quant_hints),
+        "calibrated_tensors": missing_inputs + calibrated,
+    }
 
 
 def promote_until_within(
@@ -260,6 +300,7 @@ def conversion_report(
         "observer": converted.observer,
         "calibration": converted.calibration,
         "calibration_samples": len(converted.data),
+        **({"qdq": converted.qdq} if converted.qdq is not None else {}),
         "rounding": "double",
         "precision": converted.precision,
         "arena_bytes": runtime.arena_bytes,

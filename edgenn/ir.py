@@ -228,7 +228,9 @@ class GraphEditor:
         self.taken.add(name)
         return name
 
-    def add_const(self, hint: str, data: np.ndarray, derived_from: tuple[str, Perm] | None = None) -> str:
+    def add_const(
+        self, hint: str, data: np.ndarray, derived_from: tuple[str, Perm] | None = None
+    ) -> str:
         """A new constant; `derived_from` (source constant, axis permutation) carries the source's
         quantization hint over to it, its channel axis moved by the permutation."""
         name = self.fresh_name(hint)

@@ -23,6 +23,7 @@ from edgenn.errors import (
     UnsupportedOpError,
     UnsupportedOpsetError,
 )
+from edgenn.frontend.qdq import QDQ_OPS, add_qdq, check_integer_uses
 from edgenn.ir import (
     DType,
     Graph,
@@ -35,7 +36,6 @@ from edgenn.ir import (
     toposort,
     verify,
 )
-from edgenn.frontend.qdq import QDQ_OPS, add_qdq, check_integer_uses
 from edgenn.ops import ONNX_OPS, OnnxNode
 
 MIN_OPSET = 11

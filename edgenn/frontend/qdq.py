@@ -2,8 +2,9 @@
 quantization-aware training exported as fake-quant pairs).
 
 They do not become IR ops. A DequantizeLinear of a constant (int8 weights, int32 bias) becomes the float
-constant (q - zp) * scale, and a QuantizeLinear -> DequantizeLinear pair on an activation becomes an
-Identity; either way the tensor keeps the parameters it carried as a quantization hint
+constant (q - zp) * scale, and a QuantizeLinear -> DequantizeLinear pair on an activation becomes a Clip
+to the range its integers can represent (the pair's float meaning, bar rounding: onnxruntime drops a Relu
+whose clamp the saturation implies, so the float graph needs the clamp); either way the tensor keeps the parameters it carried as a quantization hint
 (`Graph.quant_hints`), which the quantizer takes instead of calibrating. Since q * scale / scale rounds
 back to q, the weights come out as the very integers the file holds.
 
@@ -29,7 +30,9 @@ class QdqImporter(Protocol):
     values: dict[str, Value]
     nodes: list[Node]
     hints: dict[str, QParams]
-    pending: dict[str, tuple[str, QParams]]  # QuantizeLinear output -> (its float input, parameters)
+    pending: dict[
+        str, tuple[str, QParams]
+    ]  # QuantizeLinear output -> (its float input, parameters)
 
 
 def _params(node: OnnxNode, importer: QdqImporter, rank: int) -> tuple[QParams, np.dtype]:
@@ -110,7 +113,9 @@ def add_qdq(importer: QdqImporter, node: OnnxNode) -> None:
                 f"'{source}'; int8 activations take one scale"
             )
         importer.pending[out] = (source, _as_int8(qp, dtype, node))
-        importer.values[out] = Value(out, TensorType(INT_TYPES.get(dtype, DType.INT8), value.type.shape))
+        importer.values[out] = Value(
+            out, TensorType(INT_TYPES.get(dtype, DType.INT8), value.type.shape)
+        )
         return
     if value.is_const:  # weights, bias or a constant operand stored as integers
         assert value.data is not None
@@ -135,7 +140,17 @@ def add_qdq(importer: QdqImporter, node: OnnxNode) -> None:
         )
     importer.hints[real] = importer.hints[out] = q_params
     importer.values[out] = Value(out, importer.values[real].type)
-    importer.nodes.append(Node(f"{node.name}_qdq", "Identity", (real,), (out,)))
+    lo, hi = representable_range(q_params)
+    importer.nodes.append(Node(f"{node.name}_qdq", "Clip", (real,), (out,), {"min": lo, "max": hi}))
+
+
+def representable_range(qp: QParams) -> tuple[float, float]:
+    """The reals an int8 tensor with these parameters can hold: (-128 - zp) * s to (127 - zp) * s."""
+    scale = np.float32(qp.scale[0])
+    return (
+        float(np.float32(-128 - qp.zero_point[0]) * scale),
+        float(np.float32(127 - qp.zero_point[0]) * scale),
+    )
 
 
 def check_integer_uses(importer: QdqImporter, node: OnnxNode) -> None:
@@ -146,4 +161,3 @@ def check_integer_uses(importer: QdqImporter, node: OnnxNode) -> None:
                 f"node '{node.name}' ({node.op_type}) reads '{name}', a QuantizeLinear output; "
                 "edgenn reads QuantizeLinear only followed by DequantizeLinear"
             )
-

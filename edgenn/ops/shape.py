@@ -650,9 +650,7 @@ register(
         layout=Layout.AXES,
         permute_attrs=permute_axis,
         examples=_examples("Concat"),
-        int8=Int8Spec(
-            same_inputs=True, prepare=prepare_concat_int8, prepare16=prepare_concat_int8
-        ),
+        int8=Int8Spec(same_inputs=True, prepare=prepare_concat_int8, prepare16=prepare_concat_int8),
     ),
     OpSpec(
         "Pad",

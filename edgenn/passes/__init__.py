@@ -13,6 +13,7 @@ from edgenn.passes.fold_constants import fold_constants
 from edgenn.passes.fully_connected import fuse_matmul_add
 from edgenn.passes.fuse_activation import fuse_activation
 from edgenn.passes.fuse_hard_swish import fuse_hard_swish
+from edgenn.passes.lower_hard_sigmoid import lower_hard_sigmoid
 from edgenn.passes.remove_dead import remove_dead_nodes
 from edgenn.passes.remove_identity import remove_identity
 
@@ -27,6 +28,7 @@ FLOAT_PASSES: tuple[tuple[str, Pass], ...] = (
     ("fold_batchnorm", fold_batchnorm),
     ("fuse_activation", fuse_activation),
     ("fuse_hard_swish", fuse_hard_swish),
+    ("lower_hard_sigmoid", lower_hard_sigmoid),
     ("remove_dead_nodes", remove_dead_nodes),
 )
 LAYOUT_PASSES: tuple[tuple[str, Pass], ...] = (

@@ -91,7 +91,9 @@ class _Rewrite:
         assert data is not None
         full = data.reshape((1,) * (len(perm) - data.ndim) + data.shape)
         hint = self.editor.hints.get(name)
-        per_tensor = hint is not None and hint.axis is None  # a per-axis one would need the lead too
+        per_tensor = (
+            hint is not None and hint.axis is None
+        )  # a per-axis one would need the lead too
         return self.editor.add_const(
             f"{name}_t", np.transpose(full, perm), derived_from=(name, perm) if per_tensor else None
         )
@@ -134,10 +136,15 @@ def _convert(rw: _Rewrite, node: Node) -> tuple[list[str], Perm | None]:
     if spec.layout in (Layout.ELEMENTWISE, Layout.AXES):
         perm = _follow_perm(rw, node)
         if perm is not None:
+            # constants broadcast against the data (elementwise) or of its rank (Concat) move with it;
+            # per-channel parameter vectors (BatchNormalization) follow the permuted axis attribute
             return [
                 ""
                 if not i
                 else rw.broadcast_const(i, perm)
+                if rw.is_const(i)
+                and (spec.layout == Layout.ELEMENTWISE or rw.graph.type_of(i).rank == len(perm))
+                else i
                 if rw.is_const(i)
                 else rw.in_layout(i, perm)
                 for i in node.inputs

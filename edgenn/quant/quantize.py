@@ -19,6 +19,7 @@ from edgenn.errors import QuantizationError
 from edgenn.ir import DType, Graph, GraphEditor, Node, QParams, TensorType, Value
 from edgenn.ops import CALIBRATED, FIXED, REGISTRY, SAME, spec_for
 from edgenn.quant.calibrate import Ranges
+from edgenn.quant.fixed_point import activation_bounds
 
 INT8_MIN, INT8_MAX = -128, 127
 WIDE_SUFFIX = "__int16"  # an int16 graph output's name once its int8 copy takes the output name
@@ -82,6 +83,25 @@ def per_channel_weights(w: np.ndarray) -> tuple[np.ndarray, QParams]:
     return q, qp
 
 
+def hinted_weights(
+    node: Node, name: str, w: np.ndarray, hint: QParams
+) -> tuple[np.ndarray, QParams]:
+    """The integers a QDQ model's weights hold (w is (q - 0) * scale, so w / scale rounds back to q),
+    per tensor or per output channel (axis 0, where the passes put a weight's channel axis)."""
+    if any(hint.zero_point):
+        raise QuantizationError(
+            f"node '{node.name}' ({node.op}): weights '{name}' have non-zero zero points; TFLite's "
+            "int8 scheme (and TFLM) needs symmetric weights: quantize them symmetrically "
+            "(onnxruntime: WeightSymmetric=True, weight_type=QInt8)"
+        )
+    if hint.axis not in (None, 0):
+        raise QuantizationError(
+            f"node '{node.name}' ({node.op}): weights '{name}' are quantized along axis {hint.axis}, "
+            "not their output channels"
+        )
+    return quantize_array(w, hint), hint
+
+
 def bias_int32(
     b: np.ndarray, input_qp: QParams, weight_qp: QParams, dtype: DType = DType.INT32
 ) -> tuple[np.ndarray, QParams]:
@@ -90,7 +110,7 @@ def bias_int32(
     q = round_half_away_array(b.astype(np.float64) / np.asarray(scales, np.float64))
     info = np.iinfo(dtype.numpy)
     q = np.clip(q, info.min, info.max).astype(dtype.numpy)
-    return q, QParams(scales, (0,) * len(scales), axis=0)
+    return q, QParams(scales, (0,) * len(scales), axis=0 if len(scales) > 1 else None)
 
 
 class _Quantizer:
@@ -108,6 +128,9 @@ class _Quantizer:
 
     def range_qparams(self, name: str, dtype: DType = DType.INT8) -> QParams:
         name = self.origin.get(name, name)
+        hint = self.graph.quant_hints.get(name)
+        if hint is not None and dtype == DType.INT8:  # the scale a QDQ model carries
+            return hint
         if name not in self.ranges:
             raise QuantizationError(f"no calibration range for tensor '{name}'")
         choose = activation_qparams16 if dtype == DType.INT16 else activation_qparams
@@ -155,7 +178,16 @@ class _Quantizer:
             raise QuantizationError(
                 f"node '{node.name}' ({node.op}): weights must be constant to quantize"
             )
-        qw, wqp = per_channel_weights(w)
+        hint = self.graph.quant_hints.get(inputs[1])
+        if hint is not None:
+            qw, wqp = hinted_weights(node, inputs[1], w, hint)
+        elif self.graph.quant_hints:
+            raise QuantizationError(
+                f"node '{node.name}' ({node.op}): weights '{inputs[1]}' carry no QDQ scales (a pass "
+                "changed them, e.g. folding a BatchNormalization: fuse it before quantizing, as onnxruntime's quant_pre_process does)"
+            )
+        else:
+            qw, wqp = per_channel_weights(w)
         inputs[1] = self.const(f"{node.name}_weights_int8", qw, wqp)
         b = (
             self.graph.const(inputs[2])
@@ -177,6 +209,7 @@ class _Quantizer:
         """An int8 copy of a float constant, with `qp` or else parameters over its own range."""
         data = self.graph.const(name)
         assert data is not None
+        qp = qp or self.graph.quant_hints.get(name)
         qp = qp or activation_qparams(float(data.min()), float(data.max()))
         return self.const(f"{name}_int8", quantize_array(data, qp), qp)
 
@@ -201,7 +234,22 @@ class _Quantizer:
         assert rule.output == CALIBRATED
         return self.range_qparams(node.outputs[0], self.dtype.get(inputs[0], DType.INT8))
 
+    def qdq_pair(self, node: Node) -> bool:
+        """A QDQ pair's Clip (the saturation of its QuantizeLinear) as a Requantize to the pair's
+        parameters: the value held at its producer's scale, then quantized as the file says."""
+        hint = self.graph.quant_hints.get(node.outputs[0])
+        if node.op != "Clip" or hint is None:
+            return False
+        if not saturation_implies(node.attrs["min"], node.attrs["max"], hint):
+            return False
+        source = self.converted(node.inputs[0], DType.INT8, node)
+        self.set_int8(node.outputs[0], hint)
+        self.editor.nodes.append(Node(node.name, "Requantize", (source,), node.outputs))
+        return True
+
     def node(self, node: Node) -> None:
+        if self.qdq_pair(node):
+            return
         rule = spec_for(node.op, node.name).int8
         if rule is None:
             supported = sorted(name for name, spec in REGISTRY.items() if spec.int8 is not None)
@@ -243,9 +291,40 @@ class _Quantizer:
         out_qp = self.output_qparams(node, inputs)
         for out in node.outputs:
             self.set_int8(out, out_qp, dtype=dtype)
-        self.editor.nodes.append(
-            Node(node.name, node.op, tuple(inputs), node.outputs, dict(node.attrs))
-        )
+        attrs = dict(node.attrs)
+        if dtype == DType.INT8 and implied_clamp(attrs, out_qp):
+            attrs.update(clip_min=-np.inf, clip_max=np.inf)
+        self.editor.nodes.append(Node(node.name, node.op, tuple(inputs), node.outputs, attrs))
+
+
+TFLITE_CLAMPS = {(0.0, np.inf), (0.0, 6.0), (-1.0, 1.0)}  # RELU, RELU6, RELU_N1_TO_1
+
+
+def saturation_implies(lo: float, hi: float, qp: QParams) -> bool:
+    """Whether clamping to [lo, hi] changes no int8 value with these parameters."""
+    return activation_bounds(lo, hi, qp.scale[0], qp.zero_point[0]) == (INT8_MIN, INT8_MAX)
+
+
+def implied_clamp(attrs: dict, qp: QParams) -> bool:
+    """A fused clamp (not one of TFLite's activations) that int8 saturation already applies: a QDQ
+    model's QuantizeLinear range, fused into the layer before it. Dropping it changes no integer."""
+    lo, hi = attrs.get("clip_min", -np.inf), attrs.get("clip_max", np.inf)
+    if (lo, hi) in TFLITE_CLAMPS or (lo, hi) == (-np.inf, np.inf):
+        return False
+    return saturation_implies(lo, hi, qp)
+
+
+def drop_identity_requantize(graph: Graph) -> Graph:
+    """Requantize steps between equal parameters (a QDQ pair on a tensor already at its scale) copy
+    bytes: their consumers read the input instead."""
+    editor = GraphEditor(graph)
+    for node in graph.nodes:
+        if node.op != "Requantize" or node.outputs[0] in graph.outputs:
+            continue
+        if graph.type_of(node.inputs[0]) == graph.type_of(node.outputs[0]):
+            editor.remove_node(node.name)
+            editor.rename_uses(node.outputs[0], node.inputs[0])
+    return editor.build()
 
 
 def check_accumulator(node: Node, weights: np.ndarray, bias: np.ndarray) -> None:
@@ -279,7 +358,7 @@ def quantize_graph(graph: Graph, ranges: Ranges, wide: Iterable[str] = ()) -> Gr
             q.editor.rename_value(old, f"{old}{WIDE_SUFFIX}")
             q.editor.rename_value(f"{old}__int8_tmp", old)
     q.editor.outputs = tuple(graph.outputs)
-    return q.editor.build()
+    return drop_identity_requantize(q.editor.build())
 
 
 def takes_int16(node: Node, graph: Graph) -> bool:
