@@ -147,7 +147,9 @@ def test_run_takes_a_tflite_file_without_backend(tmp_path: Path) -> None:
 def test_verify_random_with_c_column(name: str) -> None:
     from test_cli import run_cli
 
-    result = run_cli("verify", str(DATA / f"{name}.tflite"), "--random", "4", "--c", "host", "--json")
+    result = run_cli(
+        "verify", str(DATA / f"{name}.tflite"), "--random", "4", "--c", "host", "--json"
+    )
     assert result.returncode == 0, result.stderr
     rows = {row["backend"]: row for row in json.loads(result.stdout)["backends"]}
     assert rows["TFLM (tflite-micro)"]["differing"] == 0

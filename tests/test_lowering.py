@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 from onnx import helper as h
-from onnx import numpy_helper
 
 from edgenn.compile import convert
 from edgenn.frontend.onnx import load_onnx
@@ -51,8 +50,12 @@ def se_block(path: Path, alpha: float) -> Path:
 
 
 @pytest.mark.parametrize("alpha", [1 / 6, 0.2], ids=["keras", "onnx_default"])
-def test_hard_sigmoid_lowers_to_tflite_ops_bit_exact_with_tflm(alpha: float, tmp_path: Path) -> None:
-    pytest.importorskip("tflite_micro", reason="tflite-micro (TensorFlow Lite Micro) is not installed")
+def test_hard_sigmoid_lowers_to_tflite_ops_bit_exact_with_tflm(
+    alpha: float, tmp_path: Path
+) -> None:
+    pytest.importorskip(
+        "tflite_micro", reason="tflite-micro (TensorFlow Lite Micro) is not installed"
+    )
     from edgenn.codegen.tflite import to_tflite
     from edgenn.interop import run_tflm
 
@@ -61,7 +64,9 @@ def test_hard_sigmoid_lowers_to_tflite_ops_bit_exact_with_tflm(alpha: float, tmp
     np.save(tmp_path / "x.npy", x)
     lowered = optimize(load_onnx(path))
     assert "HardSigmoid" not in {n.op for n in lowered.nodes}
-    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[
+        0
+    ]
     assert np.allclose(run_reference(lowered, x)["y"], want, atol=1e-6)
     fixed = convert(path, calib=str(tmp_path / "x.npy")).fixed_graph
     xq = quantize_array(x, fixed.type_of(fixed.inputs[0]).qparams)

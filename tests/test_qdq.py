@@ -41,32 +41,38 @@ def labelled_data(name: str) -> tuple[np.ndarray, np.ndarray]:
     return data["x"].astype(np.float32), data["y"]
 
 
+def calibration_reader(x: np.ndarray):  # type: ignore[no-untyped-def]
+    """onnxruntime's calibration interface over the samples of x, one at a time."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.samples = iter(x)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            sample = next(self.samples, None)
+            return None if sample is None else {"input": sample[None]}
+
+    return Reader()
+
+
 @cache
 def qdq_model(
     name: str, per_channel: bool, activations: str, folder: Path, weights: str = "s8"
 ) -> Path:
     """onnxruntime's static QDQ quantization of a bundled model (BatchNorm fused first, as its
     quant_pre_process does), calibrated on 100 test samples."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType
+    from onnxruntime.quantization import QuantFormat, QuantType
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     x, _ = labelled_data(name)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.samples = iter(x[:100])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            sample = next(self.samples, None)
-            return None if sample is None else {"input": sample[None]}
-
     tag = f"{name}_{'pc' if per_channel else 'pt'}_{activations}_w{weights}"
     fused, out = folder / f"{tag}_fused.onnx", folder / f"{tag}_qdq.onnx"
     quant_pre_process(str(MODELS / f"{name}.onnx"), str(fused), skip_symbolic_shape=True)
     quantization.quantize_static(
         str(fused),
         str(out),
-        Reader(),
+        calibration_reader(x[:100]),
         quant_format=QuantFormat.QDQ,
         per_channel=per_channel,
         activation_type=QuantType.QInt8 if activations == "s8" else QuantType.QUInt8,
@@ -191,21 +197,15 @@ def test_asymmetric_weights_are_refused_by_name(folder: Path) -> None:
 def test_unfused_batchnorm_is_refused_with_the_remedy(folder: Path) -> None:
     """Quantized without quant_pre_process, the digits CNN keeps its BatchNorm in float between a
     DequantizeLinear and the next QuantizeLinear; folding it would change the file's weights."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat
+    from onnxruntime.quantization import QuantFormat
 
     x, _ = labelled_data("digits_cnn")
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.samples = iter(x[:20])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            sample = next(self.samples, None)
-            return None if sample is None else {"input": sample[None]}
-
     out = folder / "digits_cnn_unfused_qdq.onnx"
     quantization.quantize_static(
-        str(MODELS / "digits_cnn.onnx"), str(out), Reader(), quant_format=QuantFormat.QDQ
+        str(MODELS / "digits_cnn.onnx"),
+        str(out),
+        calibration_reader(x[:20]),
+        quant_format=QuantFormat.QDQ,
     )
     with pytest.raises(EdgennError, match="quant_pre_process"):
         convert(out, calib=str(MODELS / "digits_cnn_test.npz"))

@@ -27,32 +27,38 @@ SEED = 0
 def keras_models() -> dict[str, tf.keras.Model]:
     layers = tf.keras.layers
     return {
-        "keras_cnn": tf.keras.Sequential([
-            layers.Input((12, 12, 3)),
-            layers.Conv2D(8, 3, padding="same", activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Conv2D(16, 3, strides=2, padding="valid", activation="relu6"),
-            layers.Flatten(),
-            layers.Dense(10),
-            layers.Softmax(),
-        ]),
-        "keras_depthwise": tf.keras.Sequential([
-            layers.Input((16, 16, 4)),
-            layers.DepthwiseConv2D(3, padding="same", activation="relu"),
-            layers.Conv2D(8, 1, activation="relu"),
-            layers.AveragePooling2D(2),
-            layers.DepthwiseConv2D(3, strides=2, depth_multiplier=2, padding="same"),
-            layers.Activation("tanh"),
-            layers.Flatten(),
-            layers.Dense(5, activation="sigmoid"),
-        ]),
-        "keras_mlp": tf.keras.Sequential([
-            layers.Input((20,)),
-            layers.Dense(32, activation="relu"),
-            layers.Dense(16),
-            layers.LeakyReLU(0.2),
-            layers.Dense(4),
-        ]),
+        "keras_cnn": tf.keras.Sequential(
+            [
+                layers.Input((12, 12, 3)),
+                layers.Conv2D(8, 3, padding="same", activation="relu"),
+                layers.MaxPooling2D(2),
+                layers.Conv2D(16, 3, strides=2, padding="valid", activation="relu6"),
+                layers.Flatten(),
+                layers.Dense(10),
+                layers.Softmax(),
+            ]
+        ),
+        "keras_depthwise": tf.keras.Sequential(
+            [
+                layers.Input((16, 16, 4)),
+                layers.DepthwiseConv2D(3, padding="same", activation="relu"),
+                layers.Conv2D(8, 1, activation="relu"),
+                layers.AveragePooling2D(2),
+                layers.DepthwiseConv2D(3, strides=2, depth_multiplier=2, padding="same"),
+                layers.Activation("tanh"),
+                layers.Flatten(),
+                layers.Dense(5, activation="sigmoid"),
+            ]
+        ),
+        "keras_mlp": tf.keras.Sequential(
+            [
+                layers.Input((20,)),
+                layers.Dense(32, activation="relu"),
+                layers.Dense(16),
+                layers.LeakyReLU(0.2),
+                layers.Dense(4),
+            ]
+        ),
     }
 
 
@@ -70,7 +76,9 @@ def convert(
     converter.representative_dataset = lambda: ([x[None]] for x in calibration)
     ops = tf.lite.OpsSet
     converter.target_spec.supported_ops = [
-        ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 if wide else ops.TFLITE_BUILTINS_INT8
+        ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        if wide
+        else ops.TFLITE_BUILTINS_INT8
     ]
     if int8_io:
         converter.inference_input_type = tf.int16 if wide else tf.int8
@@ -92,22 +100,31 @@ def input_int8(data: bytes, x: np.ndarray) -> np.ndarray:
 
 def digits_cnn_in_keras() -> tf.keras.Model:
     """The bundled digits CNN rebuilt in Keras from its ONNX weights (BatchNorm folded as edgenn does)."""
-    inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(ROOT / "models" / "digits_cnn.onnx")).graph.initializer}
+    inits = {
+        t.name: numpy_helper.to_array(t)
+        for t in onnx.load(str(ROOT / "models" / "digits_cnn.onnx")).graph.initializer
+    }
+
     def bn_fold(conv: str, bn: str) -> tuple[np.ndarray, np.ndarray]:
         w, b = inits[f"{conv}.weight"], inits[f"{conv}.bias"]
-        g, beta, mean, var = (inits[f"{bn}.{k}"] for k in ("weight", "bias", "running_mean", "running_var"))
+        g, beta, mean, var = (
+            inits[f"{bn}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")
+        )
         m = g / np.sqrt(var + 1e-5)
         return w * m[:, None, None, None], (b - mean) * m + beta
+
     layers = tf.keras.layers
-    model = tf.keras.Sequential([
-        layers.Input((8, 8, 1)),
-        layers.Conv2D(16, 3, padding="same", activation="relu"),
-        layers.Conv2D(32, 3, padding="same", activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Conv2D(32, 3, padding="same", activation="relu"),
-        layers.GlobalAveragePooling2D(),
-        layers.Dense(10),
-    ])
+    model = tf.keras.Sequential(
+        [
+            layers.Input((8, 8, 1)),
+            layers.Conv2D(16, 3, padding="same", activation="relu"),
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(10),
+        ]
+    )
     weights = [bn_fold("0", "1"), bn_fold("3", "4"), (inits["7.weight"], inits["7.bias"])]
     for layer, (w, b) in zip([m for m in model.layers if isinstance(m, layers.Conv2D)], weights):
         layer.set_weights([np.transpose(w, (2, 3, 1, 0)), b])  # OIHW -> HWIO
@@ -135,7 +152,9 @@ def lstm_model() -> tf.keras.Model:
     import tf_keras
 
     layers = tf_keras.layers
-    return tf_keras.Sequential([layers.Input((8, 4), batch_size=1), layers.LSTM(6), layers.Dense(3)])
+    return tf_keras.Sequential(
+        [layers.Input((8, 4), batch_size=1), layers.LSTM(6), layers.Dense(3)]
+    )
 
 
 PER_TENSOR = {"_experimental_disable_per_channel": True}
@@ -189,7 +208,10 @@ def main() -> None:
         calibration = rng.uniform(-1, 1, (64, *shape)).astype(np.float32)
         data = convert(model, calibration)
         (OUT / f"{name}.tflite").write_bytes(data)
-        np.save(OUT / f"{name}_inputs.npy", input_int8(data, rng.uniform(-1, 1, (16, *shape)).astype(np.float32)))
+        np.save(
+            OUT / f"{name}_inputs.npy",
+            input_int8(data, rng.uniform(-1, 1, (16, *shape)).astype(np.float32)),
+        )
         print(f"wrote {name}.tflite ({len(data)} B)")
     digits = np.load(ROOT / "models" / "digits_cnn_test.npz")["x"].transpose(0, 2, 3, 1)
     data = convert(digits_cnn_in_keras(), digits)

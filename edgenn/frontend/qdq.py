@@ -21,6 +21,7 @@ import numpy as np
 from edgenn.errors import UnsupportedOpError
 from edgenn.ir import DType, Node, QParams, TensorType, Value, const_value
 from edgenn.ops import OnnxNode
+from edgenn.quant.quantize import broadcast_qparams
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 INT_TYPES = {np.dtype(np.int8): DType.INT8, np.dtype(np.uint8): DType.UINT8}
@@ -75,23 +76,13 @@ def _as_int8(qp: QParams, dtype: np.dtype, node: OnnxNode) -> QParams:
 
 def _real(q: np.ndarray, qp: QParams) -> np.ndarray:
     """(q - zp) * scale in float32, as DequantizeLinear computes it."""
-    scale = np.asarray(qp.scale, np.float32)
-    zero = np.asarray(qp.zero_point, np.int64)
-    if qp.axis is not None:
-        shape = [1] * q.ndim
-        shape[qp.axis] = -1
-        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    scale, zero = broadcast_qparams(qp, q.ndim)
     return ((q.astype(np.int64) - zero).astype(np.float32) * scale).astype(np.float32)
 
 
 def _quantized(x: np.ndarray, qp: QParams, dtype: np.dtype) -> np.ndarray:
     """QuantizeLinear of a constant: round half to even, saturate (ONNX's definition)."""
-    scale = np.asarray(qp.scale, np.float32)
-    zero = np.asarray(qp.zero_point, np.int64)
-    if qp.axis is not None:
-        shape = [1] * x.ndim
-        shape[qp.axis] = -1
-        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    scale, zero = broadcast_qparams(qp, x.ndim)
     info = np.iinfo(dtype)
     q = np.rint(x.astype(np.float32) / scale).astype(np.int64) + zero
     return np.clip(q, info.min, info.max).astype(dtype)

@@ -51,26 +51,29 @@ def activation_qparams16(lo: float, hi: float) -> QParams:
     return QParams((f32(peak / 32767) if peak > 1e-30 else 1.0,), (0,))
 
 
+def broadcast_qparams(
+    qp: QParams, ndim: int, scale_type: type = np.float32
+) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, zero point) arrays that broadcast against a rank-`ndim` tensor along qp's axis."""
+    scale = np.asarray(qp.scale, scale_type)
+    zp = np.asarray(qp.zero_point, np.int64)
+    if qp.axis is not None:
+        shape = [1] * ndim
+        shape[qp.axis] = -1
+        scale, zp = scale.reshape(shape), zp.reshape(shape)
+    return scale, zp
+
+
 def quantize_array(x: np.ndarray, qp: QParams, dtype: DType = DType.INT8) -> np.ndarray:
     """q = clamp(round(x / scale) + zp) with float32 division, as TFLite's QUANTIZE does."""
     info = np.iinfo(dtype.numpy)
-    scale = np.asarray(qp.scale, np.float32)
-    zp = np.asarray(qp.zero_point, np.int64)
-    if qp.axis is not None:
-        shape = [1] * x.ndim
-        shape[qp.axis] = -1
-        scale, zp = scale.reshape(shape), zp.reshape(shape)
+    scale, zp = broadcast_qparams(qp, np.ndim(x))
     q = round_half_away_array(np.asarray(x, np.float32) / scale).astype(np.int64) + zp
     return np.clip(q, info.min, info.max).astype(dtype.numpy)
 
 
 def dequantize_array(q: np.ndarray, qp: QParams) -> np.ndarray:
-    scale = np.asarray(qp.scale, np.float64)
-    zp = np.asarray(qp.zero_point, np.float64)
-    if qp.axis is not None:
-        shape = [1] * q.ndim
-        shape[qp.axis] = -1
-        scale, zp = scale.reshape(shape), zp.reshape(shape)
+    scale, zp = broadcast_qparams(qp, q.ndim, np.float64)
     return ((q.astype(np.float64) - zp) * scale).astype(np.float32)
 
 
