@@ -163,3 +163,27 @@ def test_verify_without_inputs_is_refused() -> None:
     result = run_cli("verify", str(DATA / "mlperf_tiny" / "ad01_int8.tflite"))
     assert result.returncode == 2
     assert "--data FILE or --random N" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["digits_cnn", "mnist1d_cnn"])
+def test_edgenn_16x8_files_read_back_bit_exact(name: str) -> None:
+    """edgenn's own 16x8 export reads back and runs as TFLM runs it (asymmetric padding is written as
+    an int16 PADV2, which had no kernel)."""
+    from conftest import MODELS
+
+    from edgenn.codegen.tflite import to_tflite
+    from edgenn.compile import convert
+    from edgenn.frontend.tflite import read_tflite
+
+    data = to_tflite(convert(MODELS / f"{name}.onnx", precision="int16").fixed_graph)
+    graph = read_tflite(data, name)
+    wide_pads = [
+        n for n in graph.nodes if n.op == "Pad" and graph.type_of(n.outputs[0]).dtype == DType.INT16
+    ]
+    assert bool(wide_pads) == (name == "mnist1d_cnn")  # its asymmetric 1-D padding: an int16 PADV2
+    x = np.load(MODELS / f"{name}_test.npz")["x"][:50]
+    t = graph.type_of(graph.inputs[0])
+    assert t.qparams is not None
+    xq = quantize_array(x, t.qparams)
+    ours = Runtime(graph).run(xq)
+    assert np.array_equal(run_tflm(data, xq).reshape(ours.shape), ours)
