@@ -34,7 +34,6 @@ REFUSED = {
     "lstm_int8": "operator 0 is UNIDIRECTIONAL_SEQUENCE_LSTM",
     "cnn_16x8": "(Softmax) has no int16 (16x8) kernel",
     "residual_16x8": "(Softmax) has no int16 (16x8) kernel",
-    "depthwise_16x8": "(Tanh) has no int16 (16x8) kernel",
 }
 RUNS = [p for p in (*MLPERF, *CONVERTER) if p.stem not in REFUSED]
 SAMPLES = 20
@@ -187,3 +186,23 @@ def test_edgenn_16x8_files_read_back_bit_exact(name: str) -> None:
     xq = quantize_array(x, t.qparams)
     ours = Runtime(graph).run(xq)
     assert np.array_equal(run_tflm(data, xq).reshape(ours.shape), ours)
+
+
+@pytest.mark.parametrize("builtin", ["LOGISTIC", "TANH"])
+@pytest.mark.parametrize("scale", [2.0**-12, 2.0**-11, 3e-4, 1 / 3000, 0.01, 2.0**-20])
+def test_int16_logistic_and_tanh_equal_tflm_on_every_input(builtin: str, scale: float) -> None:
+    """16x8 LOGISTIC / TANH (TFLM interpolates a sigmoid table) over all 65,536 int16 inputs, at
+    power-of-two input scales (a bare shift) and others (a Q15 multiplier)."""
+    from edgenn.codegen.tflite import FileOp, FileTensor, Lowered, serialize
+    from edgenn.frontend.tflite import read_tflite
+    from edgenn.ir import QParams
+
+    lowered = Lowered("m", inputs=["x"], outputs=["y"])
+    lowered.tensors["x"] = FileTensor("x", (1, 65536), DType.INT16, QParams((scale,), (0,)))
+    lowered.tensors["y"] = FileTensor("y", (1, 65536), DType.INT16, QParams((2.0**-15,), (0,)))
+    lowered.ops.append(FileOp(builtin, ["x"], ["y"]))
+    data = serialize(lowered)
+    x = np.arange(-32768, 32768, dtype=np.int16).reshape(1, -1)
+    ours = Runtime(read_tflite(data, "m")).run(x)
+    assert len(np.unique(ours)) > 100  # the curve, not a constant
+    assert np.array_equal(run_tflm(data, x).reshape(ours.shape), ours)

@@ -30,6 +30,7 @@ from edgenn.ops import (
     same_type,
 )
 from edgenn.ops.quantization import requantize_row
+from edgenn.ops.wide import prepare_logistic_tanh16
 from edgenn.quant.fixed_point import (
     clamp,
     fixed_logistic,
@@ -391,10 +392,18 @@ INT8_UNARY = {
         in_place=True, prepare=prepare_leaky_relu_int8, prepare16=prepare_leaky_relu16
     ),
     "Sigmoid": Int8Spec(
-        output=FIXED, fixed=(1.0 / 256, -128), in_place=True, prepare=prepare_logistic_tanh_int8
+        output=FIXED,
+        fixed=(1.0 / 256, -128),
+        in_place=True,
+        prepare=prepare_logistic_tanh_int8,
+        prepare16=prepare_logistic_tanh16,
     ),
     "Tanh": Int8Spec(
-        output=FIXED, fixed=(1.0 / 128, 0), in_place=True, prepare=prepare_logistic_tanh_int8
+        output=FIXED,
+        fixed=(1.0 / 128, 0),
+        in_place=True,
+        prepare=prepare_logistic_tanh_int8,
+        prepare16=prepare_logistic_tanh16,
     ),
     "HardSwish": Int8Spec(in_place=True, prepare=prepare_hard_swish_int8),
 }

@@ -248,3 +248,107 @@ def binary16(row, arena, weights, biases, mults, shifts, rounding, patch, acc): 
                     )
                     out[index] = min(max(value, lo), hi)
                     index += 1
+
+
+# ---- Logistic / Tanh on int16: TFLM's table lookup with linear interpolation ----
+
+OP_LOGISTIC_TANH16 = 23
+# TFLite's sigmoid_table_uint16 (sigmoid(i / 24) in 0.16 fixed point), the table TFLM interpolates
+SIGMOID_TABLE = np.array(
+    [
+        32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149, 40794,
+        41432, 42064, 42688, 43304, 43912, 44511, 45102, 45683, 46255, 46817, 47369, 47911, 48443,
+        48964, 49475, 49975, 50464, 50942, 51409, 51865, 52311, 52745, 53169, 53581, 53983, 54374,
+        54755, 55125, 55485, 55834, 56174, 56503, 56823, 57133, 57433, 57724, 58007, 58280, 58544,
+        58800, 59048, 59288, 59519, 59743, 59959, 60168, 60370, 60565, 60753, 60935, 61110, 61279,
+        61441, 61599, 61750, 61896, 62036, 62172, 62302, 62428, 62549, 62666, 62778, 62886, 62990,
+        63090, 63186, 63279, 63368, 63454, 63536, 63615, 63691, 63765, 63835, 63903, 63968, 64030,
+        64090, 64148, 64204, 64257, 64308, 64357, 64405, 64450, 64494, 64536, 64576, 64614, 64652,
+        64687, 64721, 64754, 64786, 64816, 64845, 64873, 64900, 64926, 64950, 64974, 64997, 65019,
+        65039, 65060, 65079, 65097, 65115, 65132, 65149, 65164, 65179, 65194, 65208, 65221, 65234,
+        65246, 65258, 65269, 65280, 65291, 65301, 65310, 65319, 65328, 65337, 65345, 65352, 65360,
+        65367, 65374, 65381, 65387, 65393, 65399, 65404, 65410, 65415, 65420, 65425, 65429, 65433,
+        65438, 65442, 65445, 65449, 65453, 65456, 65459, 65462, 65465, 65468, 65471, 65474, 65476,
+        65479, 65481, 65483, 65485, 65488, 65489, 65491, 65493, 65495, 65497, 65498, 65500, 65501,
+        65503, 65504, 65505, 65507, 65508, 65509, 65510, 65511, 65512, 65513, 65514, 65515, 65516,
+        65517, 65517, 65518, 65519, 65520, 65520, 65521, 65522, 65522, 65523, 65523, 65524, 65524,
+        65525, 65525, 65526, 65526, 65526, 65527, 65527, 65528, 65528, 65528, 65529, 65529, 65529,
+        65529, 65530, 65530, 65530, 65530, 65531, 65531, 65531, 65531, 65531, 65532, 65532, 65532,
+        65532, 65532, 65532, 65533, 65533, 65533, 65533, 65533, 65533, 65533, 65533, 65534, 65534,
+        65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65535,
+    ],  # fmt: skip
+    np.int64,
+)
+
+
+def checked_log2(x: float) -> tuple[int, bool]:
+    """TFLite's CheckedLog2 in float32: (round(log2 x), whether x is within 1e-3 of that power of 2)."""
+    log2 = np.float32(np.log(np.float32(x))) * (np.float32(1.0) / np.float32(np.log(np.float32(2.0))))
+    rounded = np.float32(np.sign(log2) * np.floor(np.abs(log2) + np.float32(0.5)))
+    return int(rounded), bool(abs(float(log2 - rounded)) < 1e-3)
+
+
+def prepare_logistic_tanh16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    """TFLM's int16 Prepare: the input rescaled to 1/(3 * 4096) (so +-2^17 spans +-10.7) by a Q15
+    multiplier and a left shift, or a bare shift for power-of-two scales; output scale 2^-15."""
+    x, y = node.inputs[0], node.outputs[0]
+    (s_in, zp_in), (s_out, zp_out) = b.scale_zp(x), b.scale_zp(y)
+    log2_out, pot_out = checked_log2(s_out)
+    if zp_in or zp_out or not pot_out or log2_out != -15:
+        raise QuantizationError(
+            f"node '{node.name}' ({node.op}): 16x8 needs zero points 0 and output scale 2^-15, "
+            f"got input zero point {zp_in}, output scale {s_out}, zero point {zp_out}"
+        )
+    tanh = node.op == "Tanh"
+    log2_in, pot = checked_log2(s_in)
+    shift = 12 + log2_in  # (15 - 3 integer bits) + log2(scale)
+    pot = pot and (shift in (0, 1) if tanh else shift == 0)
+    multiplier = 0
+    if not pot:
+        real, shift = float(s_in) * 4096.0 * 3.0, 0
+        while real <= 32767.0 / 2.0 and shift <= 30:
+            shift, real = shift + 1, real * 2.0
+        multiplier = int(real)
+    if multiplier == 0:  # the kernel's power-of-two case
+        multiplier, shift = 3 << shift, 0
+    return [
+        OP_LOGISTIC_TANH16,
+        b.arena(x),
+        b.arena(y),
+        int(np.prod(b.shape(x))),
+        multiplier,
+        shift,
+        int(tanh),
+        b.wide(SIGMOID_TABLE),
+    ]
+
+
+@njit(cache=True)
+def logistic_tanh16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+    x, y, n, multiplier, shift, tanh, table = row[1], row[2], row[3], row[4], row[5], row[6], row[7]
+    src = arena[x : x + 2 * n].view(np.int16)
+    out = arena[y : y + 2 * n].view(np.int16)
+    half = (np.int64(1) << (shift - 1)) if shift > 0 else np.int64(0)
+    # tanh(x) = 2 sigmoid(2x) - 1: tanh reads the table at twice the step, 8 fraction bits, not 9
+    step = 8 if tanh else 9
+    for i in range(n):
+        v = (np.int64(src[i]) * multiplier + half) >> shift
+        a = -v if v < 0 else v
+        k = a >> step
+        if k >= 255:
+            interpolated = np.int64(0xFFFF << 8) if tanh else np.int64(0x7FFF << 10)
+        else:
+            low, high = mults[table + k], mults[table + k + 1]
+            interpolated = (low << step) + (a & ((1 << step) - 1)) * (high - low)
+        if tanh:
+            if v >= 0:
+                value = interpolated - (1 << 23) + (1 << 7)
+            else:
+                value = -interpolated + (1 << 23) + (1 << 7) - 1
+            out[i] = value >> 8
+        else:
+            if v >= 0:
+                value = interpolated + (1 << 9)
+            else:
+                value = (1 << 25) - interpolated + (1 << 9) - 1
+            out[i] = value >> 10

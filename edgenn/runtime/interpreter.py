@@ -48,9 +48,11 @@ from edgenn.ops.wide import (
     OP_BINARY16,
     OP_CONV16,
     OP_FC16,
+    OP_LOGISTIC_TANH16,
     binary16,
     conv16,
     fc16,
+    logistic_tanh16,
 )
 from edgenn.runtime.program import ROW_WIDTH
 
@@ -120,6 +122,8 @@ def run_steps(rows, arena, weights, biases, mults, shifts, rounding, patch, acc,
             fc16(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_BINARY16:
             binary16(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
+        elif op == OP_LOGISTIC_TANH16:
+            logistic_tanh16(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_MEAN16:
             mean16(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_LEAKY_RELU16:
