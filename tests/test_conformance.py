@@ -29,11 +29,9 @@ from edgenn.runtime import Runtime  # noqa: E402
 DATA = Path(__file__).parent / "data"
 MLPERF = sorted((DATA / "mlperf_tiny").glob("*.tflite"))
 CONVERTER = sorted((DATA / "conformance").glob("*.tflite"))
-# what edgenn refuses, and the words that must name why (a kernel that lands moves its file to the runs)
+# what edgenn refuses, and the words that must name why
 REFUSED = {
     "lstm_int8": "operator 0 is UNIDIRECTIONAL_SEQUENCE_LSTM",
-    "cnn_16x8": "(Softmax) has no int16 (16x8) kernel",
-    "residual_16x8": "(Softmax) has no int16 (16x8) kernel",
 }
 RUNS = [p for p in (*MLPERF, *CONVERTER) if p.stem not in REFUSED]
 SAMPLES = 20
@@ -205,4 +203,30 @@ def test_int16_logistic_and_tanh_equal_tflm_on_every_input(builtin: str, scale: 
     x = np.arange(-32768, 32768, dtype=np.int16).reshape(1, -1)
     ours = Runtime(read_tflite(data, "m")).run(x)
     assert len(np.unique(ours)) > 100  # the curve, not a constant
+    assert np.array_equal(run_tflm(data, x).reshape(ours.shape), ours)
+
+
+@pytest.mark.parametrize("depth", [2, 10, 100])
+@pytest.mark.parametrize("scale", [1e-4, 1e-3, 0.01, 2.0**-10])
+def test_int16_softmax_equals_tflm(depth: int, scale: float) -> None:
+    """16x8 SOFTMAX (TFLM's exp and 1/(1+x) tables, built in float32 at Prepare) on 512 rows: half
+    spread over the whole int16 range, half within a few hundred steps of each other."""
+    from edgenn.codegen.tflite import FileOp, FileTensor, Lowered, serialize
+    from edgenn.frontend.tflite import read_tflite
+    from edgenn.ir import QParams
+
+    rows = 512
+    lowered = Lowered("m", inputs=["x"], outputs=["y"])
+    lowered.tensors["x"] = FileTensor("x", (1, rows, depth), DType.INT16, QParams((scale,), (0,)))
+    lowered.tensors["y"] = FileTensor(
+        "y", (1, rows, depth), DType.INT16, QParams((2.0**-15,), (0,))
+    )
+    lowered.ops.append(FileOp("SOFTMAX", ["x"], ["y"], ("SoftmaxOptions", {"beta": 1.0})))
+    data = serialize(lowered)
+    rng = np.random.default_rng(depth)
+    wide = rng.integers(-32768, 32768, (rows // 2, depth))
+    near = rng.integers(-300, 300, (rows // 2, depth)) + rng.integers(-30000, 30000, (rows // 2, 1))
+    x = np.concatenate([wide, near]).astype(np.int16).reshape(1, rows, depth)
+    ours = Runtime(read_tflite(data, "m")).run(x)
+    assert len(np.unique(ours)) > 100  # a spread of probabilities, not a constant
     assert np.array_equal(run_tflm(data, x).reshape(ours.shape), ours)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -142,6 +142,121 @@ def softmax_int8(row, arena, weights, biases, mults, shifts, rounding, patch, ac
                 arena[y + base + c] = -128
 
 
+# ---- int16 (16x8): TFLM's table softmax (output 2^-15, zero point 0) ----
+
+OP_SOFTMAX16 = 24
+LUT_STEPS = 512  # an int16-input table: 512 intervals and one extra value for the last slope
+
+
+def int16_lut(func: Callable[[np.ndarray], np.ndarray], lo: float, hi: float) -> np.ndarray:
+    """TFLM's gen_lut<float, int16_t, int16_t> over [lo, hi] -> [-1, 1], in float32 arithmetic: each
+    sample is biased by half the error linear interpolation makes at the interval's midpoint."""
+    f32 = np.float32
+    step = (f32(hi) - f32(lo)) / f32(LUT_STEPS)
+    half = step / f32(2)
+    gain = f32(32768)  # (32767 - -32768 + 1) / (1 - -1)
+    i = np.arange(LUT_STEPS, dtype=np.float32)
+    val = func(f32(lo) + i * step)
+    mid = func(f32(lo) + i * step + half)
+    nxt = func(f32(lo) + (i + f32(1)) * step)
+    sample = round_half_away_f32(val * gain)
+    interpolated = round_half_away_f32((nxt * gain + sample) / f32(2))
+    bias = round_half_away_f32((interpolated - round_half_away_f32(mid * gain)) / f32(2))
+    last = round_half_away_f32(func(np.array([hi], np.float32)) * gain)
+    table = np.concatenate([sample - bias, last])
+    return np.clip(table, -32768, 32767).astype(np.int64)
+
+
+def round_half_away_f32(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return (np.sign(x) * np.floor(np.abs(x) + np.float32(0.5))).astype(np.float32)
+
+
+def exp_f32(x: np.ndarray) -> np.ndarray:
+    """expf, correctly rounded (computed in float64, rounded once to float32)."""
+    return np.exp(np.asarray(x, np.float64)).astype(np.float32)
+
+
+def reciprocal_f32(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return (np.float32(1) / (np.float32(1) + x)).astype(np.float32)
+
+
+def prepare_softmax16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
+    """TFLM's int16 Prepare: input differences scaled so [-65535, 0] spans exp's table [-10, 0]; the
+    exp and 1/(1+x) tables built once; output scale 2^-15, zero point 0."""
+    x, y = node.inputs[0], node.outputs[0]
+    shape = b.shape(x)
+    if node.attrs["axis"] != len(shape) - 1:
+        raise QuantizationError(
+            f"node '{node.name}' (Softmax): softmax runs over the last axis only"
+        )
+    (s_in, _), (s_out, zp_out) = b.scale_zp(x), b.scale_zp(y)
+    if zp_out != 0 or abs(float(s_out) - 1 / 32768) > 0.001 / 32768:
+        raise QuantizationError(
+            f"node '{node.name}' (Softmax): 16x8 needs output scale 2^-15 and zero point 0, "
+            f"got {s_out} and {zp_out}"
+        )
+    multiplier, shift = quantize_multiplier(float(s_in) / (10.0 / 65535.0))  # beta = 1
+    depth = shape[-1]
+    return [
+        OP_SOFTMAX16,
+        b.arena(x),
+        b.arena(y),
+        int(np.prod(shape)) // depth,
+        depth,
+        b.multipliers([(multiplier, shift)]),
+        b.wide(int16_lut(exp_f32, -10.0, 0.0)),
+        b.wide(int16_lut(reciprocal_f32, 0.0, 1.0)),
+    ]
+
+
+@njit(cache=True, inline="always")
+def lut_lookup16(value, mults, table):  # type: ignore[no-untyped-def]
+    """TFLM's int16 table lookup: 512 intervals of 128 inputs, interpolated, rounded to Q0.15."""
+    index = 256 + (value >> 7)
+    base = mults[table + index]
+    slope = mults[table + index + 1] - base
+    return base + ((slope * (value & 0x7F) + 64) >> 7)
+
+
+@njit(cache=True)
+def softmax16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+    x, y, outer, depth, m, exp_table, reciprocal_table = (
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+    )
+    src = arena[x : x + 2 * outer * depth].view(np.int16)
+    out = arena[y : y + 2 * outer * depth].view(np.int16)
+    for r in range(outer):
+        base = r * depth
+        peak = -32768
+        for c in range(depth):
+            peak = max(peak, np.int64(src[base + c]))
+        total = np.int64(0)  # Q16.15; the exps wait in the output, as in TFLM
+        for c in range(depth):
+            scaled = multiply_by_quantized_multiplier(
+                np.int64(src[base + c]) - peak, mults[m], shifts[m], rounding
+            )
+            e = lut_lookup16(clamp(scaled + 32767, -32768, 32767), mults, exp_table)
+            out[base + c] = e
+            total += e
+        headroom = count_leading_zeros32(total)
+        shifted = ((total << (headroom - 1)) + (1 << 13)) >> 14
+        centred = clamp(shifted - ((1 << 15) + (1 << 16)), -32768, 32767)
+        reciprocal = lut_lookup16(centred, mults, reciprocal_table)
+        right = 31 - headroom
+        half = np.int64(1) << (right - 1)
+        for c in range(depth):
+            value = (np.int64(out[base + c]) * reciprocal + half) >> right
+            out[base + c] = clamp(value, 0, 32767)
+
+
 register(
     OpSpec(
         "Softmax",
@@ -153,6 +268,11 @@ register(
         layout=Layout.AXES,
         permute_attrs=permute_softmax,
         examples=examples,
-        int8=Int8Spec(output=FIXED, fixed=(1.0 / 256, -128), prepare=prepare_softmax_int8),
+        int8=Int8Spec(
+            output=FIXED,
+            fixed=(1.0 / 256, -128),
+            prepare=prepare_softmax_int8,
+            prepare16=prepare_softmax16,
+        ),
     )
 )

@@ -43,7 +43,7 @@ from edgenn.ops.quantization import (
 )
 from edgenn.ops.reduce import OP_MEAN, OP_MEAN16, mean16, mean_int8
 from edgenn.ops.shape import OP_CONCAT, OP_PAD, OP_TRANSPOSE, concat_int8, pad_int8, transpose_int8
-from edgenn.ops.softmax import OP_SOFTMAX, softmax_int8
+from edgenn.ops.softmax import OP_SOFTMAX, OP_SOFTMAX16, softmax16, softmax_int8
 from edgenn.ops.wide import (
     OP_BINARY16,
     OP_CONV16,
@@ -122,6 +122,8 @@ def run_steps(rows, arena, weights, biases, mults, shifts, rounding, patch, acc,
             fc16(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_BINARY16:
             binary16(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
+        elif op == OP_SOFTMAX16:
+            softmax16(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_LOGISTIC_TANH16:
             logistic_tanh16(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         elif op == OP_MEAN16:
