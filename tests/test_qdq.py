@@ -267,3 +267,29 @@ def test_qdq_model_generated_c_equals_runtime(folder: Path, tmp_path: Path) -> N
     x, _ = labelled_data("digits_cnn")
     xq = quantize_array(x[:100], fixed.type_of(fixed.inputs[0]).qparams)
     assert_same(c_outputs(fixed, xq, tmp_path), Runtime(fixed).run(xq).reshape(100, -1))
+
+
+def test_scale_count_unlike_the_channels_is_refused_by_name(tmp_path: Path) -> None:
+    h = onnx.helper
+    inits = [
+        numpy_helper.from_array(np.ones((4, 3), np.int8), "w_q"),
+        numpy_helper.from_array(np.full(3, 0.1, np.float32), "w_s"),  # 3 scales, 4 rows on axis 0
+        numpy_helper.from_array(np.zeros(3, np.int8), "w_z"),
+    ]
+    nodes = [
+        h.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w"], axis=0),
+        h.make_node("MatMul", ["x", "w"], ["y"]),
+    ]
+    graph = h.make_graph(
+        nodes,
+        "g",
+        [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+        [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3])],
+        inits,
+    )
+    path = tmp_path / "bad.onnx"
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), str(path))
+    with pytest.raises(
+        EdgennError, match="3 scales along axis 0 of 'w_q', whose shape is \\(4, 3\\)"
+    ):
+        load_onnx(path)

@@ -36,8 +36,11 @@ class QdqImporter(Protocol):
     ]  # QuantizeLinear output -> (its float input, parameters)
 
 
-def _params(node: OnnxNode, importer: QdqImporter, rank: int) -> tuple[QParams, np.dtype]:
+def _params(
+    node: OnnxNode, importer: QdqImporter, shape: tuple[int, ...]
+) -> tuple[QParams, np.dtype]:
     """The node's (scale, zero point, axis) and integer type, as the file states them."""
+    rank = len(shape)
     if int(node.attrs.get("block_size", 0)):
         raise UnsupportedOpError(f"node '{node.name}' ({node.op_type}): blocked quantization")
     scale = importer.values[node.inputs[1]].data if node.input(1) else None
@@ -56,7 +59,13 @@ def _params(node: OnnxNode, importer: QdqImporter, rank: int) -> tuple[QParams, 
     zeros = tuple(int(z) for z in zero.reshape(-1))
     axis = None
     if scale.ndim == 1 and scale.size > 1:
-        axis = int(node.attrs.get("axis", 1)) % max(rank, 1)
+        axis = int(node.attrs.get("axis", 1))
+        if not -rank <= axis < rank or shape[axis] != scale.size:
+            raise UnsupportedOpError(
+                f"node '{node.name}' ({node.op_type}): {scale.size} scales along axis {axis} of "
+                f"'{node.inputs[0]}', whose shape is {shape}"
+            )
+        axis %= rank
     try:
         return QParams(scales, zeros, axis), zero.dtype
     except Exception as err:  # a zero, negative or non-finite scale
@@ -91,7 +100,7 @@ def _quantized(x: np.ndarray, qp: QParams, dtype: np.dtype) -> np.ndarray:
 def add_qdq(importer: QdqImporter, node: OnnxNode) -> None:
     source = node.inputs[0]
     value = importer.values[source]
-    qp, dtype = _params(node, importer, value.type.rank)
+    qp, dtype = _params(node, importer, value.type.shape)
     out = node.outputs[0]
     if node.op_type == "QuantizeLinear":
         if value.is_const:  # fake-quantized weights (QAT export): the integers, read on by a DQ
