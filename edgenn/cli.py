@@ -276,7 +276,10 @@ def _c_sources(fixed: Any, model: Path, target: str | None, force: bool, report:
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    if "calibration" in report:
+    qdq_complete = "qdq" in report and not report["qdq"]["calibrated_tensors"]
+    if "calibration" in report and qdq_complete:  # nothing took calibrated ranges
+        click.echo(f"calibration: none, {report['calibration']}")
+    elif "calibration" in report:
         click.echo(
             f"calibration: {report['calibration']} ({report['calibration_samples']} samples, "
             f"{report['observer']} observer)"

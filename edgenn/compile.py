@@ -100,7 +100,10 @@ def convert(
     if qdq is not None and calib is None and bundled_test_set(path) is None:
         calib = "random"  # only tensors the file left without scales take these ranges
     calib_inputs, origin = calibration_data(float_graph, path, calib, samples, seed)
-    ranges = calibrate(float_graph, calib_inputs, observer=observer, percentile=percentile)
+    if qdq is not None and not qdq["calibrated_tensors"]:
+        ranges = {}  # every tensor that needs parameters has the file's
+    else:
+        ranges = calibrate(float_graph, calib_inputs, observer=observer, percentile=percentile)
     if precision == "int8":
         fixed = quantize_graph(float_graph, ranges)
         if qdq is not None:
