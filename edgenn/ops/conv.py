@@ -262,6 +262,7 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     lo, hi = activation_bounds(attrs["clip_min"], attrs["clip_max"], s_out, zp_out)
     bias_q = b.const(bias).astype(np.int64)
     w2 = w.reshape(oc, -1).astype(np.int64)
+    b.check_dot(w2, bias_q, x)
     if depthwise:
         # taps outer, channels inner: weights stored [KH, KW, O] so a tap's weights are contiguous
         weights, mode = w.reshape(oc, kh * kw).T, oc // c

@@ -187,6 +187,7 @@ def prepare_fc_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     lo, hi = activation_bounds(attrs["clip_min"], attrs["clip_max"], s_out, zp_out)
     # sum (x - zp) * w + bias == sum x * w + (bias - zp * sum w): exact in integers, and the loop
     # then multiplies raw int8 values only
+    b.check_dot(w, b.const(bias), x)
     folded = checked_int32(b.const(bias).astype(np.int64) - zp_in * w.sum(axis=1), node)
     n, k = b.shape(x)
     b.scratch(accumulators=w.shape[0])

@@ -6,6 +6,7 @@ channels_last. Windows never read padding for MaxPool (-inf fill); AveragePool d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -257,6 +258,8 @@ def pool_row(
         else b.shape(y)[1 + i]
         for i in range(r)
     ]
+    if is_avg:
+        b.check_sum(math.prod(kernel), x)
     if len(spatial) == 1:
         spatial, out_spatial = [1, *spatial], [1, *out_spatial]
         kernel, strides, dilations = (1, *kernel), (1, *strides), (1, *dilations)

@@ -171,6 +171,7 @@ def prepare_mean_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     (s_in, zp_in), (s_out, zp_out) = b.scale_zp(x), b.scale_zp(y)
     multiplier, shift = quantize_multiplier(float(s_in) / float(s_out))
     n = math.prod(shape[1:-1])
+    b.check_sum(n, x)
     k = min(n.bit_length() - 1, 32, 31 + shift)
     scaled = (multiplier << k) // n
     b.scratch(accumulators=shape[-1])

@@ -14,6 +14,10 @@ from edgenn.quant.fixed_point import real_multiplier
 from edgenn.runtime.plan import ArenaPlan, Buffer, plan_arena
 
 ROW_WIDTH = 64
+INT32_MAX = 2**31 - 1
+SHIFT_RANGE = (-31, 31)  # what QuantizeMultiplier yields for reals below 2^31 (smaller ones flush to 0)
+# the largest |x - zp| an activation of each type feeds an accumulator
+INPUT_SPAN = {DType.INT8: 255, DType.INT16: 65535}
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,34 @@ class ProgramBuilder:
         self._sizes = {"weights": 0, "biases": 0}
         self.patch_size = 1
         self.accumulator_size = 1
+        self.node: Node | None = None  # the node being prepared, for errors that name it
+
+    def refuse(self, problem: str) -> QuantizationError:
+        where = f"node '{self.node.name}' ({self.node.op})" if self.node else "program"
+        return QuantizationError(f"{where}: {problem}")
+
+    def check_dot(self, weights: np.ndarray, bias: np.ndarray, activation: str) -> None:
+        """Every output channel's worst-case int32 sum, |x - zp| * sum |w| + |bias|, must fit (a file
+        made elsewhere can hold layers whose sums wrap, which TFLM would compute wrongly too)."""
+        span = INPUT_SPAN.get(self.graph.type_of(activation).dtype, 255)
+        if self.graph.type_of(activation).dtype != DType.INT8:
+            return  # 16x8 layers accumulate in int64
+        rows = np.abs(np.asarray(weights, np.int64).reshape(len(weights), -1)).sum(axis=1)
+        worst = span * rows + np.abs(np.asarray(bias, np.int64).reshape(-1))
+        if int(worst.max(initial=0)) > INT32_MAX:
+            raise self.refuse(
+                f"worst-case accumulator {int(worst.max()):,} exceeds int32 (output channel "
+                f"{int(worst.argmax())}); the layer's sums would wrap"
+            )
+
+    def check_sum(self, taps: int, activation: str) -> None:
+        """A pooling or mean sum over `taps` values of the activation must fit int32."""
+        span = INPUT_SPAN.get(self.graph.type_of(activation).dtype, 255)
+        if taps * span > INT32_MAX:
+            raise self.refuse(
+                f"a sum over {taps:,} values of '{activation}' can exceed int32 "
+                f"(at most {INT32_MAX // span:,} fit)"
+            )
 
     def arena(self, name: str) -> int:
         return self.offsets[name]
@@ -116,10 +148,21 @@ class ProgramBuilder:
         return offset
 
     def wide(self, values: np.ndarray) -> int:
-        """int64 constants (16x8 biases), kept in the 64-bit multiplier blob."""
-        return self.multipliers([(int(v), 0) for v in np.asarray(values, np.int64).reshape(-1)])
+        """int64 constants (16x8 biases, lookup tables), kept in the 64-bit multiplier blob."""
+        return self._append([(int(v), 0) for v in np.asarray(values, np.int64).reshape(-1)])
 
     def multipliers(self, pairs: list[tuple[int, int]]) -> int:
+        """(Q31 multiplier, shift) pairs; each is checked to be one the kernels can apply."""
+        for multiplier, shift in pairs:
+            if not 0 <= multiplier <= INT32_MAX or not SHIFT_RANGE[0] <= shift <= SHIFT_RANGE[1]:
+                raise self.refuse(
+                    f"rescaling by {multiplier} * 2^({shift} - 31) is out of the kernels' range "
+                    f"(multiplier in [0, 2^31), shift in [{SHIFT_RANGE[0]}, {SHIFT_RANGE[1]}]): "
+                    "the scales are extreme"
+                )
+        return self._append(pairs)
+
+    def _append(self, pairs: list[tuple[int, int]]) -> int:
         offset = len(self._mults)
         for multiplier, shift in pairs:
             self._mults.append(multiplier)
@@ -250,6 +293,7 @@ def build_program(graph: Graph) -> Program:
     rows = np.zeros((max(len(steps), 1), ROW_WIDTH), np.int64)
     lengths = []
     for i, node in enumerate(steps):
+        builder.node = node
         fields = prepare_step(node, graph, builder)
         if len(fields) > ROW_WIDTH:
             raise QuantizationError(
