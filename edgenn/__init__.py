@@ -8,6 +8,7 @@ from edgenn.errors import (
     GraphCycleError,
     GraphError,
     InputError,
+    MemoryLimitError,
     MissingDependencyError,
     ModelFormatError,
     QuantizationError,
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 
 # the integer side: imported after __version__ (the CLI module reads it)
 from edgenn.compile import Converted, convert  # noqa: E402
+from edgenn.limits import memory_limit  # noqa: E402
 from edgenn.quant.calibrate import calibrate  # noqa: E402
 from edgenn.quant.quantize import quantize_graph  # noqa: E402
 from edgenn.runtime import Runtime  # noqa: E402
@@ -37,11 +39,13 @@ __all__ = [
     "calibrate",
     "convert",
     "load_graph",
+    "memory_limit",
     "quantize_graph",
     "save_graph",
     "EdgennError",
     "ExternalDataError",
     "FootprintError",
+    "MemoryLimitError",
     "MissingDependencyError",
     "Graph",
     "GraphCycleError",

@@ -21,10 +21,21 @@ _debug = False
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgenn")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-def cli(debug: bool) -> None:
+@click.option(
+    "--max-memory",
+    default=None,
+    metavar="SIZE",
+    help="Largest tensor, padded copy, arena or scratch buffer a model may ask for (e.g. 4G). "
+    "Default 1G.",
+)
+def cli(debug: bool, max_memory: str | None) -> None:
     """edgenn: compile trained ONNX networks for microcontrollers, the Raspberry Pi and neuromorphic devices."""
     global _debug
     _debug = debug
+    if max_memory is not None:
+        from edgenn.limits import parse_size, set_max_bytes
+
+        set_max_bytes(parse_size(max_memory))
 
 
 def calib_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -534,16 +545,12 @@ def _run_int8(
     model: Path, arrays: list[np.ndarray], dequantize: bool, calib: dict[str, Any]
 ) -> dict[str, np.ndarray]:
     """int8 inputs run as they are; float inputs are quantized with the model's input parameters."""
-    from edgenn.quant.quantize import dequantize_array, quantize_array
+    from edgenn.quant.quantize import dequantize_array
     from edgenn.runtime import Runtime
 
     _, fixed = _fixed_point(model, calib)
     runtime = Runtime(fixed)
-    quantized = [
-        a if a.dtype == t.dtype.numpy else quantize_array(a.astype(np.float32), t.qparams, t.dtype)  # type: ignore[arg-type]
-        for a, t in zip(arrays, runtime.input_types)
-    ]
-    outputs = runtime.run(*quantized)
+    outputs = runtime.run(*runtime.quantize(*arrays))
     outputs = outputs if isinstance(outputs, list) else [outputs]
     if dequantize:
         outputs = [dequantize_array(o, t.qparams) for o, t in zip(outputs, runtime.output_types)]  # type: ignore[arg-type]

@@ -50,3 +50,8 @@ class FootprintError(EdgennError):
 
 class MissingDependencyError(EdgennError, ImportError):
     """An optional package a feature needs is not installed (the message names the pip extra)."""
+
+
+class MemoryLimitError(EdgennError):
+    """A tensor, padded copy, arena or scratch buffer would exceed the memory limit (a hostile or
+    corrupt model); raise the limit with --max-memory when the model is genuinely that large."""

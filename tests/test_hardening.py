@@ -4,8 +4,12 @@ as TensorFlow Lite Micro runs it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
 
 pytest.importorskip("tflite", reason="the tflite extra is not installed")
 
@@ -90,3 +94,145 @@ def test_extreme_rescaling_is_refused_and_tiny_one_flushes_to_zero() -> None:
     tiny = Runtime(read_tflite(dense_file(16, 127, 1e-10, 1e-10, 1e5), "fc"))
     x = np.full((2, 16), 127, np.int8)
     assert np.array_equal(tiny.run(x), np.zeros((2, 1), np.int8))
+
+
+# ---- memory: sizes are checked before anything is allocated ----
+
+
+def tiny_onnx(path: Path, node: onnx.NodeProto, shape: list[int], inits: list) -> Path:  # type: ignore[type-arg]
+    h = onnx.helper
+    graph = h.make_graph(
+        [node],
+        "bomb",
+        [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, shape)],
+        [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        inits,
+    )
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_small_files_asking_for_gigabytes_are_refused_by_name(tmp_path: Path) -> None:
+    from test_cli import run_cli
+
+    pads = numpy_helper.from_array(np.array([0, 10**9, 0, 10**9], np.int64), "p")
+    pad = tiny_onnx(
+        tmp_path / "pad.onnx", onnx.helper.make_node("Pad", ["x", "p"], ["y"]), [1, 4], [pads]
+    )
+    w = numpy_helper.from_array(np.ones((1, 1, 3, 3), np.float32), "w")
+    conv_node = onnx.helper.make_node(
+        "Conv", ["x", "w"], ["y"], pads=[30000] * 4, strides=[30000] * 2
+    )
+    conv = tiny_onnx(tmp_path / "conv.onnx", conv_node, [1, 1, 8, 8], [w])
+    for path, words in (
+        (pad, "node 'Pad_0' (Pad): output"),
+        (conv, "node 'Conv_0' (Conv): the padded input"),
+    ):
+        assert path.stat().st_size < 400
+        result = run_cli("convert", str(path), "-o", str(tmp_path / "out"), "--calib", "random")
+        assert result.returncode == 2, result.stderr
+        assert words in result.stderr and "above the 1,073,741,824-byte limit" in result.stderr
+        assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_max_memory_sets_the_limit() -> None:
+    from conftest import MODELS
+    from test_cli import run_cli
+
+    model = str(MODELS / "digits_cnn.onnx")
+    small = run_cli("--max-memory", "1K", "inspect", model)
+    assert small.returncode == 2 and "above the 1,024-byte limit" in small.stderr
+    assert run_cli("--max-memory", "1G", "inspect", model).returncode == 0
+    bad = run_cli("--max-memory", "lots", "inspect", model)
+    assert bad.returncode == 2 and "--max-memory takes a size" in bad.stderr
+
+
+# ---- numbers without an integer form ----
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 3e38], ids=["nan", "inf", "huge"])
+def test_weights_without_an_int8_form_are_refused_naming_the_tensor(
+    bad: float, tmp_path: Path
+) -> None:
+    from test_cli import run_cli
+
+    weights = np.ones((3, 4), np.float32)
+    weights[1, 2] = bad
+    w = numpy_helper.from_array(weights, "dense_weights")
+    path = tiny_onnx(
+        tmp_path / "m.onnx",
+        onnx.helper.make_node("MatMul", ["x", "dense_weights"], ["y"]),
+        [1, 3],
+        [w],
+    )
+    result = run_cli("convert", str(path), "-o", str(tmp_path / "out"), "--calib", "random")
+    assert result.returncode == 2, result.stderr
+    assert "node 'MatMul_0'" in result.stderr and "cannot be quantized" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        (np.array([[np.nan] * 64], np.float32), "NaN or Inf"),
+        (np.array([[1j] * 64], np.complex64), "dtype complex64"),
+        (np.array([["a"] * 64]), "dtype <U1"),
+    ],
+    ids=["nan", "complex", "text"],
+)
+def test_run_refuses_inputs_without_an_integer_form(
+    values: np.ndarray, words: str, tmp_path: Path
+) -> None:
+    from conftest import MODELS
+    from test_cli import run_cli
+
+    model = tmp_path / "m.edgenn"
+    assert (
+        run_cli("convert", str(MODELS / "digits_mlp.onnx"), "-o", str(tmp_path / "c")).returncode
+        == 0
+    )
+    (tmp_path / "c" / "model.edgenn").rename(model)
+    np.save(tmp_path / "x.npy", values)
+    result = run_cli(
+        "run", str(model), "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy")
+    )
+    assert result.returncode == 2 and words in result.stderr, result.stderr
+    assert not (tmp_path / "y.npy").exists()
+
+
+# ---- target profiles ----
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ('dsp = "false"', "dsp"),
+        ("ram_bytes = inf", "ram_bytes"),
+        ("ram_bytes = -5", "ram_bytes"),
+        ('kind = "toaster"', "kind"),
+    ],
+)
+def test_profile_fields_are_typed(line: str, field: str, tmp_path: Path) -> None:
+    from edgenn.errors import InputError
+    from edgenn.sim.targets import load_target, profiles_dir
+
+    text = (profiles_dir() / "host.toml").read_text()
+    key = line.split(" =")[0]
+    kept = [row for row in text.splitlines() if not row.startswith(f"{key} =")]
+    kept.insert(1, line)  # top-level keys come before the first [table]
+    profile = tmp_path / "bad.toml"
+    profile.write_text("\n".join(kept))
+    with pytest.raises(InputError, match=f"field '{field}'"):
+        load_target(str(profile))
+
+
+def test_profile_cflags_must_be_a_list(tmp_path: Path) -> None:
+    from edgenn.errors import InputError
+    from edgenn.sim.targets import load_target, profiles_dir
+
+    lines = (profiles_dir() / "host.toml").read_text().splitlines()
+    lines = ['cflags = "-O2 -Wall"' if row.startswith("cflags") else row for row in lines]
+    profile = tmp_path / "bad.toml"
+    profile.write_text("\n".join(lines))
+    with pytest.raises(InputError, match="field 'build.cflags' must be a list of strings"):
+        load_target(str(profile))

@@ -36,6 +36,7 @@ from edgenn.ir import (
     toposort,
     verify,
 )
+from edgenn.limits import check_bytes
 from edgenn.ops import ONNX_OPS, OnnxNode
 
 MIN_OPSET = 11
@@ -174,7 +175,9 @@ def input_type(info: onnx.ValueInfoProto, batch_size: int) -> TensorType:
             raise ShapeError(
                 f"{what} has a symbolic dimension '{label}' at axis {axis}; only the batch may be"
             )
-    return TensorType(_dtype(tensor.elem_type, what), tuple(shape))
+    result = TensorType(_dtype(tensor.elem_type, what), tuple(shape))
+    check_bytes(result.nbytes, f"{what} {result.shape}")
+    return result
 
 
 def decode_attrs(node: onnx.NodeProto) -> dict[str, Any]:

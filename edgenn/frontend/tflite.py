@@ -24,6 +24,7 @@ from edgenn.errors import (
     UnsupportedOpError,
 )
 from edgenn.ir import DType, Graph, GraphEditor, Node, QParams, TensorType, Value, verify
+from edgenn.limits import check_bytes
 
 try:
     import tflite
@@ -32,7 +33,6 @@ except ImportError as missing:  # an optional extra: only .tflite files need it
         "reading .tflite files needs: pip install 'edgenn[tflite]'"
     ) from missing
 
-MAX_TENSOR_BYTES = 1 << 30  # refuse absurd shapes (a corrupt file) before anything is allocated
 TYPES = {
     tflite.TensorType.INT8: DType.INT8,
     tflite.TensorType.INT32: DType.INT32,
@@ -133,10 +133,7 @@ class _Reader:
                 raise ModelFormatError(
                     f"{self.name}: tensor '{name}' has a zero or negative dimension {shape}"
                 )
-            if math.prod(shape) * dtype.itemsize > MAX_TENSOR_BYTES:
-                raise ModelFormatError(
-                    f"{self.name}: tensor '{name}' shape {shape} is implausibly large"
-                )
+            check_bytes(math.prod(shape) * dtype.itemsize, f"{self.name}: tensor '{name}' {shape}")
             ttype = TensorType(dtype, shape, self.qparams(t, name))
             self.values[name] = Value(name, ttype, self.buffer(t.Buffer(), ttype, name))
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from edgenn.errors import EdgennError, GraphError, ShapeError, UnsupportedOpError
 from edgenn.ir import Attrs, Node, TensorType
+from edgenn.limits import check_bytes
 
 InferFn = Callable[[Sequence[TensorType | None], Attrs], list[TensorType]]
 ReferenceFn = Callable[[Sequence[np.ndarray | None], Attrs], list[np.ndarray]]
@@ -140,6 +141,7 @@ class OpSpec:
                 raise ShapeError(
                     f"node '{node.name}' ({node.op}) would produce a zero or negative dimension {t.shape}"
                 )
+            check_bytes(t.nbytes, f"node '{node.name}' ({node.op}): output {t.shape}")
         return out
 
     def run(self, node: Node, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:

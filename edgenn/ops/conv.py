@@ -44,6 +44,7 @@ from edgenn.ops.dot import (
 from edgenn.ops.spatial import (
     auto_pads,
     channels,
+    check_padded,
     output_size,
     spatial_dims,
     to_channels_first,
@@ -101,6 +102,7 @@ def infer_conv(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[Tensor
     if b is not None and b.shape != (out_ch,):
         raise ShapeError(f"bias shape {b.shape} should be ({out_ch},)")
     r = len(kernel)
+    check_padded(x, attrs["pads"], cl)
     sizes = [
         output_size(
             s,

@@ -30,6 +30,7 @@ from edgenn.ops import (
 )
 from edgenn.ops.spatial import (
     auto_pads,
+    check_padded,
     output_size,
     spatial_dims,
     to_channels_first,
@@ -91,6 +92,7 @@ def pooled_sizes(x: TensorType, attrs: Attrs) -> list[int]:
 def infer_pool(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
     x = inputs[0]
     assert x is not None
+    check_padded(x, attrs["pads"], attrs["channels_last"])
     sizes = pooled_sizes(x, attrs)
     if attrs["channels_last"]:
         return [x.with_shape((x.shape[0], *sizes, x.shape[-1]))]

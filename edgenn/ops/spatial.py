@@ -10,6 +10,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from edgenn.errors import ShapeError, UnsupportedOpError
 from edgenn.ir import TensorType
+from edgenn.limits import check_bytes
 
 
 def output_size(
@@ -56,6 +57,14 @@ def channels(x: TensorType, channels_last: bool) -> int:
     return x.shape[-1] if channels_last else x.shape[1]
 
 
+def check_padded(x: TensorType, pads: Sequence[int], channels_last: bool) -> None:
+    """The float reference pads a window op's input before reading windows: bound that copy."""
+    spatial = spatial_dims(x, channels_last)
+    r = len(spatial)
+    padded = math.prod(s + pads[i] + pads[r + i] for i, s in enumerate(spatial))
+    check_bytes(x.size // math.prod(spatial) * padded * 4, f"the padded input {x.shape}")
+
+
 def to_channels_first(x: np.ndarray) -> np.ndarray:
     return np.moveaxis(x, -1, 1)
 
@@ -78,6 +87,8 @@ def windows(
     r = len(kernel)
     extra = extra_end or (0,) * r
     widths = [(0, 0), (0, 0)] + [(pads[i], pads[r + i] + extra[i]) for i in range(r)]
+    padded_size = math.prod(n + a + b for n, (a, b) in zip(x.shape, widths))
+    check_bytes(padded_size * x.itemsize, f"a padded window copy of shape {x.shape}")
     padded = np.pad(x, widths, constant_values=fill) if any(map(any, widths)) else x
     spans = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilations))
     view = sliding_window_view(padded, spans, axis=tuple(range(2, 2 + r)))

@@ -86,6 +86,20 @@ def per_channel_weights(w: np.ndarray) -> tuple[np.ndarray, QParams]:
     return q, qp
 
 
+def finite_constant(node: Node | None, name: str, data: np.ndarray) -> None:
+    """Constants to quantize hold finite values of a float32's range (NaN, Inf or 3e38 weights have
+    no int8 form: their scales would overflow)."""
+    real = np.asarray(data, np.float64)
+    bad = ~np.isfinite(real) | (np.abs(real) > 1e30)
+    if bad.any():
+        where = f"node '{node.name}' ({node.op}): " if node is not None else ""
+        value = real.reshape(-1)[int(np.argmax(bad.reshape(-1)))]
+        raise QuantizationError(
+            f"{where}constant '{name}' holds {int(bad.sum())} value(s) that cannot be quantized "
+            f"(NaN, Inf or beyond 1e30; e.g. {value})"
+        )
+
+
 def hinted_weights(
     node: Node, name: str, w: np.ndarray, hint: QParams
 ) -> tuple[np.ndarray, QParams]:
@@ -181,6 +195,7 @@ class _Quantizer:
             raise QuantizationError(
                 f"node '{node.name}' ({node.op}): weights must be constant to quantize"
             )
+        finite_constant(node, inputs[1], w)
         hint = self.graph.quant_hints.get(inputs[1])
         if hint is not None:
             qw, wqp = hinted_weights(node, inputs[1], w, hint)
@@ -201,6 +216,7 @@ class _Quantizer:
             raise QuantizationError(
                 f"node '{node.name}' ({node.op}): bias must be constant to quantize"
             )
+        finite_constant(node, inputs[2] if len(inputs) > 2 else "bias", b)
         wide_input = self.dtype.get(inputs[0]) == DType.INT16
         qb, bqp = bias_int32(b, self.qp[inputs[0]], wqp, DType.INT64 if wide_input else DType.INT32)
         inputs[2:] = [self.const(f"{node.name}_bias_{qb.dtype.name}", qb, bqp)]
@@ -212,6 +228,7 @@ class _Quantizer:
         """An int8 copy of a float constant, with `qp` or else parameters over its own range."""
         data = self.graph.const(name)
         assert data is not None
+        finite_constant(None, name, data)
         qp = qp or self.graph.quant_hints.get(name)
         qp = qp or activation_qparams(float(data.min()), float(data.max()))
         return self.const(f"{name}_int8", quantize_array(data, qp), qp)

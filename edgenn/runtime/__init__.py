@@ -105,12 +105,30 @@ class Runtime:
             position += size
         return results[0] if len(results) == 1 else results
 
+    def quantize(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        """Inputs in the model's integer types: those already in it as they are, real numbers
+        quantized with the input's parameters; complex, text or non-finite values are refused."""
+        if len(inputs) != len(self.input_types):
+            raise InputError(f"model takes {len(self.input_types)} input(s), got {len(inputs)}")
+        quantized = []
+        for name, t, a in zip(self.graph.inputs, self.input_types, map(np.asarray, inputs)):
+            if a.dtype == t.dtype.numpy:
+                quantized.append(a)
+                continue
+            if a.dtype.kind not in "fiub":
+                raise InputError(f"input '{name}' has dtype {a.dtype}; expected real numbers")
+            real = a.astype(np.float32)
+            bad = ~np.isfinite(real)
+            if bad.any():
+                raise InputError(
+                    f"input '{name}' holds {int(bad.sum())} NaN or Inf value(s) (first at index "
+                    f"{tuple(int(i) for i in np.argwhere(bad)[0])}); they have no integer value"
+                )
+            quantized.append(quantize_array(real, t.qparams, t.dtype))  # type: ignore[arg-type]
+        return quantized
+
     def run_float(self, *inputs: np.ndarray) -> list[np.ndarray] | np.ndarray:
-        quantized = [
-            quantize_array(np.asarray(a, np.float32), t.qparams, t.dtype)  # type: ignore[arg-type]
-            for a, t in zip(inputs, self.input_types)
-        ]
-        outputs = self.run(*quantized)
+        outputs = self.run(*self.quantize(*inputs))
         outputs = outputs if isinstance(outputs, list) else [outputs]
         real = [dequantize_array(q, t.qparams) for q, t in zip(outputs, self.output_types)]  # type: ignore[arg-type]
         return real[0] if len(real) == 1 else real

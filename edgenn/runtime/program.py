@@ -9,6 +9,7 @@ import numpy as np
 
 from edgenn.errors import QuantizationError
 from edgenn.ir import DType, Graph, Node, QParams
+from edgenn.limits import check_bytes
 from edgenn.ops import spec_for
 from edgenn.quant.fixed_point import real_multiplier
 from edgenn.runtime.plan import ArenaPlan, Buffer, plan_arena
@@ -171,6 +172,8 @@ class ProgramBuilder:
 
     def scratch(self, patch: int = 0, accumulators: int = 0) -> None:
         """Ask for kernel scratch space (shared by all steps, allocated once by the runtime)."""
+        where = f"node '{self.node.name}' ({self.node.op})" if self.node else "a kernel"
+        check_bytes(patch + 4 * accumulators, f"{where}: kernel scratch")
         self.patch_size = max(self.patch_size, patch)
         self.accumulator_size = max(self.accumulator_size, accumulators)
 
@@ -284,6 +287,7 @@ def build_program(graph: Graph) -> Program:
             last = max(buffers[shared].last, buffers.pop(out).last)
             buffers[shared] = replace(buffers[shared], last=last)
     plan = plan_arena(list(buffers.values()))
+    check_bytes(plan.size, f"the arena of '{graph.name}'")
     offsets = {
         name: plan.offsets[root.get(name, name)]
         for name in graph.values
