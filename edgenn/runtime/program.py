@@ -16,7 +16,10 @@ from edgenn.runtime.plan import ArenaPlan, Buffer, plan_arena
 
 ROW_WIDTH = 64
 INT32_MAX = 2**31 - 1
-SHIFT_RANGE = (-31, 31)  # what QuantizeMultiplier yields for reals below 2^31 (smaller ones flush to 0)
+SHIFT_RANGE = (
+    -31,
+    31,
+)  # what QuantizeMultiplier yields for reals below 2^31 (smaller ones flush to 0)
 # the largest |x - zp| an activation of each type feeds an accumulator
 INPUT_SPAN = {DType.INT8: 255, DType.INT16: 65535}
 
