@@ -269,10 +269,13 @@ def convert(
 
 def _c_sources(fixed: Any, model: Path, target: str | None, force: bool, report: dict[str, Any]):  # type: ignore[no-untyped-def]
     """Generate (not yet write) the C code, checked against the target first."""
-    from edgenn.codegen.c import check_fits, generate_c
+    from edgenn.codegen.c import check_fits, check_fits_early, generate_c
+    from edgenn.runtime.program import build_program
     from edgenn.sim.targets import load_target
 
     profile = load_target(target) if target else None
+    if profile is not None and not force:
+        check_fits_early(build_program(fixed), fixed, profile)
     sources = generate_c(fixed, model.stem, dsp=profile.dsp if profile else True)
     if profile is not None and not force:
         check_fits(sources, fixed, profile)
@@ -532,11 +535,14 @@ def footprint(
 ) -> None:
     """Flash and RAM of MODEL's generated C on a target (its toolchain's size, stack measured in its
     emulator) beside TensorFlow Lite Micro's arena for the same model."""
+    from edgenn.codegen.c import check_fits_early
+    from edgenn.runtime.program import build_program
     from edgenn.sim.footprint import format_footprint, measure_footprint
     from edgenn.sim.targets import load_target
 
     profile = load_target(target)
     _, fixed = _fixed_point(model, calib_args)
+    check_fits_early(build_program(fixed), fixed, profile)  # before compiling anything
     result = measure_footprint(fixed, model.stem, profile, tflm=not no_tflm)
     click.echo(json.dumps(result, indent=2) if as_json else format_footprint(result))
 

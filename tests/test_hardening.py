@@ -236,3 +236,23 @@ def test_profile_cflags_must_be_a_list(tmp_path: Path) -> None:
     profile.write_text("\n".join(lines))
     with pytest.raises(InputError, match="field 'build.cflags' must be a list of strings"):
         load_target(str(profile))
+
+
+def test_footprint_checks_the_fit_before_compiling(tmp_path: Path) -> None:
+    """A board too small for the model is refused from the plan: the profile's compiler (which does not
+    exist here) is never called."""
+    from conftest import MODELS
+    from test_cli import run_cli
+
+    from edgenn.sim.targets import profiles_dir
+
+    text = (profiles_dir() / "cortex-m4-qemu.toml").read_text()
+    text = text.replace("ram_bytes = 4194304", "ram_bytes = 1024").replace(
+        'cc = "arm-none-eabi-gcc"', 'cc = "no-such-compiler"'
+    )
+    profile = tmp_path / "tiny.toml"
+    profile.write_text(text)
+    result = run_cli("footprint", str(MODELS / "digits_cnn.onnx"), "--target", str(profile))
+    assert result.returncode == 2
+    assert "arena 3,072 B exceeds cortex-m4-qemu's RAM 1,024 B" in result.stderr
+    assert "no-such-compiler" not in result.stderr

@@ -387,22 +387,35 @@ def _io(offsets: np.ndarray, sizes: np.ndarray) -> list[tuple[int, int, int]]:
 def check_fits(sources: CSources, graph: Graph, target: Target) -> None:
     """Refuse (before anything is written) a model whose arena exceeds the target's RAM or whose
     constants exceed its flash; 0 in a profile means no limit."""
-    plan = sources.program.plan
+    _check_sizes(sources.program, sources.arena_bytes, sources.flash_data_bytes, graph, target)
+
+
+def check_fits_early(program: Program, graph: Graph, target: Target) -> None:
+    """The same check from the program alone, before any C is generated or compiled: the arena is
+    the plan's, and the constants are at least the weight, bias and multiplier blobs."""
+    blobs = program.weights.size + 4 * program.biases.size + 8 * program.multipliers.size
+    _check_sizes(program, program.plan.size, blobs, graph, target)
+
+
+def _check_sizes(
+    program: Program, arena_bytes: int, constant_bytes: int, graph: Graph, target: Target
+) -> None:
+    plan = program.plan
     problems = []
-    if target.ram_bytes and sources.arena_bytes > target.ram_bytes:
+    if target.ram_bytes and arena_bytes > target.ram_bytes:
         largest = sorted(plan.buffers, key=lambda b: (-b.size, b.name))[:3]
         names = ", ".join(f"'{c_comment(b.name)}' {b.size:,} B" for b in largest)
         problems.append(
-            f"arena {sources.arena_bytes:,} B exceeds {target.name}'s RAM "
+            f"arena {arena_bytes:,} B exceeds {target.name}'s RAM "
             f"{target.ram_bytes:,} B (largest tensors: {names})"
         )
-    if target.flash_bytes and sources.flash_data_bytes > target.flash_bytes:
+    if target.flash_bytes and constant_bytes > target.flash_bytes:
         consts = sorted(
             (v for v in graph.values.values() if v.is_const), key=lambda v: (-v.type.nbytes, v.name)
         )[:3]
         names = ", ".join(f"'{c_comment(v.name)}' {v.type.nbytes:,} B" for v in consts)
         problems.append(
-            f"constants {sources.flash_data_bytes:,} B exceed {target.name}'s flash "
+            f"constants {constant_bytes:,} B exceed {target.name}'s flash "
             f"{target.flash_bytes:,} B (largest: {names})"
         )
     if problems:
