@@ -231,8 +231,7 @@ def convert(
     """Quantize MODEL (ONNX) to an int8 fixed-point model: OUTDIR/model.edgenn and OUTDIR/report.json.
     An int8 .tflite (or .edgenn) model is taken as it is, e.g. to generate C from it."""
     from edgenn.compile import conversion_report, fixed_point_report
-    from edgenn.fileio import write_atomic, write_folder_atomic
-    from edgenn.serialize import save_graph
+    from edgenn.fileio import write_output_set
 
     converted, fixed = _fixed_point(model, {**calib_args, "data": data})
     if converted is None and "c" not in emits and "tflite" not in emits:
@@ -251,18 +250,15 @@ def convert(
 
         tflite_bytes = to_tflite(fixed, float_io)
         report["tflite_file_bytes"] = len(tflite_bytes)
-    outdir.mkdir(parents=True, exist_ok=True)
-    save_graph(fixed, outdir / "model.edgenn")
-    written = [outdir / "model.edgenn"]
+    from edgenn.serialize import to_bytes
+
+    artifacts: dict[str, bytes | dict[str, str]] = {"model.edgenn": to_bytes(fixed)}
     if tflite_bytes is not None:
-        written.append(write_atomic(outdir / "model.tflite", lambda f: f.write(tflite_bytes)))
+        artifacts["model.tflite"] = tflite_bytes
     if c_sources is not None:
-        written.append(write_folder_atomic(outdir / "c", c_sources.files))
-    written.append(
-        write_atomic(
-            outdir / "report.json", lambda f: f.write(json.dumps(report, indent=2).encode())
-        )
-    )
+        artifacts["c"] = c_sources.files
+    artifacts["report.json"] = json.dumps(report, indent=2).encode()
+    written = write_output_set(outdir, artifacts)
     _print_report(report)
     click.echo(f"wrote {', '.join(map(str, written))}")
 
@@ -563,12 +559,26 @@ def _run_int8(
     return dict(zip(fixed.outputs, outputs))
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is, so that cleanup (staging folders) runs as for Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=argv, prog_name="edgenn", standalone_mode=False)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("edgenn: aborted", err=True)
         sys.exit(130)
+    except Terminated:
+        click.echo("edgenn: terminated", err=True)
+        sys.exit(143)
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)

@@ -104,3 +104,63 @@ def write_folder_atomic(path: str | os.PathLike[str], files: dict[str, str]) -> 
         raise
     shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+OUTPUT_SET = ("model.edgenn", "model.tflite", "c", "report.json")  # what `convert` may write
+
+
+def write_output_set(
+    outdir: str | os.PathLike[str], artifacts: dict[str, bytes | dict[str, str]]
+) -> list[Path]:
+    """Write a set of artifacts (file name -> bytes, folder name -> {file: text}) so that readers see
+    the previous set or the new one whole: everything is staged inside the folder first, then moved
+    into place under a lock (concurrent converts commit one after the other) with SIGINT/SIGTERM held
+    back, and artifacts of the set that this run does not write are removed, so what is there always
+    matches report.json."""
+    import fcntl
+    import signal
+
+    target = Path(outdir)
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".edgenn-staging-", dir=target))
+    try:
+        for name, content in artifacts.items():
+            if isinstance(content, bytes):
+                (staging / name).write_bytes(content)
+                (staging / name).chmod(0o666 & ~_umask())
+            else:
+                (staging / name).mkdir()
+                for file, text in content.items():
+                    (staging / name / file).write_text(text)
+        with open(target / ".edgenn.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            held = {signal.SIGINT, signal.SIGTERM}
+            signal.pthread_sigmask(signal.SIG_BLOCK, held)
+            try:
+                _commit(staging, target, artifacts)
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [target / name for name in artifacts]
+
+
+def _commit(staging: Path, target: Path, artifacts: dict[str, bytes | dict[str, str]]) -> None:
+    for name in OUTPUT_SET:
+        final = target / name
+        if name not in artifacts:
+            if final.is_dir() and not final.is_symlink():
+                shutil.rmtree(final)
+            elif final.exists() or final.is_symlink():
+                final.unlink()
+            continue
+        if isinstance(artifacts[name], bytes):
+            os.replace(staging / name, final)
+            continue
+        if final.exists():  # a folder cannot replace a folder in one rename: move the old one aside
+            old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=target))
+            os.replace(final, old / name)
+            os.replace(staging / name, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging / name, final)

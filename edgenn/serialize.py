@@ -104,7 +104,11 @@ def load_graph(path: str | os.PathLike[str]) -> Graph:
     source = Path(path)
     if not source.is_file():
         raise ModelFormatError(f"{source}: no such file")
-    data = source.read_bytes()
+    return from_bytes(source.read_bytes(), str(source))
+
+
+def from_bytes(data: bytes, source: str = "model") -> Graph:
+    """The graph of an .edgenn file's bytes; any damage is a ModelFormatError naming `source`."""
     if data[: len(MAGIC)] != MAGIC or len(data) < len(MAGIC) + 8:
         raise ModelFormatError(f"{source}: not an edgenn fixed-point model (bad magic)")
     (length,) = struct.unpack("<Q", data[len(MAGIC) : len(MAGIC) + 8])
@@ -118,7 +122,7 @@ def load_graph(path: str | os.PathLike[str]) -> Graph:
         ) from None
 
 
-def _graph_from_header(header: dict[str, Any], data: bytes, body: int, source: Path) -> Graph:
+def _graph_from_header(header: dict[str, Any], data: bytes, body: int, source: str) -> Graph:
     values = {}
     for name, entry in header["values"].items():
         dtype = DType(entry["dtype"])

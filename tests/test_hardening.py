@@ -256,3 +256,80 @@ def test_footprint_checks_the_fit_before_compiling(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "arena 3,072 B exceeds cortex-m4-qemu's RAM 1,024 B" in result.stderr
     assert "no-such-compiler" not in result.stderr
+
+
+# ---- output sets: the previous one or the new one, whole ----
+
+
+def set_is_consistent(folder: Path) -> None:
+    """What is in the folder is what its report.json says was written, and no staging is left."""
+    import json
+
+    report = json.loads((folder / "report.json").read_text())
+    assert (folder / "model.edgenn").is_file()
+    assert (folder / "model.tflite").is_file() == ("tflite_file_bytes" in report)
+    assert (folder / "c").is_dir() == ("c" in report)
+    if "c" in report:
+        assert sorted(p.name for p in (folder / "c").iterdir()) == report["c"]["files"]
+    leftovers = [
+        p.name for p in folder.iterdir() if p.name.startswith(".") and p.name != ".edgenn.lock"
+    ]
+    assert leftovers == []
+
+
+def test_a_new_set_replaces_the_old_one_whole(tmp_path: Path) -> None:
+    from conftest import MODELS
+    from test_cli import run_cli
+
+    out, model = tmp_path / "out", str(MODELS / "digits_mlp.onnx")
+    assert (
+        run_cli("convert", model, "-o", str(out), "--emit", "c", "--emit", "tflite").returncode == 0
+    )
+    set_is_consistent(out)
+    assert run_cli("convert", model, "-o", str(out)).returncode == 0
+    set_is_consistent(out)  # the old c/ and model.tflite are gone with the report that named them
+    assert not (out / "c").exists() and not (out / "model.tflite").exists()
+
+
+@pytest.mark.parametrize("delay", [0.5, 2.0, 4.0])
+def test_sigterm_leaves_a_whole_set_and_no_staging(delay: float, tmp_path: Path) -> None:
+    """Whenever the signal lands, the folder holds the previous set or the new one, never a mix."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import MODELS
+    from test_cli import run_cli
+
+    out, model = tmp_path / "out", str(MODELS / "digits_cnn.onnx")
+    assert run_cli("convert", model, "-o", str(out), "--emit", "c").returncode == 0
+    command = [sys.executable, "-m", "edgenn", "convert", model, "-o", str(out), "--emit", "tflite"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(delay)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=300)
+    # 143: edgenn's handler ran; -15: the signal came before it was installed (still importing)
+    assert process.returncode in (0, 143, -signal.SIGTERM), err
+    set_is_consistent(out)
+
+
+def test_concurrent_converts_into_one_folder(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import MODELS
+
+    out, model = tmp_path / "out", str(MODELS / "digits_mlp.onnx")
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "edgenn", "convert", model, "-o", str(out), *emit],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for emit in ([], ["--emit", "c"], ["--emit", "tflite"], ["--emit", "c", "--emit", "tflite"])
+    ]
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+    set_is_consistent(out)

@@ -30,7 +30,9 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     if real == 0.0:
         return 0, 0
     if real < 0 or not math.isfinite(real):
-        raise ValueError(f"multiplier must be positive and finite, got {real}")
+        from edgenn.errors import QuantizationError
+
+        raise QuantizationError(f"a rescaling multiplier must be positive and finite, got {real}")
     q, shift = math.frexp(real)  # real = q * 2^shift, q in [0.5, 1)
     q_fixed = round_half_away(q * (1 << 31))
     if q_fixed == 1 << 31:

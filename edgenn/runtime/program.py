@@ -301,7 +301,12 @@ def build_program(graph: Graph) -> Program:
     lengths = []
     for i, node in enumerate(steps):
         builder.node = node
-        fields = prepare_step(node, graph, builder)
+        try:
+            fields = prepare_step(node, graph, builder)
+        except QuantizationError as err:
+            if str(err).startswith("node '"):
+                raise
+            raise QuantizationError(f"node '{node.name}' ({node.op}): {err}") from None
         if len(fields) > ROW_WIDTH:
             raise QuantizationError(
                 f"node '{node.name}' ({node.op}): too many operands for one program row"

@@ -1,0 +1,131 @@
+"""Fuzzing with a fixed seed and budget in CI (EDGENN_FUZZ_EXAMPLES=N runs longer locally): structural
+mutations of ONNX graphs (attributes, initializer shapes and types, edges, input shapes) and byte
+mutations of .edgenn files. The property: an edgenn error (one line, exit 2 in the CLI), or a model
+that runs, and then the runtime's integers equal the independent numpy spec's. Never another
+exception; never an unbounded allocation (the memory limit is lowered to 64 MiB here)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import pytest
+from builders import STACKS
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from int8_spec import run_spec
+from onnx import numpy_helper
+
+from edgenn.errors import EdgennError
+from edgenn.frontend.onnx import import_model
+from edgenn.limits import memory_limit
+from edgenn.passes import optimize
+from edgenn.quant.calibrate import calibrate
+from edgenn.quant.quantize import quantize_array, quantize_graph
+from edgenn.runtime import Runtime
+
+EXAMPLES = int(os.environ.get("EDGENN_FUZZ_EXAMPLES", "60"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,  # the same mutants every CI run
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+ODD_INTS = [-(2**31), -7, -1, 0, 1, 2, 3, 7, 64, 1000, 2**31 - 1]
+BASES = {name: build() for name, build in STACKS.items()}
+
+
+@st.composite
+def mutants(draw: st.DrawFn) -> tuple[str, onnx.ModelProto]:
+    name = draw(st.sampled_from(sorted(BASES)))
+    model = onnx.ModelProto()
+    model.CopyFrom(BASES[name])
+    graph = model.graph
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["attr", "ints", "init_shape", "init_type", "edge", "input"]))
+        if kind in ("attr", "ints"):
+            nodes = [n for n in graph.node if n.attribute]
+            if not nodes:
+                continue
+            attr = draw(st.sampled_from(list(draw(st.sampled_from(nodes)).attribute)))
+            if attr.type == onnx.AttributeProto.INT:
+                attr.i = draw(st.sampled_from(ODD_INTS))
+            elif attr.type == onnx.AttributeProto.INTS and attr.ints:
+                attr.ints[draw(st.integers(0, len(attr.ints) - 1))] = draw(
+                    st.sampled_from(ODD_INTS)
+                )
+            elif attr.type == onnx.AttributeProto.FLOAT:
+                attr.f = draw(st.sampled_from([0.0, -1.0, 1e-30, 1e30, float("nan")]))
+        elif kind == "init_shape" and graph.initializer:
+            init = draw(st.sampled_from(list(graph.initializer)))
+            dims = draw(st.lists(st.integers(1, 6), min_size=0, max_size=4))
+            data = np.random.default_rng(0).standard_normal(dims).astype(np.float32)
+            init.CopyFrom(numpy_helper.from_array(data, init.name))
+        elif kind == "init_type" and graph.initializer:
+            init = draw(st.sampled_from(list(graph.initializer)))
+            dtype = draw(st.sampled_from([np.float16, np.float64, np.int64, np.int8, np.bool_]))
+            data = numpy_helper.to_array(init).astype(dtype)
+            init.CopyFrom(numpy_helper.from_array(data, init.name))
+        elif kind == "edge" and len(graph.node) > 1:
+            node = draw(st.sampled_from(list(graph.node)))
+            names = [graph.input[0].name, *(o for n in graph.node for o in n.output)]
+            names += [i.name for i in graph.initializer]
+            if node.input:
+                node.input[draw(st.integers(0, len(node.input) - 1))] = draw(st.sampled_from(names))
+        elif kind == "input":
+            dims = graph.input[0].type.tensor_type.shape.dim
+            if len(dims) > 1:
+                dims[draw(st.integers(1, len(dims) - 1))].dim_value = draw(
+                    st.sampled_from([1, 2, 3, 7, 17, 10**6])
+                )
+    return name, model
+
+
+@FUZZ
+@given(mutants())
+def test_mutated_onnx_graphs_give_edgenn_errors_or_spec_exact_models(case: tuple) -> None:
+    name, model = case
+    with memory_limit(64 << 20):
+        try:
+            graph = optimize(import_model(model, name=name))
+            shape = graph.type_of(graph.inputs[0]).shape[1:]
+            x = np.random.default_rng(0).uniform(-1, 1, (8, *shape)).astype(np.float32)
+            fixed = quantize_graph(graph, calibrate(graph, x))
+            xq = quantize_array(x[:3], fixed.type_of(fixed.inputs[0]).qparams)
+            ours = Runtime(fixed).run(xq)
+        except EdgennError as err:
+            event(f"refused: {type(err).__name__}")
+            return
+    event("accepted")
+    assert isinstance(ours, np.ndarray)
+    want = run_spec(fixed, xq)
+    assert np.array_equal(ours.reshape(want.shape), want)
+
+
+@pytest.fixture(scope="module")
+def edgenn_file() -> bytes:
+    from conftest import MODELS
+
+    from edgenn.compile import convert
+    from edgenn.serialize import to_bytes
+
+    return to_bytes(convert(MODELS / "digits_cnn.onnx").fixed_graph)
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, 10**7), st.integers(0, 255)), min_size=1, max_size=8))
+def test_mutated_edgenn_files_give_edgenn_errors_or_run(edgenn_file: bytes, edits: list) -> None:
+    from edgenn.serialize import from_bytes
+
+    data = bytearray(edgenn_file)
+    for position, value in edits:
+        data[position % len(data)] = value
+    with memory_limit(64 << 20):
+        try:
+            graph = from_bytes(bytes(data))
+            t = graph.type_of(graph.inputs[0])
+            Runtime(graph).run(np.zeros((1, *t.shape[1:]), t.dtype.numpy))
+            event("accepted")
+        except EdgennError as err:
+            event(f"refused: {type(err).__name__}")
