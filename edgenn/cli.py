@@ -68,7 +68,13 @@ def calib_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             type=click.IntRange(min=1),
             help="Samples drawn for --calib random.",
         ),
-        click.option("--seed", default=0, show_default=True, help="Seed for --calib random."),
+        click.option(
+            "--seed",
+            default=0,
+            show_default=True,
+            type=click.IntRange(min=0),
+            help="Seed for --calib random.",
+        ),
         click.option(
             "--precision",
             type=click.Choice(["int8", "int16", "auto"]),
@@ -128,10 +134,11 @@ def _fixed_point(model: Path, calib: dict[str, Any]):  # type: ignore[no-untyped
 
 
 def _is_tflite(model: Path) -> bool:
+    """A TFLite file by its identifier, or by its name (so a damaged one is reported as TFLite)."""
     if not model.is_file():
         return False
     with open(model, "rb") as f:
-        return f.read(8)[4:8] == b"TFL3"
+        return f.read(8)[4:8] == b"TFL3" or model.suffix.lower() == ".tflite"
 
 
 def _calib(
@@ -420,10 +427,10 @@ def run(
         results = run_reference(_float_graph(model, 1, optimized=False), arrays)
     else:
         results = _run_int8(model, arrays, dequantize, calib_args)
+    labels = load_labels(inputs[0]) if len(inputs) == 1 else None  # checked before writing
     save_arrays(output, results)
     shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))} {v.dtype}" for k, v in results.items())
     click.echo(f"wrote {output} ({shapes})")
-    labels = load_labels(inputs[0]) if len(inputs) == 1 else None
     first = next(iter(results.values()))
     if labels is not None and first.ndim == 2 and len(labels) == len(first):
         accuracy = float(np.mean(first.argmax(axis=1) == labels))

@@ -14,6 +14,7 @@ from edgenn.errors import InputError, QuantizationError
 from edgenn.fileio import load_array, load_labels
 from edgenn.frontend.onnx import load_onnx
 from edgenn.ir import Graph
+from edgenn.limits import check_bytes
 from edgenn.ops import CALIBRATED, spec_for
 from edgenn.passes import optimize
 from edgenn.quant.calibrate import calibrate, check_calibration_data
@@ -54,6 +55,7 @@ def calibration_data(
     """The calibration inputs: a file, `random` (uniform in [-1, 1], seeded) or the bundled test set."""
     if calib == "random":
         shape = graph.type_of(graph.inputs[0]).shape[1:]
+        check_bytes(8 * samples * math.prod(shape), f"{samples:,} random calibration samples")
         data = np.random.default_rng(seed).uniform(-1, 1, (samples, *shape)).astype(np.float32)
         return data, f"random uniform [-1, 1], {samples} samples, seed {seed}"
     source = Path(calib) if calib else bundled_test_set(model)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -12,11 +15,14 @@ from typing import BinaryIO
 import numpy as np
 
 from edgenn.errors import InputError
+from edgenn.limits import check_bytes
 
 
 def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
     """Write through a temporary file in the target folder, then rename it into place."""
     target = Path(path)
+    if not str(path) or target.is_dir():
+        raise InputError(f"output path '{path}' is empty or a folder; give a file name")
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise InputError(f"{target}: folder '{folder}' does not exist")
@@ -52,34 +58,68 @@ def save_arrays(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> 
 
 
 def load_array(path: str | os.PathLike[str], key: str = "x") -> np.ndarray:
-    """An array from .npy, or array `key` from .npz."""
+    """An array from .npy, or array `key` from .npz: numbers only (no pickled objects), its size
+    checked against the memory limit from its header before anything is read."""
     source = Path(path)
     if not source.is_file():
         raise InputError(f"{source}: no such file")
     try:
-        loaded = np.load(source, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
+        if zipfile.is_zipfile(source):
+            return _load_member(source, key)
+        with open(source, "rb") as f:
+            return _read_npy(f, str(source))
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise InputError(
             f"{source}: not a readable .npy/.npz file ({' '.join(str(err).split())})"
         ) from None
-    if isinstance(loaded, np.ndarray):
-        return loaded
-    with loaded:
-        if key not in loaded.files:
-            raise InputError(f"{source}: has no array '{key}' (has {', '.join(loaded.files)})")
-        return loaded[key]
+
+
+def _load_member(source: Path, key: str) -> np.ndarray:
+    with zipfile.ZipFile(source) as archive:
+        names = {Path(n).stem: n for n in archive.namelist() if n.endswith(".npy")}
+        if key not in names:
+            raise InputError(f"{source}: has no array '{key}' (has {', '.join(sorted(names))})")
+        info = archive.getinfo(names[key])
+        check_bytes(info.file_size, f"{source}: array '{key}'")  # a zip bomb stops here
+        with archive.open(info) as member:
+            return _read_npy(io.BytesIO(member.read()), f"{source}: array '{key}'")
+
+
+def _read_npy(f: BinaryIO, what: str) -> np.ndarray:
+    version = np.lib.format.read_magic(f)
+    header = (
+        np.lib.format.read_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.read_array_header_2_0
+    )
+    shape, _, dtype = header(f)
+    if dtype.hasobject:
+        raise InputError(f"{what}: holds Python objects (pickled data is never loaded)")
+    check_bytes(math.prod(shape) * dtype.itemsize, f"{what} {shape}")
+    f.seek(0)
+    return np.load(f, allow_pickle=False)
 
 
 def load_labels(path: str | os.PathLike[str]) -> np.ndarray | None:
-    """Integer labels `y` stored beside `x` in a .npz data set, or None when there are none."""
+    """Integer labels `y` stored beside `x` in a .npz data set, or None when there are none; labels
+    are class indices, so negative ones are refused."""
     source = Path(path)
-    if source.suffix != ".npz":
+    if source.suffix != ".npz" or not zipfile.is_zipfile(source):
         return None
-    with np.load(source, allow_pickle=False) as data:
-        if "y" not in data.files:
+    try:
+        labels = load_array(source, "y")
+    except InputError as err:
+        if "has no array 'y'" in str(err):
             return None
-        labels = data["y"]
-    return labels.reshape(-1) if labels.dtype.kind in "iu" else None
+        raise
+    if labels.dtype.kind not in "iu":
+        return None
+    labels = labels.reshape(-1)
+    if labels.size and int(labels.min()) < 0:
+        raise InputError(
+            f"{source}: labels 'y' must be class indices (0 or more), found {int(labels.min())}"
+        )
+    return labels
 
 
 def write_folder_atomic(path: str | os.PathLike[str], files: dict[str, str]) -> Path:
@@ -132,14 +172,17 @@ def write_output_set(
                 (staging / name).mkdir()
                 for file, text in content.items():
                     (staging / name / file).write_text(text)
-        with open(target / ".edgenn.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        folder = os.open(target, os.O_RDONLY)  # the lock is on the folder itself: no lock file
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
             held = {signal.SIGINT, signal.SIGTERM}
             signal.pthread_sigmask(signal.SIG_BLOCK, held)
             try:
                 _commit(staging, target, artifacts)
             finally:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+        finally:
+            os.close(folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return [target / name for name in artifacts]

@@ -333,3 +333,99 @@ def test_concurrent_converts_into_one_folder(tmp_path: Path) -> None:
         _, err = run.communicate(timeout=300)
         assert run.returncode == 0, err
     set_is_consistent(out)
+
+
+# ---- bad data files and arguments: one line, exit 2 ----
+
+
+def bad_inputs(folder: Path) -> dict[str, Path]:
+    """Hostile array files: pickled objects in an .npz, a broken zip, a header claiming 256 TB, a
+    zip bomb (1 GB of zeros in a few MB), no samples, negative labels, random bytes as .tflite."""
+    import io
+    import struct
+    import zipfile
+
+    files = {}
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with zipfile.ZipFile(folder / "objects.npz", "w") as archive:
+        archive.writestr("x.npy", buffer.getvalue())
+    files["objects"] = folder / "objects.npz"
+    (folder / "broken.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    files["broken"] = folder / "broken.npz"
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000, 64), }"
+    raw = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header) + 1) + header.encode() + b"\n"
+    (folder / "huge.npy").write_bytes(raw)
+    files["huge"] = folder / "huge.npy"
+    with zipfile.ZipFile(folder / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("x.npy", "w", force_zip64=True) as member:
+            header = "{'descr': '<f4', 'fortran_order': False, 'shape': (4194304, 64), }"
+            member.write(
+                b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header) + 1) + header.encode() + b"\n"
+            )
+            zeros = bytes(1 << 24)
+            for _ in range(64):
+                member.write(zeros)
+    files["bomb"] = folder / "bomb.npz"
+    np.save(folder / "empty.npy", np.zeros((0, 64), np.float32))
+    files["empty"] = folder / "empty.npy"
+    np.savez(folder / "negative.npz", x=np.zeros((4, 64), np.float32), y=-np.ones(4, np.int64))
+    files["negative"] = folder / "negative.npz"
+    return files
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("objects", "holds Python objects"),
+        ("broken", "not a readable .npy/.npz file"),
+        ("huge", "above the 1,073,741,824-byte limit"),
+        ("bomb", "above the 1,073,741,824-byte limit"),
+        ("empty", "holds no samples"),
+        ("negative", "must be class indices"),
+    ],
+)
+def test_hostile_data_files_are_refused_in_one_line(case: str, words: str, tmp_path: Path) -> None:
+    from conftest import MODELS
+    from test_cli import run_cli
+
+    path = bad_inputs(tmp_path)[case]
+    model = str(MODELS / "digits_mlp.onnx")
+    out = tmp_path / "y.npy"
+    result = run_cli("run", model, "-i", str(path), "-o", str(out), "--backend", "int8")
+    assert result.returncode == 2, result.stderr
+    assert words in result.stderr and len(result.stderr.strip().splitlines()) <= 2
+    assert "Traceback" not in result.stderr and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--calib", "random", "--seed", "-1"), "Invalid value for '--seed'"),
+        (("--calib", "random", "--calib-samples", "100000000000"), "random calibration samples"),
+    ],
+)
+def test_bad_arguments_are_refused(args: tuple[str, ...], words: str, tmp_path: Path) -> None:
+    from conftest import MODELS
+    from test_cli import run_cli
+
+    result = run_cli("convert", str(MODELS / "digits_mlp.onnx"), "-o", str(tmp_path / "o"), *args)
+    assert result.returncode == 2 and words in result.stderr, result.stderr
+
+
+def test_random_bytes_named_tflite_are_called_a_bad_tflite(tmp_path: Path) -> None:
+    from test_cli import run_cli
+
+    path = tmp_path / "m.tflite"
+    path.write_bytes(np.random.default_rng(0).bytes(500))
+    result = run_cli("inspect", str(path))
+    assert result.returncode == 2 and "not a TFLite model" in result.stderr, result.stderr
+
+
+def test_run_output_must_be_a_file_name(tmp_path: Path) -> None:
+    from conftest import MODELS
+    from test_cli import run_cli
+
+    data = str(MODELS / "digits_mlp_test.npz")
+    result = run_cli("run", str(MODELS / "digits_mlp.onnx"), "-i", data, "-o", str(tmp_path))
+    assert result.returncode == 2 and "give a file name" in result.stderr, result.stderr

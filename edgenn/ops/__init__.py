@@ -145,7 +145,16 @@ class OpSpec:
         return out
 
     def run(self, node: Node, inputs: Sequence[np.ndarray | None]) -> list[np.ndarray]:
-        return self.reference(inputs, self.attrs_of(node))
+        """The float reference; numpy's complaints about odd attributes (repeated axes, indices out
+        of range) become one error naming the node."""
+        try:
+            return self.reference(inputs, self.attrs_of(node))
+        except EdgennError:
+            raise
+        except (ValueError, IndexError, TypeError, ZeroDivisionError) as err:  # AxisError is one
+            raise ShapeError(
+                f"node '{node.name}' ({node.op}): cannot compute: {' '.join(str(err).split())}"
+            ) from None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,12 @@ def output_size(
 ) -> int:
     """floor((size + pads - dilated_kernel) / stride) + 1; with ceil_mode a last window may start in the
     end padding only if it starts inside the input or begin padding (ONNX/PyTorch rule)."""
+    if kernel < 1 or stride < 1 or dilation < 1:
+        raise ShapeError(
+            f"kernel {kernel}, stride {stride} and dilation {dilation} must all be at least 1"
+        )
+    if pad < 0:
+        raise ShapeError(f"padding {pad} is negative")
     span = (kernel - 1) * dilation + 1
     room = size + pad - span
     if room < 0:

@@ -82,6 +82,8 @@ class Runtime:
                 raise InputError(
                     f"input '{name}' is {a.dtype}{list(a.shape)}; expected {t.dtype.value}[N, {want}]"
                 )
+            if len(a) == 0:
+                raise InputError(f"input '{name}' holds no samples (a batch of 0)")
             flat.append(np.ascontiguousarray(a).reshape(len(a), -1).view(np.int8))
         if len({len(f) for f in flat}) != 1:
             raise InputError(f"inputs have different batch sizes {sorted({len(f) for f in flat})}")

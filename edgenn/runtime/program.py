@@ -307,6 +307,19 @@ def build_program(graph: Graph) -> Program:
             if str(err).startswith("node '"):
                 raise
             raise QuantizationError(f"node '{node.name}' ({node.op}): {err}") from None
+        except (
+            ValueError,
+            TypeError,
+            KeyError,
+            IndexError,
+            ZeroDivisionError,
+            OverflowError,
+        ) as err:
+            # attributes of the wrong type or range in a damaged file (a string where a number goes)
+            raise QuantizationError(
+                f"node '{node.name}' ({node.op}): malformed attributes or parameters "
+                f"({type(err).__name__}: {' '.join(str(err).split())})"
+            ) from None
         if len(fields) > ROW_WIDTH:
             raise QuantizationError(
                 f"node '{node.name}' ({node.op}): too many operands for one program row"
