@@ -38,6 +38,13 @@ def cli(debug: bool, max_memory: str | None) -> None:
         set_max_bytes(parse_size(max_memory))
 
 
+def _named_path(value: str) -> Path:
+    """Paths must be given: an empty string would silently mean the current folder."""
+    if not value.strip():
+        raise click.BadParameter("give a path (an empty one would mean the current folder)")
+    return Path(value)
+
+
 def calib_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The calibration options shared by convert, eval and run."""
     options = [
@@ -194,7 +201,8 @@ def inspect(model: Path, as_json: bool, raw: bool, batch_size: int) -> None:
     "-o",
     "outdir",
     required=True,
-    type=click.Path(path_type=Path),
+    type=click.Path(),
+    callback=lambda ctx, param, value: _named_path(value),
     help="Folder for model.edgenn and report.json (created if missing).",
 )
 @calib_options
@@ -387,7 +395,8 @@ def eval_command(
     "--output",
     "-o",
     required=True,
-    type=click.Path(path_type=Path),
+    type=click.Path(),
+    callback=lambda ctx, param, value: _named_path(value),
     help="Where to write the output (.npy; .npz for several outputs).",
 )
 @click.option(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -48,13 +49,31 @@ def save_arrays(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> 
     """One array -> .npy; several -> .npz keyed by name (the path must then end in .npz)."""
     target = Path(path)
     if target.suffix == ".npz":
-        return write_atomic(target, lambda f: np.savez(f, **arrays))
+        members = _member_names(list(arrays))
+        return write_atomic(target, lambda f: _write_npz(f, members, arrays))
     if len(arrays) != 1:
         raise InputError(
             f"{target}: the model has {len(arrays)} outputs {list(arrays)}; give a .npz path"
         )
     (only,) = arrays.values()
     return write_atomic(target, lambda f: np.save(f, only))
+
+
+def _member_names(names: list[str]) -> dict[str, str]:
+    """Output name -> .npz key: characters other than letters, digits, '_', '-' and inner dots
+    become '_' (an output named '../../x' must not become a path inside the archive)."""
+    keys = {name: re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip(".") or "output" for name in names}
+    clashes = sorted({k for k in keys.values() if list(keys.values()).count(k) > 1})
+    if clashes:
+        raise InputError(f"outputs {sorted(names)} map to the same .npz key(s) {clashes}")
+    return keys
+
+
+def _write_npz(f: BinaryIO, keys: dict[str, str], arrays: dict[str, np.ndarray]) -> None:
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{keys[name]}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
 def load_array(path: str | os.PathLike[str], key: str = "x") -> np.ndarray:

@@ -351,9 +351,20 @@ def verify(graph: Graph) -> None:
 
 
 def _check_axis_qparams(value: Value) -> None:
-    """Per-axis parameters name a real axis and give one scale per slice of it (kernels index by it)."""
+    """Zero points lie inside their integer type; per-axis parameters name a real axis and give one
+    scale per slice of it (kernels index by it)."""
     qp, shape = value.type.qparams, value.type.shape
-    if qp is None or qp.axis is None:
+    if qp is None:
+        return
+    dtype = value.type.dtype.numpy
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        if any(not info.min <= z <= info.max for z in qp.zero_point):
+            raise GraphError(
+                f"tensor '{value.name}' ({value.type.dtype.value}) has zero points outside its type: "
+                f"{sorted(set(qp.zero_point))[:4]}"
+            )
+    if qp.axis is None:
         return
     if not 0 <= qp.axis < len(shape):
         raise GraphError(

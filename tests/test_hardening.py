@@ -429,3 +429,108 @@ def test_run_output_must_be_a_file_name(tmp_path: Path) -> None:
     data = str(MODELS / "digits_mlp_test.npz")
     result = run_cli("run", str(MODELS / "digits_mlp.onnx"), "-i", data, "-o", str(tmp_path))
     assert result.returncode == 2 and "give a file name" in result.stderr, result.stderr
+
+
+# ---- odd ONNX files and output names ----
+
+
+def external_data_model(folder: Path, offset: str, location: str = "w.bin") -> Path:
+    w = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
+    path = tiny_onnx(
+        folder / "m.onnx", onnx.helper.make_node("MatMul", ["x", "w"], ["y"]), [1, 4], [w]
+    )
+    model = onnx.load(str(path))
+    tensor = model.graph.initializer[0]
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    tensor.ClearField("raw_data")
+    for key, value in (("location", location), ("offset", offset)):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    (folder / "w.bin").write_bytes(np.ones((4, 3), np.float32).tobytes())
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("offset", "location", "words"),
+    [("abc", "w.bin", "are not integers"), ("0", "w\x00.bin", "holds a NUL byte")],
+    ids=["offset", "nul"],
+)
+def test_bad_external_data_fields_are_named(
+    offset: str, location: str, words: str, tmp_path: Path
+) -> None:
+    from edgenn.errors import ExternalDataError
+    from edgenn.frontend.onnx import load_onnx
+
+    with pytest.raises(ExternalDataError, match=words):
+        load_onnx(external_data_model(tmp_path, offset, location))
+
+
+def test_gather_index_out_of_range_is_refused_at_import(tmp_path: Path) -> None:
+    from edgenn.errors import ShapeError
+    from edgenn.frontend.onnx import load_onnx
+
+    i = numpy_helper.from_array(np.array([7], np.int64), "i")
+    node = onnx.helper.make_node("Gather", ["x", "i"], ["y"], axis=1)
+    with pytest.raises(ShapeError, match="out of range for axis 1 of size 4"):
+        load_onnx(tiny_onnx(tmp_path / "g.onnx", node, [1, 4], [i]))
+
+
+def test_output_names_never_clash_with_npz_or_become_paths(tmp_path: Path) -> None:
+    from test_cli import run_cli
+
+    h = onnx.helper
+    names = ["allow_pickle", "file", "../../x"]
+    graph = h.make_graph(
+        [h.make_node("Relu", ["x"], [n]) for n in names],
+        "names",
+        [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+        [h.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names],
+    )
+    model = tmp_path / "names.onnx"
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), str(model))
+    np.save(tmp_path / "x.npy", np.arange(8, dtype=np.float32).reshape(2, 4) - 4)
+    result = run_cli(
+        "run", str(model), "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npz")
+    )
+    assert result.returncode == 0, result.stderr
+    import zipfile
+
+    members = zipfile.ZipFile(tmp_path / "y.npz").namelist()
+    assert sorted(members) == ["_.._x.npy", "allow_pickle.npy", "file.npy"]
+    with np.load(tmp_path / "y.npz") as data:
+        assert np.array_equal(data["file"], np.maximum(np.arange(8).reshape(2, 4) - 4, 0))
+
+
+def test_an_output_listed_twice_is_refused(tmp_path: Path) -> None:
+    from edgenn.errors import GraphError
+    from edgenn.frontend.onnx import import_model
+
+    h = onnx.helper
+    graph = h.make_graph(
+        [h.make_node("Relu", ["x"], ["y"])],
+        "twice",
+        [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+        [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)] * 2,
+    )
+    with pytest.raises(GraphError, match="graph output 'y' is listed 2 times"):
+        import_model(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]))
+
+
+def test_empty_output_path_is_refused(tmp_path: Path) -> None:
+    from conftest import MODELS
+    from test_cli import run_cli
+
+    result = run_cli("convert", str(MODELS / "digits_mlp.onnx"), "-o", "")
+    assert result.returncode == 2 and "give a path" in result.stderr
+
+
+def test_zero_points_outside_their_type_are_refused() -> None:
+    from edgenn.errors import GraphError
+
+    lowered = Lowered("m", inputs=["x"], outputs=["y"])
+    lowered.tensors["x"] = FileTensor("x", (1, 4), DType.INT8, per_tensor(0.1, 300))
+    lowered.tensors["y"] = FileTensor("y", (1, 4), DType.INT8, per_tensor(0.1))
+    lowered.ops.append(FileOp("RELU", ["x"], ["y"]))
+    with pytest.raises(GraphError, match="zero points outside its type"):
+        read_tflite(serialize(lowered), "m")

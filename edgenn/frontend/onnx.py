@@ -78,6 +78,10 @@ def load_external_data(model: onnx.ModelProto, folder: Path) -> None:
             continue
         info = {entry.key: entry.value for entry in tensor.external_data}
         location = info.get("location", "")
+        if "\x00" in location:
+            raise ExternalDataError(
+                f"tensor '{tensor.name}': external data location {location!r} holds a NUL byte"
+            )
         target = (root / location).resolve()
         if not location or os.path.isabs(location) or not target.is_relative_to(root):
             raise ExternalDataError(
@@ -87,9 +91,15 @@ def load_external_data(model: onnx.ModelProto, folder: Path) -> None:
             raise ExternalDataError(
                 f"tensor '{tensor.name}': external data file '{location}' is missing"
             )
-        offset = int(info.get("offset", 0))
         size = target.stat().st_size
-        length = int(info.get("length", size - offset))
+        try:
+            offset = int(info.get("offset", 0))
+            length = int(info.get("length", size - offset))
+        except ValueError:
+            raise ExternalDataError(
+                f"tensor '{tensor.name}': external data offset/length "
+                f"{info.get('offset')!r}/{info.get('length')!r} are not integers"
+            ) from None
         if offset < 0 or length < 0 or offset + length > size:
             raise ExternalDataError(
                 f"tensor '{tensor.name}': external data range {offset}+{length} exceeds '{location}' ({size} B)"
@@ -253,7 +263,14 @@ class _Importer:
             imported = spec.from_onnx(node, self)
         except EdgennError:
             raise
-        except (KeyError, ValueError, IndexError, TypeError) as err:
+        except (
+            KeyError,
+            ValueError,
+            IndexError,
+            TypeError,
+            ZeroDivisionError,
+            OverflowError,
+        ) as err:
             raise UnsupportedOpError(
                 f"node '{node.name}' ({node.op_type}): cannot read: {_one_line(err)}"
             ) from None
@@ -328,6 +345,8 @@ def import_model(model: onnx.ModelProto, batch_size: int = 1, name: str | None =
     for out in outputs:
         if out not in importer.values:
             raise GraphError(f"graph output '{out}' is not produced by any node")
+        if outputs.count(out) > 1:
+            raise GraphError(f"graph output '{out}' is listed {outputs.count(out)} times")
         if out in importer.pending:
             raise UnsupportedOpError(
                 f"graph output '{out}' is a QuantizeLinear output; edgenn's graphs end in float"

@@ -74,6 +74,8 @@ def read_dropout(node: OnnxNode, ctx: ImportContext) -> Imported:
 def read_flatten(node: OnnxNode, ctx: ImportContext) -> Imported:
     rank = ctx.type_of(node.inputs[0]).rank
     axis = int(node.attrs.get("axis", 1))
+    if rank == 0 or not -rank <= axis <= rank:
+        raise ShapeError(f"node '{node.name}' (Flatten): axis {axis} does not fit rank {rank}")
     return Imported("Flatten", (node.inputs[0],), {"axis": axis % rank if axis != rank else rank})
 
 
@@ -304,6 +306,21 @@ def reference_gather(inputs: Sequence[np.ndarray | None], attrs: Attrs) -> list[
     data, indices = inputs[0], inputs[1]
     assert data is not None and indices is not None
     return [np.take(data, indices.astype(np.int64), axis=attrs["axis"])]
+
+
+def read_gather(node: OnnxNode, ctx: ImportContext) -> Imported:
+    """Constant indices are checked against the gathered axis here, so a bad one is named at import."""
+    axis = int(node.attrs.get("axis", 0))
+    indices = ctx.const(node.input(1)) if node.input(1) else None
+    if indices is not None and indices.size:
+        data = ctx.type_of(node.inputs[0])
+        size = data.shape[positive_axis(axis, data.rank)]
+        if int(indices.max()) >= size or int(indices.min()) < -size:
+            raise ShapeError(
+                f"node '{node.name}' (Gather): indices {int(indices.min())}..{int(indices.max())} "
+                f"are out of range for axis {axis} of size {size}"
+            )
+    return Imported("Gather", tuple(node.inputs[:2]), {"axis": axis})
 
 
 def read_cast(node: OnnxNode, ctx: ImportContext) -> Imported:
@@ -676,7 +693,7 @@ register(
         "Gather",
         infer_gather,
         reference_gather,
-        passthrough_import("Gather", 2),
+        read_gather,
         onnx_ops=("Gather",),
         attrs={"axis": 0},
         examples=_examples("Gather"),
