@@ -116,7 +116,14 @@ def from_bytes(data: bytes, source: str = "model") -> Graph:
     try:
         header = json.loads(data[len(MAGIC) + 8 : body].decode())
         return _graph_from_header(header, data, body, source)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        UnicodeDecodeError,
+        AttributeError,
+        RecursionError,
+    ) as err:
         raise ModelFormatError(
             f"{source}: corrupt edgenn model ({' '.join(str(err).split())})"
         ) from None

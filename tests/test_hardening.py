@@ -534,3 +534,31 @@ def test_zero_points_outside_their_type_are_refused() -> None:
     lowered.ops.append(FileOp("RELU", ["x"], ["y"]))
     with pytest.raises(GraphError, match="zero points outside its type"):
         read_tflite(serialize(lowered), "m")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"format": 1, "name": "m", "values": [], "nodes": {}, "inputs": [], "outputs": []}',
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+    ids=["lists_for_objects", "deep_nesting"],
+)
+def test_malformed_edgenn_headers_are_format_errors(body: bytes) -> None:
+    import struct
+
+    from edgenn.errors import ModelFormatError
+    from edgenn.serialize import MAGIC, from_bytes
+
+    with pytest.raises(ModelFormatError, match="corrupt edgenn model"):
+        from_bytes(MAGIC + struct.pack("<Q", len(body)) + body)
+
+
+def test_tflite_pad_without_quantization_is_named() -> None:
+    lowered = Lowered("m", inputs=["x"], outputs=["y"])
+    lowered.tensors["x"] = FileTensor("x", (1, 4), DType.INT8)
+    lowered.tensors["p"] = FileTensor("p", (2, 2), DType.INT32, None, np.ones((2, 2), np.int32))
+    lowered.tensors["y"] = FileTensor("y", (3, 6), DType.INT8, per_tensor(0.1))
+    lowered.ops.append(FileOp("PAD", ["x", "p"], ["y"]))
+    with pytest.raises(QuantizationError, match="reads 'x', which is not quantized"):
+        read_tflite(serialize(lowered), "m")

@@ -58,6 +58,8 @@ CORRUPT = (
     UnicodeDecodeError,
     AttributeError,
     OverflowError,
+    AssertionError,  # a tensor without the quantization its operator needs
+    ZeroDivisionError,  # an operator on a scalar (MEAN, CONCATENATION)
 )
 
 
@@ -469,7 +471,8 @@ def read_pad(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) ->
     if paddings is None:
         raise UnsupportedOpError(f"{r.name}: {name} has run-time paddings")
     x_qp = r.values[ins[0]].type.qparams
-    assert x_qp is not None
+    if x_qp is None:
+        raise QuantizationError(f"{r.name}: {name} (PAD) reads '{ins[0]}', which is not quantized")
     fill = r.values[ins[2]].data if len(ins) > 2 and ins[2] else None
     value = 0.0 if fill is None else (int(fill.reshape(-1)[0]) - x_qp.zero_point[0]) * x_qp.scale[0]
     pads = tuple(int(p) for p in paddings[:, 0]) + tuple(int(p) for p in paddings[:, 1])
