@@ -1,7 +1,8 @@
 """Fuzzing with a fixed seed and budget in CI (EDGENN_FUZZ_EXAMPLES=N runs longer locally): structural
 mutations of ONNX graphs (attributes, initializer shapes and types, edges, input shapes) and byte
-mutations of .edgenn files. The property: an edgenn error (one line, exit 2 in the CLI), or a model
-that runs, and then the runtime's integers equal the independent numpy spec's. Never another
+mutations of .edgenn files, random input arrays. The property: an edgenn error (one line, exit 2 in
+the CLI), or a model that runs, and then the runtime's integers equal the independent numpy spec's and
+the generated C's (built with AddressSanitizer + UBSan). Never another
 exception; never an unbounded allocation (the memory limit is lowered to 64 MiB here)."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from int8_spec import run_spec
 from onnx import numpy_helper
+from test_codegen_c import c_outputs, needs_cc
 
 from edgenn.errors import EdgennError
 from edgenn.frontend.onnx import import_model
@@ -101,6 +103,27 @@ def test_mutated_onnx_graphs_give_edgenn_errors_or_spec_exact_models(case: tuple
     assert isinstance(ours, np.ndarray)
     want = run_spec(fixed, xq)
     assert np.array_equal(ours.reshape(want.shape), want)
+    c_equals_runtime(fixed, xq, ours)
+
+
+def c_equals_runtime(fixed, xq: np.ndarray, ours: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """An accepted mutant's generated C, built with AddressSanitizer + UBSan, gives the same bytes
+    (or the C backend refuses the model by name)."""
+    import tempfile
+    from pathlib import Path
+
+    if needs_cc.args[0]:
+        return  # no C compiler here: the C tests say so visibly
+    with tempfile.TemporaryDirectory(prefix="edgenn-fuzz-") as folder:
+        try:
+            got = c_outputs(fixed, xq, Path(folder))
+        except EdgennError as err:
+            if "no C kernel" in str(err):
+                event("C refused")
+                return
+            raise
+    event("C equal")
+    assert np.array_equal(got, ours.reshape(len(xq), -1))
 
 
 @pytest.fixture(scope="module")
