@@ -562,3 +562,11 @@ def test_tflite_pad_without_quantization_is_named() -> None:
     lowered.ops.append(FileOp("PAD", ["x", "p"], ["y"]))
     with pytest.raises(QuantizationError, match="reads 'x', which is not quantized"):
         read_tflite(serialize(lowered), "m")
+
+
+def test_huge_finite_inputs_saturate_instead_of_wrapping() -> None:
+    from edgenn.quant.quantize import quantize_array
+
+    qp = QParams((0.01,), (-5,))
+    got = quantize_array(np.array([1e30, -1e30, 3e38, 0.5], np.float32), qp)
+    assert got.tolist() == [127, -128, 127, 45]

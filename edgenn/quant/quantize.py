@@ -68,7 +68,8 @@ def quantize_array(x: np.ndarray, qp: QParams, dtype: DType = DType.INT8) -> np.
     """q = clamp(round(x / scale) + zp) with float32 division, as TFLite's QUANTIZE does."""
     info = np.iinfo(dtype.numpy)
     scale, zp = broadcast_qparams(qp, np.ndim(x))
-    q = round_half_away_array(np.asarray(x, np.float32) / scale).astype(np.int64) + zp
+    # clipped while still float: a huge value must saturate, not wrap in the integer cast
+    q = round_half_away_array(np.asarray(x, np.float32) / scale) + zp
     return np.clip(q, info.min, info.max).astype(dtype.numpy)
 
 
