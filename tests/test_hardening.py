@@ -570,3 +570,15 @@ def test_huge_finite_inputs_saturate_instead_of_wrapping() -> None:
     qp = QParams((0.01,), (-5,))
     got = quantize_array(np.array([1e30, -1e30, 3e38, 0.5], np.float32), qp)
     assert got.tolist() == [127, -128, 127, 45]
+
+
+def test_bias_that_int32_cannot_hold_is_refused_not_clipped(tmp_path: Path) -> None:
+    """Weights of 1e-12 give a bias scale near 1e-14: a bias of 1.0 would need 1e14 as int32."""
+    from edgenn.compile import convert
+
+    w = numpy_helper.from_array(np.full((3, 2), 1e-12, np.float32), "w")
+    b = numpy_helper.from_array(np.ones(2, np.float32), "b")
+    node = onnx.helper.make_node("Gemm", ["x", "w", "b"], ["y"])
+    path = tiny_onnx(tmp_path / "m.onnx", node, [1, 3], [w, b])
+    with pytest.raises(QuantizationError, match="node 'Gemm_0'.*does not fit int32"):
+        convert(path, calib="random")

@@ -127,7 +127,13 @@ def bias_int32(
     scales = tuple(f32(np.float32(input_qp.scale[0]) * np.float32(s)) for s in weight_qp.scale)
     q = round_half_away_array(b.astype(np.float64) / np.asarray(scales, np.float64))
     info = np.iinfo(dtype.numpy)
-    q = np.clip(q, info.min, info.max).astype(dtype.numpy)
+    if q.size and not info.min <= float(q.min()) <= float(q.max()) <= info.max:
+        worst = int(np.argmax(np.abs(q)))
+        raise QuantizationError(
+            f"bias {float(b.reshape(-1)[worst])} at scale {scales[min(worst, len(scales) - 1)]} "
+            f"does not fit {dtype.value} (channel {worst}); clipping it would change the layer"
+        )
+    q = q.astype(dtype.numpy)
     return q, QParams(scales, (0,) * len(scales), axis=0 if len(scales) > 1 else None)
 
 
@@ -219,7 +225,12 @@ class _Quantizer:
             )
         finite_constant(node, inputs[2] if len(inputs) > 2 else "bias", b)
         wide_input = self.dtype.get(inputs[0]) == DType.INT16
-        qb, bqp = bias_int32(b, self.qp[inputs[0]], wqp, DType.INT64 if wide_input else DType.INT32)
+        try:
+            qb, bqp = bias_int32(
+                b, self.qp[inputs[0]], wqp, DType.INT64 if wide_input else DType.INT32
+            )
+        except QuantizationError as err:
+            raise QuantizationError(f"node '{node.name}' ({node.op}): {err}") from None
         inputs[2:] = [self.const(f"{node.name}_bias_{qb.dtype.name}", qb, bqp)]
         if not wide_input:  # int64 accumulators (16x8) cannot overflow at these sizes
             check_accumulator(node, qw, qb)
