@@ -12,8 +12,9 @@ from edgenn.errors import InputError
 TFLM_ARENA = 1 << 20  # bytes; generous, TFLM takes what it needs from it
 
 
-def run_tflm(model: bytes, x: np.ndarray) -> np.ndarray:
-    """One sample at a time (TFLM cannot resize its input), outputs stacked."""
+def run_tflm(model: bytes, x: np.ndarray | list[np.ndarray]) -> np.ndarray:
+    """One sample at a time (TFLM cannot resize its input), outputs stacked; a list feeds the
+    model's inputs in order."""
     try:
         import tflite_micro  # its runtime is an attribute of the package, not an importable submodule
 
@@ -23,9 +24,11 @@ def run_tflm(model: bytes, x: np.ndarray) -> np.ndarray:
             "TensorFlow Lite Micro is not installed: pip install tflite-micro"
         ) from None
     interpreter = Interpreter.from_bytes(model, arena_size=TFLM_ARENA)
+    inputs = x if isinstance(x, list) else [x]
     outputs = []
-    for i in range(len(x)):
-        interpreter.set_input(np.ascontiguousarray(x[i : i + 1]), 0)
+    for i in range(len(inputs[0])):
+        for k, array in enumerate(inputs):
+            interpreter.set_input(np.ascontiguousarray(array[i : i + 1]), k)
         interpreter.invoke()
         outputs.append(interpreter.get_output(0).copy())
     return np.concatenate(outputs)

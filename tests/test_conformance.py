@@ -230,3 +230,26 @@ def test_int16_softmax_equals_tflm(depth: int, scale: float) -> None:
     ours = Runtime(read_tflite(data, "m")).run(x)
     assert len(np.unique(ours)) > 100  # a spread of probabilities, not a constant
     assert np.array_equal(run_tflm(data, x).reshape(ours.shape), ours)
+
+
+@pytest.mark.parametrize("builtin", ["MUL", "ADD", "SUB"])
+def test_int16_binary_ops_equal_tflm(builtin: str) -> None:
+    """16x8 MUL / ADD / SUB of two activations with broadcasting, random int16 values."""
+    from edgenn.codegen.tflite import FileOp, FileTensor, Lowered, serialize
+    from edgenn.frontend.tflite import read_tflite
+    from edgenn.ir import QParams
+
+    lowered = Lowered("m", inputs=["a", "b"], outputs=["y"])
+    lowered.tensors["a"] = FileTensor("a", (1, 6, 5, 8), DType.INT16, QParams((3e-4,), (0,)))
+    lowered.tensors["b"] = FileTensor("b", (1, 1, 1, 8), DType.INT16, QParams((7e-5,), (0,)))
+    lowered.tensors["y"] = FileTensor("y", (1, 6, 5, 8), DType.INT16, QParams((2e-4,), (0,)))
+    options = {"fused_activation_function": "NONE"}
+    kind = {"MUL": "MulOptions", "ADD": "AddOptions", "SUB": "SubOptions"}[builtin]
+    lowered.ops.append(FileOp(builtin, ["a", "b"], ["y"], (kind, options)))
+    data = serialize(lowered)
+    rng = np.random.default_rng(3)
+    a = rng.integers(-32768, 32768, (8, 6, 5, 8)).astype(np.int16)
+    b = rng.integers(-32768, 32768, (8, 1, 1, 8)).astype(np.int16)
+    ours = Runtime(read_tflite(data, "m")).run(a, b)
+    assert isinstance(ours, np.ndarray) and len(np.unique(ours)) > 100
+    assert np.array_equal(run_tflm(data, [a, b]).reshape(ours.shape), ours)

@@ -175,7 +175,7 @@ register(
             int8=Int8Spec(
                 in_place=True,
                 prepare=prepare_binary_int8,
-                prepare16=prepare_binary16 if op != "Mul" else None,
+                prepare16=prepare_binary16,
             )
             if op != "Div"
             else None,

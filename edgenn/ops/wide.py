@@ -26,7 +26,8 @@ from edgenn.quant.fixed_point import (
 if TYPE_CHECKING:
     from edgenn.runtime.program import ProgramBuilder
 
-OP_CONV16, OP_FC16, OP_BINARY16 = 16, 17, 18  # 19: OP_POOL16 (pool.py), 20: OP_REQUANTIZE_WIDE
+OP_CONV16, OP_FC16, OP_BINARY16 = 16, 17, 18
+BINARY16_MODES = {"Add": 0, "Sub": 1, "Mul": 2}  # 19: OP_POOL16 (pool.py), 20: OP_REQUANTIZE_WIDE
 INT16_MIN, INT16_MAX = -32768, 32767
 LEFT_SHIFT16 = 15
 
@@ -193,15 +194,18 @@ def fc16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # t
 def prepare_binary16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     a, c = node.inputs
     y = node.outputs[0]
-    if node.op == "Mul" or any(graph.values[i].is_const for i in node.inputs):
+    if any(graph.values[i].is_const for i in node.inputs):
         raise QuantizationError(f"node '{node.name}' ({node.op}): no 16x8 kernel for this form")
     (s_a, _), (s_b, _), (s_out, _) = b.scale_zp(a), b.scale_zp(c), b.scale_zp(y)
     twice_max = 2 * max(float(s_a), float(s_b))
-    pairs = [
-        real_multiplier(s_a, divisor=twice_max),
-        real_multiplier(s_b, divisor=twice_max),
-        real_multiplier(twice_max, divisor=(1 << LEFT_SHIFT16) * float(s_out)),
-    ]
+    if node.op == "Mul":  # TFLite MUL: a * b (zero points 0) rescaled once by s_a s_b / s_out
+        pairs = [(0, 0), (0, 0), real_multiplier(s_a, s_b, divisor=s_out)]
+    else:  # ADD / SUB: both sides to a common scale with 15 bits of headroom, then to the output
+        pairs = [
+            real_multiplier(s_a, divisor=twice_max),
+            real_multiplier(s_b, divisor=twice_max),
+            real_multiplier(twice_max, divisor=(1 << LEFT_SHIFT16) * float(s_out)),
+        ]
     lo, hi = _bounds16(node.attrs, s_out)
     out_shape = b.shape(y)
     return [
@@ -212,7 +216,7 @@ def prepare_binary16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         *padded_shape(out_shape),
         *broadcast_strides(b.shape(a), out_shape),
         *broadcast_strides(b.shape(c), out_shape),
-        int(node.op == "Sub"),
+        BINARY16_MODES[node.op],
         b.multipliers(pairs),
         lo,
         hi,
@@ -225,7 +229,7 @@ def prepare_binary16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
 def binary16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     a, c, y = row[1], row[2], row[3]
     d0, d1, d2, d3 = row[4], row[5], row[6], row[7]
-    subtract, m, lo, hi, size_a, size_b = row[16], row[17], row[18], row[19], row[20], row[21]
+    mode, m, lo, hi, size_a, size_b = row[16], row[17], row[18], row[19], row[20], row[21]
     first = arena[a : a + 2 * size_a].view(np.int16)
     second = arena[c : c + 2 * size_b].view(np.int16)
     out = arena[y : y + 2 * d0 * d1 * d2 * d3].view(np.int16)
@@ -236,13 +240,16 @@ def binary16(row, arena, weights, biases, mults, shifts, rounding, patch, acc): 
                 for i3 in range(d3):
                     va = np.int64(first[i0 * row[8] + i1 * row[9] + i2 * row[10] + i3 * row[11]])
                     vb = np.int64(second[i0 * row[12] + i1 * row[13] + i2 * row[14] + i3 * row[15]])
-                    sa = multiply_by_quantized_multiplier(
-                        va << LEFT_SHIFT16, mults[m], shifts[m], rounding
-                    )
-                    sb = multiply_by_quantized_multiplier(
-                        vb << LEFT_SHIFT16, mults[m + 1], shifts[m + 1], rounding
-                    )
-                    total = sa - sb if subtract else sa + sb
+                    if mode == 2:  # MUL: the product in int32 (|a b| <= 2^30)
+                        total = va * vb
+                    else:
+                        sa = multiply_by_quantized_multiplier(
+                            va << LEFT_SHIFT16, mults[m], shifts[m], rounding
+                        )
+                        sb = multiply_by_quantized_multiplier(
+                            vb << LEFT_SHIFT16, mults[m + 1], shifts[m + 1], rounding
+                        )
+                        total = sa - sb if mode == 1 else sa + sb
                     value = multiply_by_quantized_multiplier(
                         total, mults[m + 2], shifts[m + 2], rounding
                     )
