@@ -69,7 +69,8 @@ def quantize_array(x: np.ndarray, qp: QParams, dtype: DType = DType.INT8) -> np.
     info = np.iinfo(dtype.numpy)
     scale, zp = broadcast_qparams(qp, np.ndim(x))
     # clipped while still float: a huge value must saturate, not wrap in the integer cast
-    q = round_half_away_array(np.asarray(x, np.float32) / scale) + zp
+    with np.errstate(over="ignore"):  # a huge value becomes inf, which the clip saturates
+        q = round_half_away_array(np.asarray(x, np.float32) / scale) + zp
     return np.clip(q, info.min, info.max).astype(dtype.numpy)
 
 
