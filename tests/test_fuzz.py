@@ -7,7 +7,13 @@ exception; never an unbounded allocation (the memory limit is lowered to 64 MiB 
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -38,50 +44,65 @@ ODD_INTS = [-(2**31), -7, -1, 0, 1, 2, 3, 7, 64, 1000, 2**31 - 1]
 BASES = {name: build() for name, build in STACKS.items()}
 
 
-@st.composite
-def mutants(draw: st.DrawFn) -> tuple[str, onnx.ModelProto]:
-    name = draw(st.sampled_from(sorted(BASES)))
+Pick = Callable[[Sequence[Any]], Any]  # chooses one of the options (hypothesis, or a seeded rng)
+
+
+def mutate(pick: Pick) -> tuple[str, onnx.ModelProto]:
+    """A base model with 1-3 structural mutations, every choice made by `pick`."""
+    name = pick(sorted(BASES))
     model = onnx.ModelProto()
     model.CopyFrom(BASES[name])
     graph = model.graph
-    for _ in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["attr", "ints", "init_shape", "init_type", "edge", "input"]))
+    for _ in range(pick([1, 2, 3])):
+        kind = pick(["attr", "ints", "init_shape", "init_type", "edge", "input"])
         if kind in ("attr", "ints"):
             nodes = [n for n in graph.node if n.attribute]
             if not nodes:
                 continue
-            attr = draw(st.sampled_from(list(draw(st.sampled_from(nodes)).attribute)))
+            attr = pick(list(pick(nodes).attribute))
             if attr.type == onnx.AttributeProto.INT:
-                attr.i = draw(st.sampled_from(ODD_INTS))
+                attr.i = pick(ODD_INTS)
             elif attr.type == onnx.AttributeProto.INTS and attr.ints:
-                attr.ints[draw(st.integers(0, len(attr.ints) - 1))] = draw(
-                    st.sampled_from(ODD_INTS)
-                )
+                attr.ints[pick(range(len(attr.ints)))] = pick(ODD_INTS)
             elif attr.type == onnx.AttributeProto.FLOAT:
-                attr.f = draw(st.sampled_from([0.0, -1.0, 1e-30, 1e30, float("nan")]))
+                attr.f = pick([0.0, -1.0, 1e-30, 1e30, float("nan")])
         elif kind == "init_shape" and graph.initializer:
-            init = draw(st.sampled_from(list(graph.initializer)))
-            dims = draw(st.lists(st.integers(1, 6), min_size=0, max_size=4))
+            init = pick(list(graph.initializer))
+            dims = [pick(range(1, 7)) for _ in range(pick(range(5)))]
             data = np.random.default_rng(0).standard_normal(dims).astype(np.float32)
             init.CopyFrom(numpy_helper.from_array(data, init.name))
         elif kind == "init_type" and graph.initializer:
-            init = draw(st.sampled_from(list(graph.initializer)))
-            dtype = draw(st.sampled_from([np.float16, np.float64, np.int64, np.int8, np.bool_]))
+            init = pick(list(graph.initializer))
+            dtype = pick([np.float16, np.float64, np.int64, np.int8, np.bool_])
             data = numpy_helper.to_array(init).astype(dtype)
             init.CopyFrom(numpy_helper.from_array(data, init.name))
         elif kind == "edge" and len(graph.node) > 1:
-            node = draw(st.sampled_from(list(graph.node)))
+            node = pick(list(graph.node))
             names = [graph.input[0].name, *(o for n in graph.node for o in n.output)]
             names += [i.name for i in graph.initializer]
             if node.input:
-                node.input[draw(st.integers(0, len(node.input) - 1))] = draw(st.sampled_from(names))
+                node.input[pick(range(len(node.input)))] = pick(names)
         elif kind == "input":
             dims = graph.input[0].type.tensor_type.shape.dim
             if len(dims) > 1:
-                dims[draw(st.integers(1, len(dims) - 1))].dim_value = draw(
-                    st.sampled_from([1, 2, 3, 7, 17, 10**6])
-                )
+                dims[pick(range(1, len(dims)))].dim_value = pick([1, 2, 3, 7, 17, 10**6])
     return name, model
+
+
+@st.composite
+def mutants(draw: st.DrawFn) -> tuple[str, onnx.ModelProto]:
+    return mutate(lambda options: draw(st.sampled_from(list(options))))
+
+
+def convert_mutant(name: str, model: onnx.ModelProto):  # type: ignore[no-untyped-def]
+    """The mutant through import, optimization, calibration, quantization and the runtime: (fixed
+    graph, int8 inputs, outputs), or the EdgennError that refused it."""
+    graph = optimize(import_model(model, name=name))
+    shape = graph.type_of(graph.inputs[0]).shape[1:]
+    x = np.random.default_rng(0).uniform(-1, 1, (8, *shape)).astype(np.float32)
+    fixed = quantize_graph(graph, calibrate(graph, x))
+    xq = quantize_array(x[:3], fixed.type_of(fixed.inputs[0]).qparams)
+    return fixed, xq, Runtime(fixed).run(xq)
 
 
 @FUZZ
@@ -90,12 +111,7 @@ def test_mutated_onnx_graphs_give_edgenn_errors_or_spec_exact_models(case: tuple
     name, model = case
     with memory_limit(64 << 20):
         try:
-            graph = optimize(import_model(model, name=name))
-            shape = graph.type_of(graph.inputs[0]).shape[1:]
-            x = np.random.default_rng(0).uniform(-1, 1, (8, *shape)).astype(np.float32)
-            fixed = quantize_graph(graph, calibrate(graph, x))
-            xq = quantize_array(x[:3], fixed.type_of(fixed.inputs[0]).qparams)
-            ours = Runtime(fixed).run(xq)
+            fixed, xq, ours = convert_mutant(name, model)
         except EdgennError as err:
             event(f"refused: {type(err).__name__}")
             return
@@ -110,7 +126,6 @@ def c_equals_runtime(fixed, xq: np.ndarray, ours: np.ndarray) -> None:  # type: 
     """An accepted mutant's generated C, built with AddressSanitizer + UBSan, gives the same bytes
     (or the C backend refuses the model by name)."""
     import tempfile
-    from pathlib import Path
 
     if needs_cc.args[0]:
         return  # no C compiler here: the C tests say so visibly
@@ -187,3 +202,38 @@ def test_random_input_arrays_give_edgenn_errors_or_outputs(
         return
     event("accepted")
     assert isinstance(out, np.ndarray) and out.shape == (array.shape[0], 10)
+
+
+CAPPED = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))  # a blow-up is a MemoryError here
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from test_fuzz import convert_mutant, mutate
+from edgenn.errors import EdgennError
+rng = np.random.default_rng(int(sys.argv[2]))
+counts = {"refused": 0, "accepted": 0}
+for _ in range(int(sys.argv[3])):
+    try:
+        convert_mutant(*mutate(lambda options: list(options)[rng.integers(len(options))]))
+        counts["accepted"] += 1
+    except EdgennError:
+        counts["refused"] += 1
+print(json.dumps(counts))
+"""
+
+
+def test_mutants_under_an_address_space_limit() -> None:
+    """Seeded mutants in a process capped at 8 GiB of address space, with the default 1 GiB limit
+    per allocation: no case exhausts memory (a MemoryError or a kill would fail the run)."""
+    cases = max(200, EXAMPLES * 3)
+    done = subprocess.run(
+        [sys.executable, "-c", CAPPED, str(Path(__file__).parent), "11", str(cases)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"{cases} capped mutants: {counts}")
+    assert sum(counts.values()) == cases

@@ -16,6 +16,7 @@ from numba import njit
 
 from edgenn.errors import QuantizationError, ShapeError, UnsupportedOpError
 from edgenn.ir import Attrs, Graph, Node, TensorType
+from edgenn.limits import check_bytes
 from edgenn.ops import (
     CLIP_ATTRS,
     ImportContext,
@@ -117,6 +118,9 @@ def infer_conv(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[Tensor
     return [x.with_shape(shape)]
 
 
+WINDOW_CHUNK_BYTES = 256 << 20
+
+
 def conv_channels_first(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None, attrs: Attrs
 ) -> np.ndarray:
@@ -129,11 +133,19 @@ def conv_channels_first(
     group = attrs["group"]
     n, c = x.shape[:2]
     o, cg, kh, kw = w.shape
-    view = windows(x, (kh, kw), strides, dilations, pads, 0.0)  # [N, C, OH, OW, KH, KW]
-    oh, ow = view.shape[2:4]
-    xg = view.reshape(n, group, c // group, oh, ow, kh, kw)
     wg = w.reshape(group, o // group, cg, kh, kw)
-    y = np.einsum("ngchwij,gocij->ngohw", xg, wg, optimize=True).reshape(n, o, oh, ow)
+    # the windows are copied for the einsum (C * OH * OW * KH * KW values a sample): samples go in
+    # chunks of at most WINDOW_CHUNK_BYTES, and one sample must fit the memory limit
+    sample_bytes = windows(x[:1], (kh, kw), strides, dilations, pads, 0.0).size * x.itemsize
+    check_bytes(sample_bytes, f"the windows of one sample's convolution {x.shape[1:]}")
+    step = max(1, WINDOW_CHUNK_BYTES // max(sample_bytes, 1))
+    parts = []
+    for start in range(0, n, step):
+        view = windows(x[start : start + step], (kh, kw), strides, dilations, pads, 0.0)
+        m, _, oh, ow = view.shape[:4]  # [N, C, OH, OW, KH, KW]
+        xg = view.reshape(m, group, c // group, oh, ow, kh, kw)
+        parts.append(np.einsum("ngchwij,gocij->ngohw", xg, wg, optimize=True).reshape(m, o, oh, ow))
+    y = np.concatenate(parts)
     if b is not None:
         y += b.reshape(1, o, 1, 1)
     return y[:, :, 0, :] if one_d else y

@@ -18,7 +18,8 @@ import click
 import numpy as np
 
 from edgenn.errors import InputError
-from edgenn.ir import Graph
+from edgenn.ir import DType, Graph
+from edgenn.limits import max_bytes
 from edgenn.reference import run_reference
 
 OBSERVERS = ("minmax", "percentile", "mse")
@@ -63,6 +64,18 @@ def _activations(graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def memory_batch(graph: Graph, batch: int) -> int:
+    """The samples one reference run may take: all its float activations are kept (for their ranges),
+    so their sum per sample times the batch stays within the memory limit."""
+    per_batch = sum(
+        v.type.nbytes
+        for v in graph.values.values()
+        if not v.is_const and v.type.dtype == DType.FLOAT32
+    )
+    per_sample = max(1, per_batch // max(graph.batch_size(), 1))
+    return max(1, min(batch, max_bytes() // per_sample))
+
+
 def calibrate(
     graph: Graph,
     data: np.ndarray,
@@ -76,6 +89,7 @@ def calibrate(
     if not 50.0 < percentile <= 100.0:
         raise InputError(f"percentile must be in (50, 100], got {percentile}")
     data = check_calibration_data(graph, data)
+    batch = memory_batch(graph, batch)
     lows: dict[str, float] = {}
     highs: dict[str, float] = {}
     for x in _batches(data, batch, "calibrating (ranges)"):
