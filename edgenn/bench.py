@@ -216,12 +216,15 @@ def run_bench(
     except ImportError:
         raise InputError("the benchmark needs onnxruntime: pip install 'edgenn[bench]'") from None
     converted = convert(model, **calib)
+    if len(converted.float_graph.inputs) != 1:
+        raise InputError(f"{model}: the benchmark times one-input models")
+    calib_x = next(iter(converted.data.values()))
     source = data or bundled_test_set(model)
     if source is not None:
         x, labels = load_dataset(source)
         x = x.astype(np.float32)
     else:
-        x, labels = converted.data, None
+        x, labels = calib_x, None
     results: dict[str, Any] = {"model": str(model), "samples": len(x), "batch": BATCH, "threads": 1}
     backends: dict[str, Any] = {}
     backends["edgenn"] = bench_edgenn(converted, x, labels, seconds)
@@ -229,7 +232,7 @@ def run_bench(
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         backends["ort_int8_qdq"] = bench_ort(
-            ort_qdq_model(model, converted.data, folder), x, labels, seconds
+            ort_qdq_model(model, calib_x, folder), x, labels, seconds
         )
         fixed = converted.fixed_graph
         in_qp, out_qp = (

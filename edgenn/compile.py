@@ -17,11 +17,10 @@ from edgenn.ir import Graph
 from edgenn.limits import check_bytes
 from edgenn.ops import CALIBRATED, spec_for
 from edgenn.passes import optimize
-from edgenn.quant.calibrate import calibrate, check_calibration_data
+from edgenn.quant.calibrate import Samples, as_samples, calibrate, sample_count, take
 from edgenn.quant.quantize import (
     WIDE_SUFFIX,
     dequantize_array,
-    quantize_array,
     quantize_graph,
     wide_capable,
 )
@@ -36,7 +35,7 @@ class Converted:
     float_graph: Graph  # optimized (fused, channels-last) float graph
     fixed_graph: Graph
     calibration: str  # where the calibration data came from
-    data: np.ndarray  # the calibration inputs
+    data: Samples  # the calibration inputs, one array per model input
     observer: str
     precision: dict[str, Any] = field(default_factory=lambda: {"mode": "int8", "int16_layers": []})
     # a QDQ model: how many tensors kept the file's scales, which had none and were calibrated
@@ -51,19 +50,34 @@ def bundled_test_set(model: Path) -> Path | None:
 
 def calibration_data(
     graph: Graph, model: Path, calib: str | None, samples: int, seed: int
-) -> tuple[np.ndarray, str]:
-    """The calibration inputs: a file, `random` (uniform in [-1, 1], seeded) or the bundled test set."""
+) -> tuple[Samples, str]:
+    """The calibration inputs, one array per model input: a file, `random` (uniform in [-1, 1],
+    seeded) or the bundled test set."""
     if calib == "random":
-        shape = graph.type_of(graph.inputs[0]).shape[1:]
-        check_bytes(8 * samples * math.prod(shape), f"{samples:,} random calibration samples")
-        data = np.random.default_rng(seed).uniform(-1, 1, (samples, *shape)).astype(np.float32)
+        shapes = [graph.type_of(name).shape[1:] for name in graph.inputs]
+        size = sum(math.prod(shape) for shape in shapes)
+        check_bytes(8 * samples * size, f"{samples:,} random calibration samples")
+        rng = np.random.default_rng(seed)
+        data = {
+            name: rng.uniform(-1, 1, (samples, *shape)).astype(np.float32)
+            for name, shape in zip(graph.inputs, shapes)
+        }
         return data, f"random uniform [-1, 1], {samples} samples, seed {seed}"
     source = Path(calib) if calib else bundled_test_set(model)
     if source is None:
         raise InputError(
-            f"{model}: no calibration data; give --calib DATA.npz (array x) or .npy, or --calib random"
+            f"{model}: no calibration data; give --calib DATA.npz (array x, or one array per "
+            "input name) or .npy, or --calib random"
         )
-    return load_array(source), str(source)
+    return load_inputs(graph, source), str(source)
+
+
+def load_inputs(graph: Graph, path: str | os.PathLike[str]) -> Samples:
+    """A data file's arrays for the model's inputs: `x` (or a .npy) for a one-input model, one array
+    per input name for several."""
+    if len(graph.inputs) == 1:
+        return as_samples(graph, load_array(path))
+    return as_samples(graph, {name: load_array(path, name) for name in graph.inputs}, str(path))
 
 
 PRECISIONS = ("int8", "int16", "auto")
@@ -120,7 +134,7 @@ def convert(
         report = {"mode": "int16", "int16_layers": wide}
         return Converted(float_graph, fixed, origin, calib_inputs, observer, report)
     eval_path = evaluation_set(path, calib, Path(data) if data else None)
-    x, labels = load_dataset(eval_path) if eval_path else (None, None)
+    x, labels = load_dataset(eval_path, float_graph) if eval_path else (None, None)
     if x is None or labels is None:
         raise InputError(
             f"{model}: --precision auto needs labelled data (--data DATA.npz with x and y)"
@@ -158,11 +172,11 @@ def promote_until_within(
 ) -> tuple[Graph, dict[str, Any]]:
     """Greedy mixed precision: promote the int8 layers with the lowest SQNR to 16x8, one at a time,
     until float accuracy - int8 accuracy <= max_drop percentage points (or every layer is promoted)."""
-    x = check_calibration_data(float_graph, x, "evaluation data")
+    x = as_samples(float_graph, x, "evaluation data")
     float_acc = accuracy(run_reference(float_graph, x)[float_graph.outputs[0]], labels)
 
     def drop_of(graph: Graph) -> float:
-        out = Runtime(graph).run_float(x)
+        out = Runtime(graph).run_float(*x.values())
         assert isinstance(out, np.ndarray)
         return 100.0 * (float_acc - accuracy(out, labels))
 
@@ -205,12 +219,13 @@ def sqnr_db(reference: np.ndarray, approximation: np.ndarray) -> float:
 
 def layer_sqnr(float_graph: Graph, fixed_graph: Graph, x: np.ndarray) -> list[dict[str, Any]]:
     """Per-layer SQNR of the dequantized integer result against the float reference (same tensor names)."""
-    x = check_calibration_data(float_graph, x, "SQNR data")[:SQNR_SAMPLES]
+    x = take(as_samples(float_graph, x, "SQNR data"), 0, SQNR_SAMPLES)
     float_values = run_reference(float_graph, x, keep_all=True)
     runtime = Runtime(fixed_graph)
-    in_qp = fixed_graph.type_of(fixed_graph.inputs[0]).qparams
-    assert in_qp is not None
-    traces = [runtime.trace(quantize_array(x[i : i + 1], in_qp)) for i in range(len(x))]
+    traces = [
+        runtime.trace(*runtime.quantize(*take(x, i, i + 1).values()))
+        for i in range(sample_count(x))
+    ]
     rows = []
     for node in fixed_graph.nodes:
         name = node.outputs[0]
@@ -242,17 +257,19 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 def evaluate(converted: Converted, data: np.ndarray, labels: np.ndarray | None) -> dict[str, Any]:
     """Float and int8 outputs on `data`; accuracies when labels are given."""
-    data = check_calibration_data(converted.float_graph, data, "evaluation data")
+    data = as_samples(converted.float_graph, data, "evaluation data")
+    count = sample_count(data)
     float_out = run_reference(converted.float_graph, data)[converted.float_graph.outputs[0]]
-    int8_out = Runtime(converted.fixed_graph).run_float(data)
-    assert isinstance(int8_out, np.ndarray)
+    int8_out = Runtime(converted.fixed_graph).run_float(*data.values())
+    if isinstance(int8_out, list):
+        int8_out = int8_out[0]
     result: dict[str, Any] = {
-        "samples": len(data),
+        "samples": count,
         "output_sqnr_db": round(sqnr_db(float_out, int8_out), 2),
     }
     if labels is not None:
-        if len(labels) != len(data):
-            raise InputError(f"{len(labels)} labels for {len(data)} samples")
+        if len(labels) != count:
+            raise InputError(f"{len(labels)} labels for {count} samples")
         result["float_accuracy"] = accuracy(float_out, labels)
         result["int8_accuracy"] = accuracy(int8_out, labels)
         result["agreement"] = float(np.mean(float_out.argmax(-1) == int8_out.argmax(-1)))
@@ -270,8 +287,16 @@ def evaluation_set(model: Path, calib: str | None, data: Path | None) -> Path | 
     return None
 
 
-def load_dataset(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray | None]:
-    return load_array(path), load_labels(path)
+def load_dataset(
+    path: str | os.PathLike[str], graph: Graph | None = None
+) -> tuple[Any, np.ndarray | None]:
+    """Inputs (array `x`, or one array per input name of a several-input `graph`) and labels `y`."""
+    x = (
+        load_inputs(graph, path)
+        if graph is not None and len(graph.inputs) > 1
+        else load_array(path)
+    )
+    return x, load_labels(path)
 
 
 def fixed_point_report(fixed: Graph, model: Path) -> dict[str, Any]:
@@ -298,13 +323,13 @@ def conversion_report(
 
     fixed = converted.fixed_graph
     eval_path = evaluation_set(model, calib, data)
-    x_eval, labels = load_dataset(eval_path) if eval_path else (None, None)
+    x_eval, labels = load_dataset(eval_path, converted.float_graph) if eval_path else (None, None)
     runtime = Runtime(fixed)
     report: dict[str, Any] = {
         "model": str(model),
         "observer": converted.observer,
         "calibration": converted.calibration,
-        "calibration_samples": len(converted.data),
+        "calibration_samples": sample_count(as_samples(converted.float_graph, converted.data)),
         **({"qdq": converted.qdq} if converted.qdq is not None else {}),
         "rounding": "double",
         "precision": converted.precision,

@@ -582,3 +582,74 @@ def test_bias_that_int32_cannot_hold_is_refused_not_clipped(tmp_path: Path) -> N
     path = tiny_onnx(tmp_path / "m.onnx", node, [1, 3], [w, b])
     with pytest.raises(QuantizationError, match="node 'Gemm_0'.*does not fit int32"):
         convert(path, calib="random")
+
+
+# ---- models with several inputs calibrate ----
+
+
+def two_input_model(path: Path) -> Path:
+    h = onnx.helper
+    rng = np.random.default_rng(0)
+    wa = numpy_helper.from_array(rng.standard_normal((6, 4)).astype(np.float32), "wa")
+    wb = numpy_helper.from_array(rng.standard_normal((3, 4)).astype(np.float32), "wb")
+    nodes = [
+        h.make_node("MatMul", ["a", "wa"], ["pa"]),
+        h.make_node("MatMul", ["b", "wb"], ["pb"]),
+        h.make_node("Add", ["pa", "pb"], ["s"]),
+        h.make_node("Relu", ["s"], ["y"]),
+    ]
+    graph = h.make_graph(
+        nodes,
+        "two_inputs",
+        [
+            h.make_tensor_value_info("a", onnx.TensorProto.FLOAT, ["N", 6]),
+            h.make_tensor_value_info("b", onnx.TensorProto.FLOAT, ["N", 3]),
+        ],
+        [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4])],
+        [wa, wb],
+    )
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_a_two_input_model_calibrates_from_an_npz_keyed_by_input(tmp_path: Path) -> None:
+    """Calibration data as one array per input name; the result runs as TFLM runs it and the report
+    counts the samples."""
+    import json
+
+    from test_cli import run_cli
+
+    model = two_input_model(tmp_path / "two.onnx")
+    rng = np.random.default_rng(1)
+    a = rng.uniform(-1, 1, (64, 6)).astype(np.float32)
+    b = rng.uniform(-1, 1, (64, 3)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", a=a, b=b)
+    out = tmp_path / "out"
+    result = run_cli(
+        "convert",
+        str(model),
+        "-o",
+        str(out),
+        "--calib",
+        str(tmp_path / "calib.npz"),
+        "--emit",
+        "tflite",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "report.json").read_text())["calibration_samples"] == 64
+    pytest.importorskip("tflite_micro", reason="tflite-micro is not installed")
+    from edgenn.interop import run_tflm
+    from edgenn.serialize import load_graph
+
+    runtime = Runtime(load_graph(out / "model.edgenn"))
+    aq, bq = runtime.quantize(a[:8], b[:8])
+    ours = runtime.run(aq, bq)
+    theirs = run_tflm((out / "model.tflite").read_bytes(), [aq, bq])
+    assert np.array_equal(theirs.reshape(ours.shape), ours)
+    random = run_cli("convert", str(model), "-o", str(tmp_path / "r"), "--calib", "random")
+    assert random.returncode == 0, random.stderr
+    np.savez(tmp_path / "one.npz", a=a)
+    missing = run_cli(
+        "convert", str(model), "-o", str(tmp_path / "m"), "--calib", str(tmp_path / "one.npz")
+    )
+    assert missing.returncode == 2 and "has no array 'b'" in missing.stderr, missing.stderr

@@ -11,7 +11,7 @@ The last two take a second pass over the data to fill a 2048-bin histogram over 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import nullcontext
 
 import click
@@ -26,13 +26,55 @@ OBSERVERS = ("minmax", "percentile", "mse")
 BINS = 2048
 PROGRESS_FROM = 300  # samples: show a progress bar from here on
 Ranges = dict[str, tuple[float, float]]
+Samples = dict[str, np.ndarray]  # one [N, ...] array per graph input, in the graph's input order
+SampleData = np.ndarray | Mapping[str, np.ndarray] | Sequence[np.ndarray]
+
+
+def as_samples(graph: Graph, data: SampleData, what: str = "calibration data") -> Samples:
+    """Data for every graph input: one array for a one-input model, else arrays by input name (or in
+    input order); each finite, float32, shaped [N, *input shape], all with the same N."""
+    names = list(graph.inputs)
+    if isinstance(data, np.ndarray):
+        if len(names) != 1:
+            raise InputError(
+                f"{what}: the model takes {len(names)} inputs {names}; give one array per input "
+                "(an .npz keyed by input name)"
+            )
+        data = {names[0]: data}
+    elif not isinstance(data, Mapping):
+        if len(data) != len(names):
+            raise InputError(f"{what}: {len(data)} arrays for the model's inputs {names}")
+        data = dict(zip(names, data))
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise InputError(f"{what}: no array for input(s) {missing} (has {sorted(data)})")
+    samples = {
+        n: _checked(graph, n, data[n], f"{what} for '{n}'" if len(names) > 1 else what)
+        for n in names
+    }
+    counts = sorted({len(a) for a in samples.values()})
+    if len(counts) > 1:
+        raise InputError(f"{what}: the inputs have different sample counts {counts}")
+    return samples
+
+
+def sample_count(samples: Samples) -> int:
+    return len(next(iter(samples.values())))
+
+
+def take(samples: Samples, start: int, stop: int) -> Samples:
+    return {name: array[start:stop] for name, array in samples.items()}
 
 
 def check_calibration_data(
     graph: Graph, data: np.ndarray, what: str = "calibration data"
 ) -> np.ndarray:
-    """Data shaped [N, *input shape without batch], finite, non-empty; returned as float32."""
-    want = graph.type_of(graph.inputs[0]).shape
+    """A one-input model's data shaped [N, *input shape], finite, non-empty; as float32."""
+    return _checked(graph, graph.inputs[0], data, what)
+
+
+def _checked(graph: Graph, name: str, data: np.ndarray, what: str) -> np.ndarray:
+    want = graph.type_of(name).shape
     expected = f"[N, {', '.join(map(str, want[1:]))}]"
     array = np.asarray(data)
     if array.dtype.kind not in "fiub":
@@ -48,16 +90,17 @@ def check_calibration_data(
     return array
 
 
-def _batches(data: np.ndarray, batch: int, label: str) -> Iterator[np.ndarray]:
-    starts = range(0, len(data), batch)
-    show = len(data) >= PROGRESS_FROM
+def _batches(data: Samples, batch: int, label: str) -> Iterator[Samples]:
+    total = sample_count(data)
+    starts = range(0, total, batch)
+    show = total >= PROGRESS_FROM
     bar = click.progressbar(starts, label=label, file=sys.stderr) if show else nullcontext(starts)
     with bar as steps:
         for start in steps:
-            yield data[start : start + batch]
+            yield take(data, start, start + batch)
 
 
-def _activations(graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
+def _activations(graph: Graph, x: Samples) -> dict[str, np.ndarray]:
     values = run_reference(graph, x, keep_all=True)
     return {
         n: a for n, a in values.items() if not graph.values[n].is_const and a.dtype == np.float32
@@ -78,7 +121,7 @@ def memory_batch(graph: Graph, batch: int) -> int:
 
 def calibrate(
     graph: Graph,
-    data: np.ndarray,
+    data: SampleData,
     observer: str = "minmax",
     percentile: float = 99.99,
     batch: int = 256,
@@ -88,7 +131,7 @@ def calibrate(
         raise InputError(f"unknown observer '{observer}' (choose from {', '.join(OBSERVERS)})")
     if not 50.0 < percentile <= 100.0:
         raise InputError(f"percentile must be in (50, 100], got {percentile}")
-    data = check_calibration_data(graph, data)
+    data = as_samples(graph, data)
     batch = memory_batch(graph, batch)
     lows: dict[str, float] = {}
     highs: dict[str, float] = {}
