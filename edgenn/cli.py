@@ -285,9 +285,10 @@ def _c_sources(fixed: Any, model: Path, target: str | None, force: bool, report:
     from edgenn.sim.targets import load_target
 
     profile = load_target(target) if target else None
+    program = build_program(fixed)
     if profile is not None and not force:
-        check_fits_early(build_program(fixed), fixed, profile)
-    sources = generate_c(fixed, model.stem, dsp=profile.dsp if profile else True)
+        check_fits_early(program, fixed, profile)
+    sources = generate_c(fixed, model.stem, dsp=profile.dsp if profile else True, program=program)
     if profile is not None and not force:
         check_fits(sources, fixed, profile)
     report["c"] = {

@@ -329,7 +329,7 @@ def conversion_report(
         "model": str(model),
         "observer": converted.observer,
         "calibration": converted.calibration,
-        "calibration_samples": sample_count(as_samples(converted.float_graph, converted.data)),
+        "calibration_samples": sample_count(converted.data),
         **({"qdq": converted.qdq} if converted.qdq is not None else {}),
         "rounding": "double",
         "precision": converted.precision,

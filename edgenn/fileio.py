@@ -141,30 +141,6 @@ def load_labels(path: str | os.PathLike[str]) -> np.ndarray | None:
     return labels
 
 
-def write_folder_atomic(path: str | os.PathLike[str], files: dict[str, str]) -> Path:
-    """Write a folder of text files beside its final place, then swap it in: readers see the old
-    folder or the complete new one, never a mix."""
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"{target}: folder '{parent}' does not exist")
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
-    old = parent / f".{target.name}.old"
-    try:
-        for name, text in files.items():
-            (staging / name).write_text(text)
-        staging.chmod(0o777 & ~_umask())
-        if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    return target
-
-
 OUTPUT_SET = ("model.edgenn", "model.tflite", "c", "report.json")  # what `convert` may write
 
 

@@ -152,11 +152,18 @@ def _array(ctype: str, name: str, values: np.ndarray, per_line: int = 16) -> str
     return f"{ctype} {name}[{len(flat)}] = {{\n    {body}\n}};\n"
 
 
-def generate_c(graph: Graph, name: str, rounding: str = "double", dsp: bool = False) -> CSources:
+def generate_c(
+    graph: Graph,
+    name: str,
+    rounding: str = "double",
+    dsp: bool = False,
+    program: Program | None = None,
+) -> CSources:
     """The C sources of a fixed-point graph (int8 activations only). rounding: TFLM's double rounding
-    or single; dsp: use the Cortex-M DSP extension (SMLAD) where the compiler reports it."""
+    or single; dsp: use the Cortex-M DSP extension (SMLAD) where the compiler reports it; program:
+    the graph's program when the caller built it already."""
     prefix = c_identifier(name)
-    program = build_program(graph)
+    program = program or build_program(graph)
     check_supported(graph, program)
     steps = kernel_steps(graph)
     rows = _int32_values(program.rows, "a program row")

@@ -66,13 +66,6 @@ def take(samples: Samples, start: int, stop: int) -> Samples:
     return {name: array[start:stop] for name, array in samples.items()}
 
 
-def check_calibration_data(
-    graph: Graph, data: np.ndarray, what: str = "calibration data"
-) -> np.ndarray:
-    """A one-input model's data shaped [N, *input shape], finite, non-empty; as float32."""
-    return _checked(graph, graph.inputs[0], data, what)
-
-
 def _checked(graph: Graph, name: str, data: np.ndarray, what: str) -> np.ndarray:
     want = graph.type_of(name).shape
     expected = f"[N, {', '.join(map(str, want[1:]))}]"

@@ -67,9 +67,9 @@ class ProgramBuilder:
     def check_dot(self, weights: np.ndarray, bias: np.ndarray, activation: str) -> None:
         """Every output channel's worst-case int32 sum, |x - zp| * sum |w| + |bias|, must fit (a file
         made elsewhere can hold layers whose sums wrap, which TFLM would compute wrongly too)."""
-        span = INPUT_SPAN.get(self.graph.type_of(activation).dtype, 255)
         if self.graph.type_of(activation).dtype != DType.INT8:
             return  # 16x8 layers accumulate in int64
+        span = INPUT_SPAN[DType.INT8]
         rows = np.abs(np.asarray(weights, np.int64).reshape(len(weights), -1)).sum(axis=1)
         worst = span * rows + np.abs(np.asarray(bias, np.int64).reshape(-1))
         if int(worst.max(initial=0)) > INT32_MAX:
