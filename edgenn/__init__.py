@@ -16,20 +16,48 @@ from edgenn.errors import (
     UnsupportedOpError,
     UnsupportedOpsetError,
 )
-from edgenn.frontend.onnx import load_onnx
-from edgenn.ir import DType, Graph, Node, QParams, TensorType, Value, verify
-from edgenn.passes import PIPELINE, optimize, run_pipeline
-from edgenn.reference import run_reference
 
 __version__ = "0.1.0"
 
-# the integer side: imported after __version__ (the CLI module reads it)
-from edgenn.compile import Converted, convert  # noqa: E402
-from edgenn.limits import memory_limit  # noqa: E402
-from edgenn.quant.calibrate import calibrate  # noqa: E402
-from edgenn.quant.quantize import quantize_graph  # noqa: E402
-from edgenn.runtime import Runtime  # noqa: E402
-from edgenn.serialize import load_graph, save_graph  # noqa: E402
+# Everything past the errors loads on first use (PEP 562): onnx and numba cost seconds to import,
+# which `edgenn --help`, a Ctrl-C during start-up and a Pi's first run should not pay.
+_LAZY = {
+    "load_onnx": "edgenn.frontend.onnx",
+    "DType": "edgenn.ir",
+    "Graph": "edgenn.ir",
+    "Node": "edgenn.ir",
+    "QParams": "edgenn.ir",
+    "TensorType": "edgenn.ir",
+    "Value": "edgenn.ir",
+    "verify": "edgenn.ir",
+    "PIPELINE": "edgenn.passes",
+    "optimize": "edgenn.passes",
+    "run_pipeline": "edgenn.passes",
+    "run_reference": "edgenn.reference",
+    "Converted": "edgenn.compile",
+    "convert": "edgenn.compile",
+    "memory_limit": "edgenn.limits",
+    "calibrate": "edgenn.quant.calibrate",
+    "quantize_graph": "edgenn.quant.quantize",
+    "Runtime": "edgenn.runtime",
+    "load_graph": "edgenn.serialize",
+    "save_graph": "edgenn.serialize",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'edgenn' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "Converted",

@@ -66,6 +66,7 @@ def calib_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--percentile",
             default=99.99,
             show_default=True,
+            type=click.FloatRange(min=0, max=100, min_open=True),
             help="Percentile for --observer percentile.",
         ),
         click.option(
@@ -94,6 +95,7 @@ def calib_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--max-drop",
             default=0.5,
             show_default=True,
+            type=click.FloatRange(min=0),
             help="With --precision auto: the accuracy drop allowed, in percentage points.",
         ),
     ]
@@ -246,8 +248,11 @@ def convert(
     """Quantize MODEL (ONNX) to an int8 fixed-point model: OUTDIR/model.edgenn and OUTDIR/report.json.
     An int8 .tflite (or .edgenn) model is taken as it is, e.g. to generate C from it."""
     from edgenn.compile import conversion_report, fixed_point_report
-    from edgenn.fileio import write_output_set
+    from edgenn.fileio import check_output_folder, write_output_set
+    from edgenn.sim.targets import load_target
 
+    check_output_folder(outdir)  # these checks are cheap: before a calibration that is not
+    profile = load_target(target) if target and "c" in emits else None
     converted, fixed = _fixed_point(model, {**calib_args, "data": data})
     if converted is None and "c" not in emits and "tflite" not in emits:
         raise InputError(
@@ -258,7 +263,7 @@ def convert(
         if converted is not None
         else fixed_point_report(fixed, model)
     )
-    c_sources = _c_sources(fixed, model, target, force, report) if "c" in emits else None
+    c_sources = _c_sources(fixed, model, profile, force, report) if "c" in emits else None
     tflite_bytes = None
     if "tflite" in emits:  # lowered before anything is written, so an unmappable op writes nothing
         from edgenn.codegen.tflite import to_tflite
@@ -278,13 +283,11 @@ def convert(
     click.echo(f"wrote {', '.join(map(str, written))}")
 
 
-def _c_sources(fixed: Any, model: Path, target: str | None, force: bool, report: dict[str, Any]):  # type: ignore[no-untyped-def]
-    """Generate (not yet write) the C code, checked against the target first."""
+def _c_sources(fixed: Any, model: Path, profile: Any, force: bool, report: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """Generate (not yet write) the C code, checked against the target profile (if any) first."""
     from edgenn.codegen.c import check_fits, check_fits_early, generate_c
     from edgenn.runtime.program import build_program
-    from edgenn.sim.targets import load_target
 
-    profile = load_target(target) if target else None
     program = build_program(fixed)
     if profile is not None and not force:
         check_fits_early(program, fixed, profile)
@@ -361,6 +364,8 @@ def eval_command(
     x, labels = load_dataset(data)
     if labels is None:
         raise InputError(f"{data}: no integer labels (array y) to compute accuracy")
+    if len(labels) != len(x):
+        raise InputError(f"{data}: {len(labels)} labels for {len(x)} samples")
     converted, fixed = _fixed_point(
         model, {**calib_args, "calib": calib_args["calib"] or str(data), "data": data}
     )
@@ -424,6 +429,7 @@ def run(
     from edgenn.serialize import is_edgenn_file
 
     arrays = [load_array(path) for path in inputs]
+    labels = load_labels(inputs[0]) if len(inputs) == 1 else None
     fixed_point = _is_tflite(model) or is_edgenn_file(model)
     backend = backend or ("int8" if fixed_point else "float")
     if backend == "float":
@@ -437,7 +443,6 @@ def run(
         results = run_reference(_float_graph(model, 1, optimized=False), arrays)
     else:
         results = _run_int8(model, arrays, dequantize, calib_args)
-    labels = load_labels(inputs[0]) if len(inputs) == 1 else None  # checked before writing
     save_arrays(output, results)
     shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))} {v.dtype}" for k, v in results.items())
     click.echo(f"wrote {output} ({shapes})")
@@ -456,7 +461,11 @@ def run(
     help="Inputs (and labels) to time and score on. Default: the model's bundled test set.",
 )
 @click.option(
-    "--seconds", default=1.0, show_default=True, help="Measuring time per backend and mode."
+    "--seconds",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Measuring time per backend and mode.",
 )
 @calib_options
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
@@ -494,7 +503,9 @@ def bench(
     type=click.IntRange(min=0),
     help="Instead of --data: N seeded random inputs over the input type's range.",
 )
-@click.option("--seed", default=0, show_default=True, help="Seed for --random.")
+@click.option(
+    "--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed for --random."
+)
 @click.option(
     "--rounding",
     type=click.Choice(["double", "single"]),
@@ -567,6 +578,11 @@ def _run_int8(
     from edgenn.quant.quantize import dequantize_array
     from edgenn.runtime import Runtime
 
+    if model.suffix == ".onnx":  # before calibrating: bad inputs are refused at once
+        from edgenn.frontend.onnx import load_onnx
+        from edgenn.runtime import check_inputs
+
+        check_inputs(load_onnx(model), arrays)
     _, fixed = _fixed_point(model, calib)
     runtime = Runtime(fixed)
     outputs = runtime.run(*runtime.quantize(*arrays))

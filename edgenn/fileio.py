@@ -133,7 +133,10 @@ def load_labels(path: str | os.PathLike[str]) -> np.ndarray | None:
         raise
     if labels.dtype.kind not in "iu":
         return None
-    labels = labels.reshape(-1)
+    if labels.ndim != 1:
+        raise InputError(
+            f"{source}: labels 'y' must be one class index per sample, got shape {labels.shape}"
+        )
     if labels.size and int(labels.min()) < 0:
         raise InputError(
             f"{source}: labels 'y' must be class indices (0 or more), found {int(labels.min())}"
@@ -142,6 +145,17 @@ def load_labels(path: str | os.PathLike[str]) -> np.ndarray | None:
 
 
 OUTPUT_SET = ("model.edgenn", "model.tflite", "c", "report.json")  # what `convert` may write
+
+
+def check_output_folder(outdir: str | os.PathLike[str]) -> None:
+    """An output folder can be made where it is asked for: no file in its place or on its path."""
+    target = Path(outdir)
+    for place in (target, *target.parents):
+        if place.exists():
+            if not place.is_dir():
+                what = "is a file" if place == target else f"lies under the file {place}"
+                raise InputError(f"output folder {target} {what}; give a folder")
+            return
 
 
 def write_output_set(
@@ -156,6 +170,7 @@ def write_output_set(
     import signal
 
     target = Path(outdir)
+    check_output_folder(target)
     target.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".edgenn-staging-", dir=target))
     try:

@@ -1,6 +1,6 @@
 """Fuzzing with a fixed seed and budget in CI (EDGENN_FUZZ_EXAMPLES=N runs longer locally): structural
 mutations of ONNX graphs (attributes, initializer shapes and types, edges, input shapes) and byte
-mutations of .edgenn files, random input arrays. The property: an edgenn error (one line, exit 2 in
+mutations of .edgenn and .tflite files, random input arrays. The property: an edgenn error (one line, exit 2 in
 the CLI), or a model that runs, and then the runtime's integers equal the independent numpy spec's and
 the generated C's (built with AddressSanitizer + UBSan). Never another
 exception; never an unbounded allocation (the memory limit is lowered to 64 MiB here)."""
@@ -167,6 +167,63 @@ def test_mutated_edgenn_files_give_edgenn_errors_or_run(edgenn_file: bytes, edit
             event("accepted")
         except EdgennError as err:
             event(f"refused: {type(err).__name__}")
+
+
+TFLITE_BASES = ["residual_int8", "cnn_per_tensor", "mlp_16x8"]  # int8 per-channel/-tensor, 16x8
+TFLM_SAYS = """
+import sys
+import numpy as np
+from edgenn.interop import run_tflm
+np.save(sys.argv[3], run_tflm(open(sys.argv[1], "rb").read(), np.load(sys.argv[2])))
+"""
+
+
+def tflm_output(model: bytes, x: np.ndarray, folder: Path) -> np.ndarray | None:
+    """TFLM's output in a child process (TFLM itself is not hardened against corrupt files: a crash
+    there is its refusal), or None when it refuses the file."""
+    (folder / "m.tflite").write_bytes(model)
+    np.save(folder / "x.npy", x)
+    args = [str(folder / name) for name in ("m.tflite", "x.npy", "y.npy")]
+    done = subprocess.run(
+        [sys.executable, "-c", TFLM_SAYS, *args], capture_output=True, timeout=600
+    )
+    return np.load(folder / "y.npy") if done.returncode == 0 else None
+
+
+@FUZZ
+@given(
+    st.sampled_from(TFLITE_BASES),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=6),
+)
+def test_mutated_tflite_files_give_edgenn_errors_or_tflm_outputs(base: str, edits: list) -> None:
+    """Byte edits anywhere in a converter-made file: refused by name, or run to TFLM's outputs
+    wherever TFLM runs the mutant too."""
+    import tempfile
+
+    from conftest import ROOT
+
+    from edgenn.frontend.tflite import read_tflite
+
+    data = bytearray((ROOT / "tests" / "data" / "conformance" / f"{base}.tflite").read_bytes())
+    for position, value in edits:
+        data[position % len(data)] = value
+    with memory_limit(64 << 20):
+        try:
+            runtime = Runtime(read_tflite(bytes(data), base))
+            t = runtime.graph.type_of(runtime.graph.inputs[0])
+            x = np.random.default_rng(0).integers(-128, 128, (2, *t.shape[1:]))
+            x = x.astype(t.dtype.numpy)
+            ours = runtime.run(x)
+        except EdgennError as err:
+            event(f"refused: {type(err).__name__}")
+            return
+    with tempfile.TemporaryDirectory(prefix="edgenn-fuzz-") as folder:
+        want = tflm_output(bytes(data), x, Path(folder))
+    if want is None:
+        event("accepted; TFLM refuses")
+        return
+    event("accepted; equal to TFLM")
+    assert np.array_equal(np.asarray(ours).reshape(want.shape), want)
 
 
 @pytest.fixture(scope="module")

@@ -13,47 +13,22 @@ from onnx import numpy_helper
 
 pytest.importorskip("tflite", reason="the tflite extra is not installed")
 
+from hostile import (  # noqa: E402
+    average_pool_file,
+    bad_inputs,
+    dense_file,
+    external_data_model,
+    per_tensor,
+    set_is_consistent,
+    tiny_onnx,
+    two_input_model,
+)
+
 from edgenn.codegen.tflite import FileOp, FileTensor, Lowered, serialize  # noqa: E402
 from edgenn.errors import QuantizationError  # noqa: E402
 from edgenn.frontend.tflite import read_tflite  # noqa: E402
 from edgenn.ir import DType, QParams  # noqa: E402
 from edgenn.runtime import Runtime  # noqa: E402
-
-
-def per_tensor(scale: float, zero_point: int = 0) -> QParams:
-    return QParams((scale,), (zero_point,))
-
-
-def dense_file(inputs: int, weight: int, s_in: float, s_w: float, s_out: float) -> bytes:
-    """One FULLY_CONNECTED layer [1, inputs] -> [1, 1], every weight equal to `weight`."""
-    lowered = Lowered("fc", inputs=["x"], outputs=["y"])
-    t = lowered.tensors
-    t["x"] = FileTensor("x", (1, inputs), DType.INT8, per_tensor(s_in))
-    t["w"] = FileTensor(
-        "w", (1, inputs), DType.INT8, per_tensor(s_w), np.full((1, inputs), weight, np.int8)
-    )
-    t["b"] = FileTensor("b", (1,), DType.INT32, per_tensor(s_in * s_w), np.zeros(1, np.int32))
-    t["y"] = FileTensor("y", (1, 1), DType.INT8, per_tensor(s_out))
-    options = ("FullyConnectedOptions", {"fused_activation_function": "NONE"})
-    lowered.ops.append(FileOp("FULLY_CONNECTED", ["x", "w", "b"], ["y"], options))
-    return serialize(lowered)
-
-
-def average_pool_file(side: int, dtype: DType = DType.INT8) -> bytes:
-    """One AVERAGE_POOL_2D over a whole side x side map (a global average)."""
-    lowered = Lowered("pool", inputs=["x"], outputs=["y"])
-    lowered.tensors["x"] = FileTensor("x", (1, side, side, 1), dtype, per_tensor(0.1))
-    lowered.tensors["y"] = FileTensor("y", (1, 1, 1, 1), dtype, per_tensor(0.1))
-    options = {
-        "padding": "VALID",
-        "stride_h": 1,
-        "stride_w": 1,
-        "filter_height": side,
-        "filter_width": side,
-        "fused_activation_function": "NONE",
-    }
-    lowered.ops.append(FileOp("AVERAGE_POOL_2D", ["x"], ["y"], ("Pool2DOptions", options)))
-    return serialize(lowered)
 
 
 def test_dense_layer_whose_sums_wrap_is_refused_by_name() -> None:
@@ -97,19 +72,6 @@ def test_extreme_rescaling_is_refused_and_tiny_one_flushes_to_zero() -> None:
 
 
 # ---- memory: sizes are checked before anything is allocated ----
-
-
-def tiny_onnx(path: Path, node: onnx.NodeProto, shape: list[int], inits: list) -> Path:  # type: ignore[type-arg]
-    h = onnx.helper
-    graph = h.make_graph(
-        [node],
-        "bomb",
-        [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, shape)],
-        [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
-        inits,
-    )
-    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), str(path))
-    return path
 
 
 def test_small_files_asking_for_gigabytes_are_refused_by_name(tmp_path: Path) -> None:
@@ -167,7 +129,10 @@ def test_weights_without_an_int8_form_are_refused_naming_the_tensor(
     )
     result = run_cli("convert", str(path), "-o", str(tmp_path / "out"), "--calib", "random")
     assert result.returncode == 2, result.stderr
-    assert "node 'MatMul_0'" in result.stderr and "cannot be quantized" in result.stderr
+    if np.isnan(bad):  # never meant: refused at import, naming the initializer
+        assert "initializer 'dense_weights' holds 1 NaN value(s)" in result.stderr
+    else:  # Inf may be meant by a float model (a bound, a mask): refused when quantized
+        assert "node 'MatMul_0'" in result.stderr and "cannot be quantized" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -261,22 +226,6 @@ def test_footprint_checks_the_fit_before_compiling(tmp_path: Path) -> None:
 # ---- output sets: the previous one or the new one, whole ----
 
 
-def set_is_consistent(folder: Path) -> None:
-    """What is in the folder is what its report.json says was written, and no staging is left."""
-    import json
-
-    report = json.loads((folder / "report.json").read_text())
-    assert (folder / "model.edgenn").is_file()
-    assert (folder / "model.tflite").is_file() == ("tflite_file_bytes" in report)
-    assert (folder / "c").is_dir() == ("c" in report)
-    if "c" in report:
-        assert sorted(p.name for p in (folder / "c").iterdir()) == report["c"]["files"]
-    leftovers = [
-        p.name for p in folder.iterdir() if p.name.startswith(".") and p.name != ".edgenn.lock"
-    ]
-    assert leftovers == []
-
-
 def test_a_new_set_replaces_the_old_one_whole(tmp_path: Path) -> None:
     from conftest import MODELS
     from test_cli import run_cli
@@ -338,42 +287,6 @@ def test_concurrent_converts_into_one_folder(tmp_path: Path) -> None:
 # ---- bad data files and arguments: one line, exit 2 ----
 
 
-def bad_inputs(folder: Path) -> dict[str, Path]:
-    """Hostile array files: pickled objects in an .npz, a broken zip, a header claiming 256 TB, a
-    zip bomb (1 GB of zeros in a few MB), no samples, negative labels, random bytes as .tflite."""
-    import io
-    import struct
-    import zipfile
-
-    files = {}
-    buffer = io.BytesIO()
-    np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with zipfile.ZipFile(folder / "objects.npz", "w") as archive:
-        archive.writestr("x.npy", buffer.getvalue())
-    files["objects"] = folder / "objects.npz"
-    (folder / "broken.npz").write_bytes(b"PK\x03\x04 not really a zip")
-    files["broken"] = folder / "broken.npz"
-    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000, 64), }"
-    raw = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header) + 1) + header.encode() + b"\n"
-    (folder / "huge.npy").write_bytes(raw)
-    files["huge"] = folder / "huge.npy"
-    with zipfile.ZipFile(folder / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as archive:
-        with archive.open("x.npy", "w", force_zip64=True) as member:
-            header = "{'descr': '<f4', 'fortran_order': False, 'shape': (4194304, 64), }"
-            member.write(
-                b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header) + 1) + header.encode() + b"\n"
-            )
-            zeros = bytes(1 << 24)
-            for _ in range(64):
-                member.write(zeros)
-    files["bomb"] = folder / "bomb.npz"
-    np.save(folder / "empty.npy", np.zeros((0, 64), np.float32))
-    files["empty"] = folder / "empty.npy"
-    np.savez(folder / "negative.npz", x=np.zeros((4, 64), np.float32), y=-np.ones(4, np.int64))
-    files["negative"] = folder / "negative.npz"
-    return files
-
-
 @pytest.mark.parametrize(
     ("case", "words"),
     [
@@ -432,23 +345,6 @@ def test_run_output_must_be_a_file_name(tmp_path: Path) -> None:
 
 
 # ---- odd ONNX files and output names ----
-
-
-def external_data_model(folder: Path, offset: str, location: str = "w.bin") -> Path:
-    w = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
-    path = tiny_onnx(
-        folder / "m.onnx", onnx.helper.make_node("MatMul", ["x", "w"], ["y"]), [1, 4], [w]
-    )
-    model = onnx.load(str(path))
-    tensor = model.graph.initializer[0]
-    tensor.data_location = onnx.TensorProto.EXTERNAL
-    tensor.ClearField("raw_data")
-    for key, value in (("location", location), ("offset", offset)):
-        entry = tensor.external_data.add()
-        entry.key, entry.value = key, value
-    (folder / "w.bin").write_bytes(np.ones((4, 3), np.float32).tobytes())
-    onnx.save(model, str(path))
-    return path
 
 
 @pytest.mark.parametrize(
@@ -587,31 +483,6 @@ def test_bias_that_int32_cannot_hold_is_refused_not_clipped(tmp_path: Path) -> N
 # ---- models with several inputs calibrate ----
 
 
-def two_input_model(path: Path) -> Path:
-    h = onnx.helper
-    rng = np.random.default_rng(0)
-    wa = numpy_helper.from_array(rng.standard_normal((6, 4)).astype(np.float32), "wa")
-    wb = numpy_helper.from_array(rng.standard_normal((3, 4)).astype(np.float32), "wb")
-    nodes = [
-        h.make_node("MatMul", ["a", "wa"], ["pa"]),
-        h.make_node("MatMul", ["b", "wb"], ["pb"]),
-        h.make_node("Add", ["pa", "pb"], ["s"]),
-        h.make_node("Relu", ["s"], ["y"]),
-    ]
-    graph = h.make_graph(
-        nodes,
-        "two_inputs",
-        [
-            h.make_tensor_value_info("a", onnx.TensorProto.FLOAT, ["N", 6]),
-            h.make_tensor_value_info("b", onnx.TensorProto.FLOAT, ["N", 3]),
-        ],
-        [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4])],
-        [wa, wb],
-    )
-    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), str(path))
-    return path
-
-
 def test_a_two_input_model_calibrates_from_an_npz_keyed_by_input(tmp_path: Path) -> None:
     """Calibration data as one array per input name; the result runs as TFLM runs it and the report
     counts the samples."""
@@ -653,3 +524,97 @@ def test_a_two_input_model_calibrates_from_an_npz_keyed_by_input(tmp_path: Path)
         "convert", str(model), "-o", str(tmp_path / "m"), "--calib", str(tmp_path / "one.npz")
     )
     assert missing.returncode == 2 and "has no array 'b'" in missing.stderr, missing.stderr
+
+
+@pytest.mark.parametrize("builtin", ["MEAN", "CONCATENATION"])
+def test_tflite_axis_of_a_scalar_is_named(builtin: str) -> None:
+    from hostile import scalar_file
+
+    from edgenn.errors import ModelFormatError
+
+    with pytest.raises(ModelFormatError, match=f"{builtin.lower()}_0 has axis 0, outside a rank-0"):
+        read_tflite(scalar_file(builtin), "m")
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.5, 1.0])
+def test_ctrl_c_while_starting_exits_quietly(delay: float) -> None:
+    """SIGINT while the CLI's modules load (onnx and numba load later, on first use): one line and
+    exit 130, never a KeyboardInterrupt traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import MODELS
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "edgenn", "convert", str(MODELS / "digits_mlp.onnx"), "-o", "-"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(delay)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate()
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert child.returncode in (130, 2), err  # 2: it had already refused '-' as a folder name
+
+
+def test_import_edgenn_loads_neither_onnx_nor_numba() -> None:
+    import subprocess
+    import sys
+
+    probe = "import sys, edgenn; print(sorted({'onnx', 'numba'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("verify", "m.tflite", "--random", "2", "--seed", "-1"), "Invalid value for '--seed'"),
+        (("bench", "m.onnx", "--seconds", "-1"), "Invalid value for '--seconds'"),
+        (
+            ("eval", "m.onnx", "--data", "d.npz", "--max-drop", "-1"),
+            "Invalid value for '--max-drop'",
+        ),
+        (
+            ("convert", "m.onnx", "-o", "o", "--percentile", "200"),
+            "Invalid value for '--percentile'",
+        ),
+    ],
+)
+def test_out_of_range_options_are_usage_errors(args: tuple[str, ...], words: str) -> None:
+    from click.testing import CliRunner
+
+    from edgenn.cli import cli
+
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 2 and words in result.output, result.output
+
+
+def test_cheap_checks_come_before_calibration(tmp_path: Path) -> None:
+    """A bad output folder, target, input or label set is refused before any calibration starts."""
+    from conftest import MODELS
+    from test_cli import run_cli
+
+    model, data = str(MODELS / "digits_mlp.onnx"), MODELS / "digits_mlp_test.npz"
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    x, y = np.load(data)["x"], np.load(data)["y"]
+    np.save(tmp_path / "narrow.npy", x[:4, :63])
+    np.savez(tmp_path / "few.npz", x=x, y=y[:10])
+    np.savez(tmp_path / "wide.npz", x=x, y=np.stack([y, y], 1))
+    cases = [
+        (("convert", model, "-o", str(blocker / "sub")), "lies under the file"),
+        (("convert", model, "-o", str(blocker)), "is a file; give a folder"),
+        (("convert", model, "-o", str(tmp_path / "o"), "--emit", "c", "--target", "nosuch"), "unknown target"),
+        (("run", model, "-i", str(tmp_path / "narrow.npy"), "-o", str(tmp_path / "y.npy"),
+          "--backend", "int8"), "has shape [4, 63]; expected [N, 64]"),
+        (("eval", model, "--data", str(tmp_path / "few.npz")), "10 labels for"),
+        (("eval", model, "--data", str(tmp_path / "wide.npz")), "one class index per sample"),
+    ]  # fmt: skip
+    for args, words in cases:
+        result = run_cli(*args)
+        assert result.returncode == 2 and words in result.stderr, (args, result.stderr)
+        assert "calibrating" not in result.stderr, args

@@ -160,6 +160,11 @@ def _tensor_array(tensor: onnx.TensorProto, what: str) -> np.ndarray:
     if array.dtype in (np.float16, np.float64):
         array = array.astype(np.float32)
     _dtype(tensor.data_type, what)
+    if array.dtype.kind == "f" and np.isnan(array).any():  # Inf can be meant (a mask, a bound)
+        first = tuple(int(i) for i in np.argwhere(np.isnan(array))[0])
+        raise ModelFormatError(
+            f"{what} holds {int(np.isnan(array).sum())} NaN value(s) (first at index {first})"
+        )
     return array
 
 

@@ -458,9 +458,16 @@ def read_leaky_relu(r: _Reader, name: str, ins: list[str], outs: list[str], op: 
     r.emit(name, "LeakyRelu", ins[:1], outs, alpha=float(o.Alpha()) if o is not None else 0.2)
 
 
+def _axis(r: _Reader, name: str, axis: int, rank: int) -> int:
+    """An axis in [-rank, rank) as a non-negative one; a scalar has none."""
+    if not -rank <= axis < rank:
+        raise ModelFormatError(f"{r.name}: {name} has axis {axis}, outside a rank-{rank} tensor")
+    return axis % rank
+
+
 def read_concat(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
     o = r.options(op, "ConcatenationOptions")
-    axis = o.Axis() % len(r.shape(outs[0]))
+    axis = _axis(r, name, o.Axis(), len(r.shape(outs[0])))
     if _clip(o) != {"clip_min": -math.inf, "clip_max": math.inf}:
         raise UnsupportedOpError(f"{r.name}: {name} has a fused activation")
     r.emit(name, "Concat", ins, outs, axis=axis)
@@ -505,7 +512,7 @@ def read_mean(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -
         "Mean",
         ins[:1],
         outs,
-        axes=tuple(sorted(int(a) % rank for a in axes.reshape(-1))),
+        axes=tuple(sorted(_axis(r, name, int(a), rank) for a in axes.reshape(-1))),
         keepdims=int(o.KeepDims()) if o is not None else 0,
     )
 

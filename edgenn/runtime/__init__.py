@@ -16,6 +16,36 @@ from edgenn.runtime.interpreter import pack_state, run_packed, run_steps
 from edgenn.runtime.program import Program, build_program
 
 
+def real_values(name: str, a: np.ndarray) -> np.ndarray:
+    """Input `name` as float32 real numbers; complex, text and NaN/Inf values have no integer form."""
+    if a.dtype.kind not in "fiub":
+        raise InputError(f"input '{name}' has dtype {a.dtype}; expected real numbers")
+    real = a.astype(np.float32)
+    bad = ~np.isfinite(real)
+    if bad.any():
+        raise InputError(
+            f"input '{name}' holds {int(bad.sum())} NaN or Inf value(s) (first at index "
+            f"{tuple(int(i) for i in np.argwhere(bad)[0])}); they have no integer value"
+        )
+    return real
+
+
+def check_inputs(graph: Graph, arrays: list[np.ndarray]) -> None:
+    """Inputs for `graph` (float or fixed-point) before any work is spent on them: their count,
+    per-sample shapes, a batch of at least one, and values with an integer form."""
+    if len(arrays) != len(graph.inputs):
+        raise InputError(f"model takes {len(graph.inputs)} input(s), got {len(arrays)}")
+    for name, a in zip(graph.inputs, map(np.asarray, arrays)):
+        t = graph.type_of(name)
+        if a.ndim != t.rank or a.shape[1:] != t.shape[1:]:
+            want = ", ".join(map(str, t.shape[1:]))
+            raise InputError(f"input '{name}' has shape {list(a.shape)}; expected [N, {want}]")
+        if len(a) == 0:
+            raise InputError(f"input '{name}' holds no samples (a batch of 0)")
+        if a.dtype != t.dtype.numpy:
+            real_values(name, a)
+
+
 class Runtime:
     """Runs a fixed-point graph. `run` takes and returns int8 (batch in dimension 0); `run_float`
     quantizes float inputs and dequantizes outputs with the model's own parameters."""
@@ -117,16 +147,7 @@ class Runtime:
             if a.dtype == t.dtype.numpy:
                 quantized.append(a)
                 continue
-            if a.dtype.kind not in "fiub":
-                raise InputError(f"input '{name}' has dtype {a.dtype}; expected real numbers")
-            real = a.astype(np.float32)
-            bad = ~np.isfinite(real)
-            if bad.any():
-                raise InputError(
-                    f"input '{name}' holds {int(bad.sum())} NaN or Inf value(s) (first at index "
-                    f"{tuple(int(i) for i in np.argwhere(bad)[0])}); they have no integer value"
-                )
-            quantized.append(quantize_array(real, t.qparams, t.dtype))  # type: ignore[arg-type]
+            quantized.append(quantize_array(real_values(name, a), t.qparams, t.dtype))  # type: ignore[arg-type]
         return quantized
 
     def run_float(self, *inputs: np.ndarray) -> list[np.ndarray] | np.ndarray:
