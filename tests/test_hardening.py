@@ -603,6 +603,9 @@ def test_cheap_checks_come_before_calibration(tmp_path: Path) -> None:
     blocker.write_text("x")
     x, y = np.load(data)["x"], np.load(data)["y"]
     np.save(tmp_path / "narrow.npy", x[:4, :63])
+    nan = x[:4].copy()
+    nan[2, 5] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
     np.savez(tmp_path / "few.npz", x=x, y=y[:10])
     np.savez(tmp_path / "wide.npz", x=x, y=np.stack([y, y], 1))
     cases = [
@@ -611,6 +614,8 @@ def test_cheap_checks_come_before_calibration(tmp_path: Path) -> None:
         (("convert", model, "-o", str(tmp_path / "o"), "--emit", "c", "--target", "nosuch"), "unknown target"),
         (("run", model, "-i", str(tmp_path / "narrow.npy"), "-o", str(tmp_path / "y.npy"),
           "--backend", "int8"), "has shape [4, 63]; expected [N, 64]"),
+        (("run", model, "-i", str(tmp_path / "nan.npy"), "-o", str(tmp_path / "y.npy"),
+          "--backend", "int8"), "holds 1 NaN or Inf value(s) (first at index (2, 5))"),
         (("eval", model, "--data", str(tmp_path / "few.npz")), "10 labels for"),
         (("eval", model, "--data", str(tmp_path / "wide.npz")), "one class index per sample"),
     ]  # fmt: skip

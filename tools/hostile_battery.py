@@ -39,6 +39,7 @@ import hostile  # noqa: E402
 MODELS = ROOT / "models"
 MLP = MODELS / "digits_mlp.onnx"
 MLP_DATA = MODELS / "digits_mlp_test.npz"
+CNN = MODELS / "digits_cnn.onnx"  # slower to convert: signals land mid-way
 CAP = 8 << 30  # address space per case: a cold JIT compile fits, a blow-up is caught
 RSS_BOUND = 4 << 30  # a case that grows past this is a memory failure even if it ends
 TIMEOUT = 600
@@ -428,7 +429,7 @@ def interrupted(f: Files, sig: signal.Signals, delay: float) -> Callable[[], tup
     def procedure() -> tuple[str, str]:
         folder = out(f, f"{sig.name}-{delay}")
         first = subprocess.run(
-            [sys.executable, "-c", CAPPED, "convert", str(MLP), "-o", str(folder), "--emit", "c"],
+            [sys.executable, "-c", CAPPED, "convert", str(CNN), "-o", str(folder), "--emit", "c"],
             capture_output=True,
             text=True,
             env={**os.environ, "BATTERY_RSS": os.devnull},
@@ -469,7 +470,7 @@ def concurrent(f: Files) -> tuple[str, str]:
     env = {**os.environ, "BATTERY_RSS": os.devnull}
     runs = [
         subprocess.Popen(
-            [sys.executable, "-c", CAPPED, "convert", str(MLP), "-o", str(folder), *emit],
+            [sys.executable, "-c", CAPPED, "convert", str(CNN), "-o", str(folder), *emit],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -491,7 +492,7 @@ def artifact_cases(f: Files) -> list[Case]:
     cases = [
         Case(g, f"{sig.name} at {delay} s", procedure=interrupted(f, sig, delay))
         for sig in (signal.SIGINT, signal.SIGTERM)
-        for delay in (0.5, 2.0, 4.0, 6.0)
+        for delay in (0.3, 1.0, 2.0, 3.0)
     ]
     return [*cases, Case(g, "4 concurrent converts", procedure=lambda: concurrent(f))]
 
