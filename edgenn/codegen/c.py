@@ -19,17 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from edgenn.errors import FootprintError, UnsupportedOpError
-from edgenn.ir import Graph, Node
-from edgenn.ops.activation import OP_HARD_SWISH, OP_LEAKY_RELU, OP_LOGISTIC, OP_PRELU, OP_TANH
-from edgenn.ops.conv import OP_CONV
-from edgenn.ops.elementwise import OP_BINARY
-from edgenn.ops.linear import OP_FULLY_CONNECTED
-from edgenn.ops.pool import OP_POOL, OP_POOL16
-from edgenn.ops.quantization import OP_REQUANTIZE, OP_REQUANTIZE_WIDE
-from edgenn.ops.reduce import OP_MEAN
-from edgenn.ops.shape import OP_CONCAT, OP_PAD, OP_TRANSPOSE
-from edgenn.ops.softmax import OP_SOFTMAX
-from edgenn.ops.wide import OP_BINARY16, OP_CONV16, OP_FC16
+from edgenn.ir import DType, Graph, Node
+from edgenn.ops import KERNELS, kernel_for
+from edgenn.ops.conv import CONV_GATHER, CONV_ROW
 from edgenn.runtime.program import Program, build_program, runs_kernel
 from edgenn.sim.targets import Target
 
@@ -38,66 +30,26 @@ COMMON = ("edgenn_kernels.h", "edgenn_dot.h")
 FIXED_POINT = "fixed_point.c"  # gemmlowp exp / reciprocal, for the ops that need them
 
 FIXED_POINT_USERS = {"activation.c", "softmax.c"}
-# program opcode -> (C function, source file)
-C_KERNELS: dict[int, tuple[str, str]] = {
-    OP_CONV: ("edgenn_conv", "conv.c"),
-    OP_FULLY_CONNECTED: ("edgenn_fully_connected", "fully_connected.c"),
-    OP_BINARY: ("edgenn_binary", "elementwise.c"),
-    OP_POOL: ("edgenn_pool", "pool.c"),
-    OP_REQUANTIZE: ("edgenn_requantize", "requantize.c"),
-    OP_LEAKY_RELU: ("edgenn_leaky_relu", "activation.c"),
-    OP_PRELU: ("edgenn_prelu", "activation.c"),
-    OP_TRANSPOSE: ("edgenn_transpose", "shape.c"),
-    OP_PAD: ("edgenn_pad", "shape.c"),
-    OP_CONCAT: ("edgenn_concat", "shape.c"),
-    OP_LOGISTIC: ("edgenn_logistic_tanh", "activation.c"),
-    OP_TANH: ("edgenn_logistic_tanh", "activation.c"),
-    OP_HARD_SWISH: ("edgenn_hard_swish", "activation.c"),
-    OP_SOFTMAX: ("edgenn_softmax", "softmax.c"),
-    OP_MEAN: ("edgenn_mean", "mean.c"),
-}
-WIDE_OPCODES = {
-    OP_CONV16,
-    OP_FC16,
-    OP_BINARY16,
-    OP_POOL16,
-    OP_REQUANTIZE_WIDE,
-}  # Python runtime only
 
 
-def _fields(text: str) -> tuple[str, ...]:
-    return tuple(text.split())
+def c_kernels() -> dict[int, tuple[str, str]]:
+    """Program opcode -> (C function, source file), from the kernels' declarations."""
+    return {
+        k.opcode: (k.c_function, k.c_source)
+        for k in KERNELS.values()
+        if k.c_function is not None and k.c_source is not None
+    }
 
 
-# what each row field means (the order each op's prepare writes them), for the comments of the rows
-_SHAPE4, _STRIDES = "d0 d1 d2 d3", "s0 s1 s2 s3"
-ROW_FIELDS: dict[int, tuple[str, ...]] = {
-    OP_CONV: _fields(
-        "op x y w b m h width c oh ow oc kh kw sh sw dh dw pad_top pad_left zp_in zp_out lo hi mode "
-        "w_stride tap_sums"
-    ),
-    OP_FULLY_CONNECTED: _fields("op x y w b m n k outs zp_out lo hi"),
-    OP_BINARY: _fields(
-        f"op a_const a b_const b y {_SHAPE4} a_s0 a_s1 a_s2 a_s3 b_s0 b_s1 b_s2 b_s3 "
-        "kind zp_a zp_b zp_out m lo hi"
-    ),
-    OP_POOL: _fields("op x y h w c oh ow kh kw sh sw dh dw pad_top pad_left lo hi average"),
-    OP_REQUANTIZE: _fields("op x y n zp_in zp_out m lo hi wide_in wide_out"),
-    OP_LEAKY_RELU: _fields("op x y n zp_in zp_out m"),
-    OP_PRELU: _fields(
-        f"op x alpha y {_SHAPE4} x_s0 x_s1 x_s2 x_s3 a_s0 a_s1 a_s2 a_s3 zp_in zp_alpha zp_out m"
-    ),
-    OP_TRANSPOSE: _fields(f"op x y {_SHAPE4} p0 p1 p2 p3"),
-    OP_PAD: _fields(f"op x y {_SHAPE4} begin0 begin1 begin2 begin3 o0 o1 o2 o3 value"),
-    OP_CONCAT: _fields("op y outer block count"),  # then (const, offset, block) per input
-    OP_LOGISTIC: _fields("op x y n zp_in radius m"),
-    OP_TANH: _fields("op x y n zp_in radius m"),
-    OP_HARD_SWISH: _fields("op x y n zp_in zp_out out_mult out_exp relu_mult relu_exp"),
-    OP_SOFTMAX: _fields("op x y outer depth diff_min m"),
-    OP_MEAN: _fields("op x y n c zp_in zp_out m"),
-}
+C_KERNELS = c_kernels()
+
+
+def row_fields(opcode: int) -> tuple[str, ...]:
+    """What each field of a row means (its kernel's declared layout), for the rows' comments."""
+    return tuple(kernel_for(opcode).layout._fields)
+
+
 INT32 = np.iinfo(np.int32)
-CONV_MODE = 24  # the conv row's mode field (ops/conv.py); GATHER = 0
 
 
 def c_identifier(text: str, fallback: str = "model") -> str:
@@ -128,7 +80,7 @@ def kernel_steps(graph: Graph) -> list[Node]:
 
 def check_supported(graph: Graph, program: Program) -> None:
     missing = [
-        f"'{node.name}' ({node.op}{', 16x8' if int(row[0]) in WIDE_OPCODES else ''})"
+        f"'{node.name}' ({node.op}{', 16x8' if _is_wide(graph, node) else ''})"
         for node, row in zip(kernel_steps(graph), program.rows)
         if int(row[0]) not in C_KERNELS
     ]
@@ -137,6 +89,10 @@ def check_supported(graph: Graph, program: Program) -> None:
             f"no C kernel for {len(missing)} node(s): {', '.join(missing[:5])}"
             + (" ..." if len(missing) > 5 else "")
         )
+
+
+def _is_wide(graph: Graph, node: Node) -> bool:
+    return any(graph.type_of(t).dtype == DType.INT16 for t in (*node.inputs, *node.outputs))
 
 
 def _int32_values(values: np.ndarray, what: str) -> np.ndarray:
@@ -189,24 +145,25 @@ def _with_tap_sums(program: Program, rows: np.ndarray) -> tuple[list[int], np.nd
     instead)."""
     lengths, blocks, size = list(program.row_lengths), [], 0
     for i, row in enumerate(rows):
-        if row[0] != OP_CONV or row[CONV_MODE] != 0:
+        if row[0] != CONV_GATHER.opcode:
             continue
-        lengths[i] += 1
-        row[lengths[i] - 1] = -1  # no padding: no table
+        lengths[i] = CONV_ROW.tap_sums + 1
+        row[CONV_ROW.tap_sums] = -1  # no padding: no table
         if _has_padding(row):
-            w, c, oc, kh, kw, stride = (int(row[f]) for f in (3, 8, 11, 12, 13, 25))
+            f = CONV_ROW
+            w, c, oc, kh, kw, stride = (int(row[i]) for i in (f.w, f.c, f.oc, f.kh, f.kw, f.stride))
             weights = program.weights[w : w + oc * stride].astype(np.int64).reshape(oc, stride)
             blocks.append(weights[:, : kh * kw * c].reshape(oc * kh * kw, c).sum(axis=1))
-            row[lengths[i] - 1] = size
+            row[CONV_ROW.tap_sums] = size
             size += blocks[-1].size
     return lengths, np.concatenate(blocks) if blocks else np.zeros(1, np.int64)
 
 
 def _has_padding(row: np.ndarray) -> bool:
     """Whether some window of a conv row reaches outside its input (fields of ops/conv.py)."""
-    h, width, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl = (
-        int(v) for v in row[[6, 7, 9, 10, *range(12, 20)]]
-    )
+    f = CONV_ROW
+    fields = (f.h, f.width, f.oh, f.ow, f.kh, f.kw, f.sh, f.sw, f.dh, f.dw, f.pad_top, f.pad_left)
+    h, width, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl = (int(row[i]) for i in fields)
     bottom = (oh - 1) * sh - pt + (kh - 1) * dh >= h
     right = (ow - 1) * sw - pl + (kw - 1) * dw >= width
     return pt > 0 or pl > 0 or bottom or right
@@ -358,7 +315,7 @@ int {prefix}_invoke(const int8_t *input, int8_t *output) {{
 
 def _row_legend(row: np.ndarray) -> str:
     """* field=value pairs, wrapped, naming what the kernel reads from each position."""
-    names = ROW_FIELDS.get(int(row[0]), ())
+    names = row_fields(int(row[0]))
     pairs = [f"{names[i] if i < len(names) else i}={int(v)}" for i, v in enumerate(row)]
     lines, line = [], " *"
     for pair in pairs:

@@ -8,6 +8,7 @@ layout change. Later stages (integer kernels, C and TFLite emitters) add their f
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -96,6 +97,81 @@ class Int8Spec:
     prepare16: Callable[..., list[int]] | None = (
         None  # the 16x8 kernel's row, for int16 activations
     )
+
+
+KernelFn = Callable[..., None]  # (row, arena, weights, biases, mults, shifts, rounding, patch, acc)
+
+
+def row_layout(name: str, fields: str) -> Any:
+    """A kernel's program row declared once, by field name: a named tuple of each field's index
+    (the opcode is field 0). Numba reads a global named tuple as constants, so a kernel writes
+    `row[CONV_ROW.stride]` at no cost, and the C generator emits the same indices as #defines."""
+    names = ("op", *fields.split())
+    if len(set(names)) != len(names):
+        raise GraphError(f"row layout '{name}' names a field twice")
+    layout = namedtuple(f"{name.title().replace('_', '')}Row", names)  # type: ignore[misc]
+    return layout(*range(len(names)))
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """An integer kernel, declared in its op family's file: its Numba function, its row layout (see
+    `row_layout`), the C kernel it maps to (a function in codegen/c_kernels/<c_source>), and
+    `c_only`: trailing fields that only the C generator fills (a conv's tap-sum table offset).
+    Opcodes are given by the registry in registration order, so no two kernels share one."""
+
+    name: str
+    function: KernelFn
+    layout: Any
+    opcode: int
+    c_function: str | None = None
+    c_source: str | None = None
+    c_only: tuple[str, ...] = ()
+    tail: bool = False  # groups of fields follow the declared ones (Concat: one per input)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The row's fields after the opcode, in order."""
+        return tuple(self.layout._fields[1:])
+
+    @property
+    def prepared_fields(self) -> int:
+        """How many fields prepare writes (the C-only ones come after)."""
+        return len(self.fields) - len(self.c_only)
+
+    def row(self, **values: int) -> list[int]:
+        """The row from its fields by name; a missing or unknown field is a bug in prepare."""
+        names = self.fields[: self.prepared_fields]
+        if set(values) != set(names):
+            wrong = sorted(set(values) ^ set(names))
+            raise GraphError(f"kernel '{self.name}': row fields {wrong} missing or unknown")
+        return [self.opcode, *(int(values[n]) for n in names)]
+
+
+KERNELS: dict[str, Kernel] = {}
+
+
+def register_kernel(
+    name: str,
+    function: KernelFn,
+    layout: Any,
+    c: tuple[str, str] | None = None,
+    c_only: tuple[str, ...] = (),
+    tail: bool = False,
+) -> Kernel:
+    if name in KERNELS:
+        raise GraphError(f"kernel '{name}' registered twice")
+    c_function, c_source = c if c is not None else (None, None)
+    kernel = Kernel(name, function, layout, len(KERNELS) + 1, c_function, c_source, c_only, tail)
+    KERNELS[name] = kernel
+    return kernel
+
+
+def kernel_for(opcode: int) -> Kernel:
+    for kernel in KERNELS.values():
+        if kernel.opcode == opcode:
+            return kernel
+    raise GraphError(f"no kernel has opcode {opcode}")
 
 
 def _no_macs(

@@ -27,6 +27,8 @@ from edgenn.ops import (
     padded_shape,
     passthrough_import,
     register,
+    register_kernel,
+    row_layout,
     same_type,
 )
 from edgenn.ops.quantization import requantize_row
@@ -150,9 +152,6 @@ def _read_unary(op: str) -> Callable[[OnnxNode, ImportContext], Imported]:
 
 # ---- int8 ----
 
-OP_LEAKY_RELU = 6
-OP_PRELU = 7
-
 
 def prepare_clamp_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     """Relu and Clip keep their input's parameters (TFLM's RELU6 clamps without requantizing), so the
@@ -187,9 +186,6 @@ def leaky_relu_int8(row, arena, weights, biases, mults, shifts, rounding, patch,
         arena[y + i] = clamp(
             multiply_by_quantized_multiplier(v, mults[k], shifts[k], rounding) + zp_out, -128, 127
         )
-
-
-OP_LEAKY_RELU16 = 21
 
 
 def prepare_leaky_relu16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
@@ -260,9 +256,6 @@ def prelu_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
                     index += 1
 
 
-OP_LOGISTIC = 11
-OP_TANH = 12
-OP_HARD_SWISH = 13
 INPUT_INTEGER_BITS = 4  # TFLM rescales Logistic/Tanh inputs to Q4.27
 
 
@@ -274,21 +267,22 @@ def prepare_logistic_tanh_int8(node: Node, graph: Graph, b: ProgramBuilder) -> l
     mantissa, left_shift = math.frexp(float(s_in) * float(1 << (31 - INPUT_INTEGER_BITS)))
     multiplier = round_half_away(mantissa * (1 << 31))
     radius = input_radius(INPUT_INTEGER_BITS, left_shift)
-    opcode = OP_LOGISTIC if node.op == "Sigmoid" else OP_TANH
-    return [
-        opcode,
-        b.arena(x),
-        b.arena(y),
-        int(np.prod(b.shape(x))),
-        zp_in,
-        radius,
-        b.multipliers([(multiplier, left_shift)]),
-    ]
+    return LOGISTIC_TANH.row(
+        x=b.arena(x),
+        y=b.arena(y),
+        n=int(np.prod(b.shape(x))),
+        zp_in=zp_in,
+        radius=radius,
+        m=b.multipliers([(multiplier, left_shift)]),
+        tanh=int(node.op == "Tanh"),
+    )
 
 
 @njit(cache=True)
 def logistic_tanh_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    op, x, y, n, zp_in, radius, m = row[0], row[1], row[2], row[3], row[4], row[5], row[6]
+    f = LOGISTIC_TANH_ROW
+    x, y, n, zp_in, radius, m = row[f.x], row[f.y], row[f.n], row[f.zp_in], row[f.radius], row[f.m]
+    tanh = row[f.tanh]
     for i in range(n):
         v = arena[x + i] - zp_in
         if v <= -radius:
@@ -297,7 +291,7 @@ def logistic_tanh_int8(row, arena, weights, biases, mults, shifts, rounding, pat
             arena[y + i] = 127
         else:
             q4 = multiply_by_quantized_multiplier(v, mults[m], shifts[m], rounding)
-            if op == OP_LOGISTIC:  # output 1/256, zero point -128
+            if not tanh:  # logistic: output 1/256, zero point -128
                 out = rounding_divide_by_pot(fixed_logistic(q4, INPUT_INTEGER_BITS), 23) - 128
             else:  # output 1/128, zero point 0
                 out = rounding_divide_by_pot(fixed_tanh(q4, INPUT_INTEGER_BITS), 24)
@@ -436,3 +430,30 @@ register(
         int8=Int8Spec(prepare=prepare_prelu_int8),
     )
 )
+
+
+# ---- integer kernels: row layouts and registration (opcodes come from the registry) ----
+LEAKY_RELU_ROW = row_layout("leaky_relu", "x y n zp_in zp_out m")
+OP_LEAKY_RELU = register_kernel(
+    "leaky_relu", leaky_relu_int8, LEAKY_RELU_ROW, c=("edgenn_leaky_relu", "activation.c")
+).opcode
+OP_LEAKY_RELU16 = register_kernel("leaky_relu16", leaky_relu16, LEAKY_RELU_ROW).opcode
+PRELU_ROW = row_layout(
+    "prelu",
+    "x alpha y d0 d1 d2 d3 x_s0 x_s1 x_s2 x_s3 a_s0 a_s1 a_s2 a_s3 zp_in zp_alpha zp_out m",
+)
+OP_PRELU = register_kernel(
+    "prelu", prelu_int8, PRELU_ROW, c=("edgenn_prelu", "activation.c")
+).opcode
+# one kernel for both: the tanh field (not the opcode) picks the function, in Numba and in C
+LOGISTIC_TANH_ROW = row_layout("logistic_tanh", "x y n zp_in radius m tanh")
+LOGISTIC_TANH = register_kernel(
+    "logistic_tanh",
+    logistic_tanh_int8,
+    LOGISTIC_TANH_ROW,
+    c=("edgenn_logistic_tanh", "activation.c"),
+)
+HARD_SWISH_ROW = row_layout("hard_swish", "x y n zp_in zp_out out_mult out_exp relu_mult relu_exp")
+OP_HARD_SWISH = register_kernel(
+    "hard_swish", hard_swish_int8, HARD_SWISH_ROW, c=("edgenn_hard_swish", "activation.c")
+).opcode

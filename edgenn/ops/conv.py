@@ -29,6 +29,8 @@ from edgenn.ops import (
     checked_int32,
     clip_range,
     register,
+    register_kernel,
+    row_layout,
     set_channels_last,
 )
 from edgenn.ops.dot import (
@@ -242,7 +244,12 @@ def examples() -> list[OpExample]:
 
 # ---- int8: TFLite CONV_2D / DEPTHWISE_CONV_2D semantics (1-D as height 1) ----
 
-OP_CONV = 1
+# the row every conv kernel (and the C conv) reads; stride: a weight row's length (padded for GATHER)
+CONV_ROW = row_layout(
+    "conv",
+    "x y w b m h width c oh ow oc kh kw sh sw dh dw pad_top pad_left zp_in zp_out lo hi mode "
+    "stride tap_sums",
+)
 GATHER, OUTER = 0, -1  # kernel modes; a positive mode is a depthwise multiplier
 FEW_CHANNELS = 3
 
@@ -303,34 +310,34 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
         # two gathered windows, or the input inside its border; a span of pixels' sums
         b.scratch(patch=max(2 * stride, bh * bw * c), accumulators=min(ow, SPAN) * oc)
-    return [
-        OP_CONV,
-        b.arena(x),
-        b.arena(y),
-        b.weights(weights),
-        b.biases(checked_int32(bias_q, node)),
-        b.channel_multipliers(node, w_name, oc, s_in, s_out),
-        h,
-        width,
-        c,
-        oh,
-        ow,
-        oc,
-        kh,
-        kw,
-        sh,
-        sw,
-        dh,
-        dw,
-        pt,
-        pl,
-        zp_in,
-        zp_out,
-        lo,
-        hi,
-        mode,
-        stride if mode == GATHER else kh * kw * c,  # weight row stride
-    ]
+    kernel = {GATHER: CONV_GATHER, OUTER: CONV_OUTER}.get(mode, CONV_DEPTHWISE)
+    return kernel.row(
+        x=b.arena(x),
+        y=b.arena(y),
+        w=b.weights(weights),
+        b=b.biases(checked_int32(bias_q, node)),
+        m=b.channel_multipliers(node, w_name, oc, s_in, s_out),
+        h=h,
+        width=width,
+        c=c,
+        oh=oh,
+        ow=ow,
+        oc=oc,
+        kh=kh,
+        kw=kw,
+        sh=sh,
+        sw=sw,
+        dh=dh,
+        dw=dw,
+        pad_top=pt,
+        pad_left=pl,
+        zp_in=zp_in,
+        zp_out=zp_out,
+        lo=lo,
+        hi=hi,
+        mode=mode,
+        stride=stride if mode == GATHER else kh * kw * c,
+    )
 
 
 @njit(cache=True, inline="always")
@@ -367,7 +374,8 @@ SPAN = 16  # output pixels whose sums are requantized together (even: pixels go 
 @njit(cache=True, inline="always")
 def requantize_span(acc, count, arena, at, biases, mults, shifts, row, rounding):  # type: ignore[no-untyped-def]
     """The sums of `count` consecutive output pixels (acc) requantized into the arena at `at`."""
-    b, m, oc, zp_out, lo, hi = row[4], row[5], row[11], row[21], row[22], row[23]
+    f = CONV_ROW
+    b, m, oc, zp_out, lo, hi = row[f.b], row[f.m], row[f.oc], row[f.zp_out], row[f.lo], row[f.hi]
     requantize_channels(
         acc[: count * oc],
         biases[b : b + oc],
@@ -440,8 +448,11 @@ def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch
     """GATHER mode, two output pixels at a time. When a row of window taps (KW * C) is whole vector
     steps, the input is copied once inside a border of its zero point and every window is read in
     place from that copy, one run per window row. Otherwise each window is gathered into the patch."""
-    x, y, w, b, m, h, width, c, oh, ow, oc, kh, kw = row[1:14]
-    sh, sw, dh, dw, pt, pl, zp_in, zp_out, lo, hi, mode, stride = row[14:26]
+    f = CONV_ROW
+    x, y, w, h, width, c = row[f.x], row[f.y], row[f.w], row[f.h], row[f.width], row[f.c]
+    oh, ow, oc, kh, kw = row[f.oh], row[f.ow], row[f.oc], row[f.kh], row[f.kw]
+    sh, sw, dh, dw = row[f.sh], row[f.sw], row[f.dh], row[f.dw]
+    pt, pl, zp_in, stride = row[f.pad_top], row[f.pad_left], row[f.zp_in], row[f.stride]
     in_place = dw == 1 and (kw * c) % LANES == 0
     bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
     # windows in the bordered copy: pixels sw * c apart, KH runs of KW * C bytes, dh rows apart
@@ -501,8 +512,11 @@ def conv_outer_int8(row, arena, weights, biases, mults, shifts, rounding, patch,
     and the input as int16 x - zp inside a border of zeros (the padding), so every window reads the
     same tap offsets without bounds checks. Per pixel: the taps packed in pairs, OUTER_LANES output
     channels per vector step (pair_outer)."""
-    x, y, w, b, m, h, width, c, oh, ow, oc, kh, kw = row[1:14]
-    sh, sw, dh, dw, pt, pl, zp_in, zp_out, lo, hi, mode, stride = row[14:26]
+    f = CONV_ROW
+    x, y, w, h, width, c = row[f.x], row[f.y], row[f.w], row[f.h], row[f.width], row[f.c]
+    oh, ow, oc, kh, kw = row[f.oh], row[f.ow], row[f.oc], row[f.kh], row[f.kw]
+    sh, sw, dh, dw = row[f.sh], row[f.sw], row[f.dh], row[f.dw]
+    pt, pl, zp_in = row[f.pad_top], row[f.pad_left], row[f.zp_in]
     k = kh * kw * c
     pairs = (k + 1) // 2
     bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
@@ -557,16 +571,14 @@ def _pairs(values: Sequence[int], one_d: bool) -> tuple[int, int]:
 
 
 @njit(cache=True)
-def conv_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    x, y, w, b, m, h, width, c, oh, ow, oc, kh, kw = row[1:14]
-    sh, sw, dh, dw, pt, pl, zp_in, zp_out, lo, hi, mode, stride = row[14:26]
-    if mode == GATHER:
-        conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
-        return
-    if mode == OUTER:
-        conv_outer_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
-        return
-    total = acc[:oc]  # depthwise from here on
+def conv_depthwise_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+    """Depthwise (mode M > 0, the depth multiplier): output channel o reads input channel o // M."""
+    f = CONV_ROW
+    x, y, w, h, width, c = row[f.x], row[f.y], row[f.w], row[f.h], row[f.width], row[f.c]
+    oh, ow, oc, kh, kw = row[f.oh], row[f.ow], row[f.oc], row[f.kh], row[f.kw]
+    sh, sw, dh, dw = row[f.sh], row[f.sw], row[f.dh], row[f.dw]
+    pt, pl, zp_in, mode = row[f.pad_top], row[f.pad_left], row[f.zp_in], row[f.mode]
+    total = acc[:oc]
     for oy in range(oh):
         for ox in range(ow):
             iy0 = oy * sh - pt
@@ -608,3 +620,12 @@ CONV_SPEC = OpSpec(
     int8=Int8Spec(weights=True, prepare=prepare_conv_int8, prepare16=prepare_conv16),
 )
 register(CONV_SPEC)
+# one kernel per mode, so a model compiles only the modes it uses; the C conv switches on the mode
+CONV_GATHER, CONV_OUTER, CONV_DEPTHWISE = (
+    register_kernel(name, fn, CONV_ROW, c=("edgenn_conv", "conv.c"), c_only=("tap_sums",))
+    for name, fn in (
+        ("conv_gather", conv_gather_int8),
+        ("conv_outer", conv_outer_int8),
+        ("conv_depthwise", conv_depthwise_int8),
+    )
+)

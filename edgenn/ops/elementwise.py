@@ -22,6 +22,8 @@ from edgenn.ops import (
     padded_shape,
     passthrough_import,
     register,
+    register_kernel,
+    row_layout,
 )
 from edgenn.ops.wide import prepare_binary16
 from edgenn.quant.fixed_point import (
@@ -74,7 +76,6 @@ def examples_for(op: str) -> Callable[[], list[OpExample]]:
 
 # ---- int8: TFLite ADD / SUB (20-bit left shift, rescale both inputs) and MUL ----
 
-OP_BINARY = 3
 ADD, SUB, MUL = 0, 1, 2
 LEFT_SHIFT = 20
 
@@ -183,3 +184,13 @@ register(
         for op, fn in _FUNCTIONS.items()
     )
 )
+
+
+# ---- integer kernels: row layouts and registration (opcodes come from the registry) ----
+BINARY_ROW = row_layout(
+    "binary",
+    "a_const a b_const b y d0 d1 d2 d3 a_s0 a_s1 a_s2 a_s3 b_s0 b_s1 b_s2 b_s3 kind zp_a zp_b zp_out m lo hi",
+)
+OP_BINARY = register_kernel(
+    "binary", binary_int8, BINARY_ROW, c=("edgenn_binary", "elementwise.c")
+).opcode

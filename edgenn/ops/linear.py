@@ -26,6 +26,8 @@ from edgenn.ops import (
     clip_range,
     passthrough_import,
     register,
+    register_kernel,
+    row_layout,
 )
 from edgenn.ops.dot import dot_rows, requantize_channels
 from edgenn.ops.wide import prepare_fc16
@@ -174,8 +176,6 @@ def matmul_examples() -> list[OpExample]:
 
 # ---- int8: TFLite FULLY_CONNECTED, per-channel ----
 
-OP_FULLY_CONNECTED = 2
-
 
 def prepare_fc_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     x, w_name, bias = node.inputs
@@ -257,3 +257,13 @@ register(
     ),
     FC_SPEC,
 )
+
+
+# ---- integer kernels: row layouts and registration (opcodes come from the registry) ----
+FULLY_CONNECTED_ROW = row_layout("fully_connected", "x y w b m n k outs zp_out lo hi")
+OP_FULLY_CONNECTED = register_kernel(
+    "fully_connected",
+    fully_connected_int8,
+    FULLY_CONNECTED_ROW,
+    c=("edgenn_fully_connected", "fully_connected.c"),
+).opcode

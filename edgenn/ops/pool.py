@@ -26,6 +26,8 @@ from edgenn.ops import (
     OpSpec,
     ReferenceFn,
     register,
+    register_kernel,
+    row_layout,
     set_channels_last,
 )
 from edgenn.ops.spatial import (
@@ -233,9 +235,6 @@ def global_examples(op: str) -> Callable[[], list[OpExample]]:
 
 
 # ---- int8: TFLite MAX_POOL_2D / AVERAGE_POOL_2D (same input and output parameters) ----
-
-OP_POOL = 4
-OP_POOL16 = 19  # the same row on int16 data
 
 
 def pool_row(
@@ -452,3 +451,9 @@ register(
         for op, fn in (("GlobalAveragePool", np.mean), ("GlobalMaxPool", np.max))
     ),
 )
+
+
+# ---- integer kernels: row layouts and registration (opcodes come from the registry) ----
+POOL_ROW = row_layout("pool", "x y h w c oh ow kh kw sh sw dh dw pad_top pad_left lo hi average")
+OP_POOL = register_kernel("pool", pool_int8, POOL_ROW, c=("edgenn_pool", "pool.c")).opcode
+OP_POOL16 = register_kernel("pool16", pool16, POOL_ROW).opcode

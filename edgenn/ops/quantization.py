@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from edgenn.ir import Attrs, DType, Graph, Node, TensorType
-from edgenn.ops import Int8Spec, OpSpec, register
+from edgenn.ops import Int8Spec, OpSpec, register, register_kernel, row_layout
 from edgenn.quant.fixed_point import (
     activation_bounds,
     clamp,
@@ -24,9 +24,6 @@ from edgenn.quant.fixed_point import (
 
 if TYPE_CHECKING:
     from edgenn.runtime.program import ProgramBuilder
-
-OP_REQUANTIZE = 5
-OP_REQUANTIZE_WIDE = 20  # from or to int16 (16x8 boundaries)
 
 
 def requantize_row(
@@ -161,3 +158,11 @@ register(
         ),
     )
 )
+
+
+# ---- integer kernels: row layouts and registration (opcodes come from the registry) ----
+REQUANTIZE_ROW = row_layout("requantize", "x y n zp_in zp_out m lo hi wide_in wide_out")
+OP_REQUANTIZE = register_kernel(
+    "requantize", requantize_int8, REQUANTIZE_ROW, c=("edgenn_requantize", "requantize.c")
+).opcode
+OP_REQUANTIZE_WIDE = register_kernel("requantize_wide", requantize_wide, REQUANTIZE_ROW).opcode

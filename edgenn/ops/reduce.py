@@ -24,6 +24,8 @@ from edgenn.ops import (
     int_tuple,
     positive_axis,
     register,
+    register_kernel,
+    row_layout,
 )
 from edgenn.ops.pool import on_int16, pool_row
 from edgenn.quant.fixed_point import multiply_by_quantized_multiplier, quantize_multiplier
@@ -154,8 +156,6 @@ register(
 
 # ---- Mean: TFLite's MEAN operator as TFLM computes it (read from .tflite files made by other tools) ----
 
-OP_MEAN = 15
-
 
 def infer_mean(inputs: Sequence[TensorType | None], attrs: Attrs) -> list[TensorType]:
     return infer_reduce(inputs, attrs)
@@ -205,9 +205,6 @@ def mean_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):
         out[ch] = min(max(value + zp_out, -128), 127)
 
 
-OP_MEAN16 = 22
-
-
 def prepare_mean16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     """TFLM's MEAN on int16: the int8 row's multiplier, int16 data and bounds."""
     return [OP_MEAN16, *prepare_mean_int8(node, graph, b)[1:]]
@@ -239,3 +236,9 @@ register(
         int8=Int8Spec(prepare=prepare_mean_int8, prepare16=prepare_mean16),
     )
 )
+
+
+# ---- integer kernels: row layouts and registration (opcodes come from the registry) ----
+MEAN_ROW = row_layout("mean", "x y n c zp_in zp_out m")
+OP_MEAN = register_kernel("mean", mean_int8, MEAN_ROW, c=("edgenn_mean", "mean.c")).opcode
+OP_MEAN16 = register_kernel("mean16", mean16, MEAN_ROW).opcode

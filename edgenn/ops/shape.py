@@ -32,6 +32,8 @@ from edgenn.ops import (
     passthrough_import,
     positive_axis,
     register,
+    register_kernel,
+    row_layout,
     same_type,
 )
 from edgenn.quant.fixed_point import quantize_value
@@ -466,10 +468,6 @@ def _examples(op: str):  # type: ignore[no-untyped-def]
 
 # ---- int8: data movement keeps the quantization parameters ----
 
-OP_TRANSPOSE = 8
-OP_PAD = 9
-OP_CONCAT = 10
-
 
 def prepare_transpose_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     shape = b.shape(node.inputs[0])
@@ -715,3 +713,16 @@ register(
         examples=_examples("Slice"),
     ),
 )
+
+
+# ---- integer kernels: row layouts and registration (opcodes come from the registry) ----
+TRANSPOSE_ROW = row_layout("transpose", "x y d0 d1 d2 d3 p0 p1 p2 p3")
+OP_TRANSPOSE = register_kernel(
+    "transpose", transpose_int8, TRANSPOSE_ROW, c=("edgenn_transpose", "shape.c")
+).opcode
+PAD_ROW = row_layout("pad", "x y d0 d1 d2 d3 begin0 begin1 begin2 begin3 o0 o1 o2 o3 value")
+OP_PAD = register_kernel("pad", pad_int8, PAD_ROW, c=("edgenn_pad", "shape.c")).opcode
+CONCAT_ROW = row_layout("concat", "y outer block count")
+OP_CONCAT = register_kernel(
+    "concat", concat_int8, CONCAT_ROW, c=("edgenn_concat", "shape.c"), tail=True
+).opcode

@@ -21,6 +21,8 @@ from edgenn.ops import (
     OpSpec,
     positive_axis,
     register,
+    register_kernel,
+    row_layout,
     same_type,
 )
 from edgenn.quant.fixed_point import (
@@ -80,7 +82,6 @@ def examples() -> list[OpExample]:
 
 # ---- int8: TFLM's fixed-point softmax (output 1/256, zero point -128) ----
 
-OP_SOFTMAX = 14
 SCALED_DIFF_INTEGER_BITS = 5
 ACCUMULATION_INTEGER_BITS = 12
 
@@ -144,7 +145,6 @@ def softmax_int8(row, arena, weights, biases, mults, shifts, rounding, patch, ac
 
 # ---- int16 (16x8): TFLM's table softmax (output 2^-15, zero point 0) ----
 
-OP_SOFTMAX16 = 24
 LUT_STEPS = 512  # an int16-input table: 512 intervals and one extra value for the last slope
 
 
@@ -276,3 +276,12 @@ register(
         ),
     )
 )
+
+
+# ---- integer kernels: row layouts and registration (opcodes come from the registry) ----
+SOFTMAX_ROW = row_layout("softmax", "x y outer depth diff_min m")
+OP_SOFTMAX = register_kernel(
+    "softmax", softmax_int8, SOFTMAX_ROW, c=("edgenn_softmax", "softmax.c")
+).opcode
+SOFTMAX16_ROW = row_layout("softmax16", "x y outer depth m exp_table reciprocal_table")
+OP_SOFTMAX16 = register_kernel("softmax16", softmax16, SOFTMAX16_ROW).opcode

@@ -15,7 +15,7 @@ from numba import njit
 
 from edgenn.errors import QuantizationError
 from edgenn.ir import Graph, Node
-from edgenn.ops import broadcast_strides, padded_shape
+from edgenn.ops import broadcast_strides, padded_shape, register_kernel, row_layout
 from edgenn.quant.fixed_point import (
     activation_bounds,
     multiply_by_quantized_multiplier,
@@ -26,7 +26,6 @@ from edgenn.quant.fixed_point import (
 if TYPE_CHECKING:
     from edgenn.runtime.program import ProgramBuilder
 
-OP_CONV16, OP_FC16, OP_BINARY16 = 16, 17, 18
 BINARY16_MODES = {"Add": 0, "Sub": 1, "Mul": 2}  # 19: OP_POOL16 (pool.py), 20: OP_REQUANTIZE_WIDE
 INT16_MIN, INT16_MAX = -32768, 32767
 LEFT_SHIFT16 = 15
@@ -259,7 +258,6 @@ def binary16(row, arena, weights, biases, mults, shifts, rounding, patch, acc): 
 
 # ---- Logistic / Tanh on int16: TFLM's table lookup with linear interpolation ----
 
-OP_LOGISTIC_TANH16 = 23
 # TFLite's sigmoid_table_uint16 (sigmoid(i / 24) in 0.16 fixed point), the table TFLM interpolates
 # fmt: off
 SIGMOID_TABLE_VALUES = (
@@ -361,3 +359,19 @@ def logistic_tanh16(row, arena, weights, biases, mults, shifts, rounding, patch,
             else:
                 value = (1 << 25) - interpolated + (1 << 9) - 1
             out[i] = value >> 10
+
+
+# ---- integer kernels: row layouts and registration (opcodes come from the registry) ----
+CONV16_ROW = row_layout(
+    "conv16", "x y w b m h width c oh ow oc kh kw sh sw dh dw pad_top pad_left lo hi depth_mult"
+)
+OP_CONV16 = register_kernel("conv16", conv16, CONV16_ROW).opcode
+FC16_ROW = row_layout("fc16", "x y w b m n k outs lo hi")
+OP_FC16 = register_kernel("fc16", fc16, FC16_ROW).opcode
+BINARY16_ROW = row_layout(
+    "binary16",
+    "a b y d0 d1 d2 d3 a_s0 a_s1 a_s2 a_s3 b_s0 b_s1 b_s2 b_s3 mode m lo hi size_a size_b",
+)
+OP_BINARY16 = register_kernel("binary16", binary16, BINARY16_ROW).opcode
+LOGISTIC_TANH16_ROW = row_layout("logistic_tanh16", "x y n multiplier shift tanh table")
+OP_LOGISTIC_TANH16 = register_kernel("logistic_tanh16", logistic_tanh16, LOGISTIC_TANH16_ROW).opcode

@@ -12,7 +12,7 @@ from edgenn.errors import InputError
 from edgenn.ir import Graph
 from edgenn.quant.fixed_point import ROUNDING_MODES
 from edgenn.quant.quantize import dequantize_array, quantize_array
-from edgenn.runtime.interpreter import pack_state, run_packed, run_steps
+from edgenn.runtime.interpreter import dispatch_for, pack_state
 from edgenn.runtime.program import Program, build_program
 
 
@@ -75,6 +75,8 @@ class Runtime:
         )
         self._packed = state
         self.arena = views["arena"]
+        # the model's own dispatch: only the kernels its rows use are compiled
+        self._kernels = dispatch_for(frozenset(int(op) for op in p.rows[:, 0]))
         # the same arrays as run_steps takes them (trace runs one step at a time)
         self._state = (
             views["rows"],
@@ -89,6 +91,7 @@ class Runtime:
         )
         self.input_types = [graph.type_of(n) for n in graph.inputs]
         self.output_types = [graph.type_of(n) for n in graph.outputs]
+        self._in_width = int(p.input_sizes.sum())
         self._out_width = int(p.output_sizes.sum())
 
     @property
@@ -120,8 +123,18 @@ class Runtime:
         return flat[0] if len(flat) == 1 else np.concatenate(flat, axis=1)
 
     def run_flat(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """The fast path: x int8 [N, input bytes] C-contiguous, out int8 [N, output bytes]; no checks."""
-        run_packed(self._packed, x, out)
+        """The fast path: x int8 [N, input bytes] in, out int8 [N, output bytes] filled; only the
+        widths are checked. Strided views work, through a copy (the compiled entry takes
+        C-contiguous arrays only)."""
+        if x.shape[1:] != (self._in_width,) or out.shape != (len(x), self._out_width):
+            raise InputError(
+                f"run_flat takes [N, {self._in_width}] in and [N, {self._out_width}] out, "
+                f"got {list(x.shape)} and {list(out.shape)}"
+            )
+        if not out.flags.c_contiguous:  # a strided view of the caller's: filled through a copy
+            out[...] = self.run_flat(x, np.empty(out.shape, np.int8))
+            return out
+        self._kernels.run_packed(self._packed, np.ascontiguousarray(x), out)
         return out
 
     def run(self, *inputs: np.ndarray) -> list[np.ndarray] | np.ndarray:
@@ -168,7 +181,7 @@ class Runtime:
             position += size
         captured = {}
         for step, name in enumerate(p.step_outputs):
-            run_steps(*self._state, step, step + 1)
+            self._kernels.run_steps(*self._state, step, step + 1)
             t = self.graph.type_of(name)
             start = p.offsets[name]
             raw = self.arena[start : start + t.nbytes]

@@ -10,7 +10,7 @@ import numpy as np
 from edgenn.errors import QuantizationError
 from edgenn.ir import DType, Graph, Node, QParams
 from edgenn.limits import check_bytes
-from edgenn.ops import spec_for
+from edgenn.ops import kernel_for, spec_for
 from edgenn.quant.fixed_point import real_multiplier
 from edgenn.runtime.plan import ArenaPlan, Buffer, plan_arena
 
@@ -211,6 +211,18 @@ def prepare_step(node: Node, graph: Graph, builder: ProgramBuilder) -> list[int]
     return rule.prepare(node, graph, builder)
 
 
+def check_row(fields: list[int], node: Node) -> None:
+    """A row is as long as its kernel's declared layout (longer only for kernels with a tail): a
+    prepare that writes another count is a bug the kernel would read past."""
+    kernel = kernel_for(int(fields[0]))
+    want, got = kernel.prepared_fields + 1, len(fields)
+    if got != want and not (kernel.tail and got > want):
+        raise QuantizationError(
+            f"node '{node.name}' ({node.op}): kernel '{kernel.name}' declares {want} row fields, "
+            f"its prepare wrote {got}"
+        )
+
+
 def runs_kernel(op: str) -> bool:
     rule = spec_for(op).int8
     return rule is None or not rule.alias
@@ -324,6 +336,7 @@ def build_program(graph: Graph) -> Program:
             raise QuantizationError(
                 f"node '{node.name}' ({node.op}): too many operands for one program row"
             )
+        check_row(fields, node)
         rows[i, : len(fields)] = fields
         lengths.append(len(fields))
     weights, biases, mults, shifts = builder.blobs()

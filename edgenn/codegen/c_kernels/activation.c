@@ -2,7 +2,7 @@
  * PRelu, Logistic / Tanh (gemmlowp on Q4.27 inputs, as TFLM) and HardSwish (TFLM's 16-bit path). */
 #include "edgenn_kernels.h"
 
-enum { OP_LOGISTIC = 11, INPUT_INTEGER_BITS = 4 };
+enum { INPUT_INTEGER_BITS = 4 };
 
 void edgenn_leaky_relu(const edgenn_context *ctx, const int32_t *p) {
     const int8_t *x = ctx->arena + p[1];
@@ -57,7 +57,7 @@ void edgenn_logistic_tanh(const edgenn_context *ctx, const int32_t *p) {
             out = -128;
         } else if (v >= radius) {
             out = 127;
-        } else if (p[0] == OP_LOGISTIC) { /* output 1/256, zero point -128 */
+        } else if (!p[7]) { /* logistic (field tanh = 0): output 1/256, zero point -128 */
             const int32_t q4 = edgenn_mbqm(v, q, shift);
             out = edgenn_rdbypot(edgenn_logistic_q31(q4, INPUT_INTEGER_BITS), 23) - 128;
         } else { /* output 1/128, zero point 0 */
