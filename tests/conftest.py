@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import io
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +20,36 @@ settings.load_profile("ci" if os.environ.get("CI") else "edgenn")
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
+# a bound against a hung child only: far above any cold JIT compile on a loaded machine
+HANG_LIMIT = 3600
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI run in this process (no interpreter start, kernels already compiled), its result as a
+    subprocess would give it. Tests about processes (signals, start-up, concurrency) spawn their own."""
+    import signal
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from edgenn.cli import main
+    from edgenn.limits import max_bytes, set_max_bytes
+
+    out, err = io.StringIO(), io.StringIO()
+    limit, on_term = max_bytes(), signal.getsignal(signal.SIGTERM)
+    code = 0
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            main(list(args))
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else int(done.code is not None)
+    except Exception:  # --debug lets the exception out: Python would print it and exit 1
+        import traceback
+
+        err.write(traceback.format_exc())
+        code = 1
+    finally:  # what main changes for the process: the memory limit, the SIGTERM handler
+        set_max_bytes(limit)
+        signal.signal(signal.SIGTERM, on_term)
+    return subprocess.CompletedProcess(["edgenn", *args], code, out.getvalue(), err.getvalue())
 
 
 def relative_error(got: np.ndarray, want: np.ndarray) -> float:

@@ -3,8 +3,6 @@ stderr with exit status 2 and no traceback (unless --debug)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 from builders import Stack, save
-from conftest import MODELS
+from conftest import MODELS, run_cli
 from onnx import TensorProto, helper, numpy_helper
 
 from edgenn.errors import (
@@ -166,12 +164,6 @@ def test_api_raises_specific_error(case: str, tmp_path: Path) -> None:
     make, error, message = CASES[case]
     with pytest.raises(error, match=message):
         load_onnx(make(tmp_path))
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgenn", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import MODELS, relative_error
+from conftest import MODELS, relative_error, run_cli
 
 import edgenn
 
 BUNDLED = sorted(p.stem for p in MODELS.glob("*.onnx"))
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgenn", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 def test_version() -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 import pytest
 from builders import STACKS
+from conftest import HANG_LIMIT
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from int8_spec import run_spec
@@ -185,7 +186,7 @@ def tflm_output(model: bytes, x: np.ndarray, folder: Path) -> np.ndarray | None:
     np.save(folder / "x.npy", x)
     args = [str(folder / name) for name in ("m.tflite", "x.npy", "y.npy")]
     done = subprocess.run(
-        [sys.executable, "-c", TFLM_SAYS, *args], capture_output=True, timeout=600
+        [sys.executable, "-c", TFLM_SAYS, *args], capture_output=True, timeout=HANG_LIMIT
     )
     return np.load(folder / "y.npy") if done.returncode == 0 else None
 
@@ -288,7 +289,7 @@ def test_mutants_under_an_address_space_limit() -> None:
         [sys.executable, "-c", CAPPED, str(Path(__file__).parent), "11", str(cases)],
         capture_output=True,
         text=True,
-        timeout=3600,
+        timeout=HANG_LIMIT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     counts = json.loads(done.stdout.strip().splitlines()[-1])

@@ -13,6 +13,7 @@ from onnx import numpy_helper
 
 pytest.importorskip("tflite", reason="the tflite extra is not installed")
 
+from conftest import HANG_LIMIT  # noqa: E402
 from hostile import (  # noqa: E402
     average_pool_file,
     bad_inputs,
@@ -257,7 +258,7 @@ def test_sigterm_leaves_a_whole_set_and_no_staging(delay: float, tmp_path: Path)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(delay)
     process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=300)
+    _, err = process.communicate(timeout=HANG_LIMIT)
     # 143: edgenn's handler ran; -15: the signal came before it was installed (still importing)
     assert process.returncode in (0, 143, -signal.SIGTERM), err
     set_is_consistent(out)
@@ -279,7 +280,7 @@ def test_concurrent_converts_into_one_folder(tmp_path: Path) -> None:
         for emit in ([], ["--emit", "c"], ["--emit", "tflite"], ["--emit", "c", "--emit", "tflite"])
     ]
     for run in runs:
-        _, err = run.communicate(timeout=300)
+        _, err = run.communicate(timeout=HANG_LIMIT)
         assert run.returncode == 0, err
     set_is_consistent(out)
 

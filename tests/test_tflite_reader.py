@@ -4,13 +4,11 @@ and corrupt or unsupported files give clean errors (a fuzz test mutates valid by
 from __future__ import annotations
 
 import functools
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MODELS
+from conftest import MODELS, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -52,12 +50,6 @@ def test_round_trip_keeps_every_bit(name: str) -> None:
     assert to_tflite(back) == to_tflite(
         read_tflite(to_tflite(back), name)
     )  # stable after one round
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgenn", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 def test_verify_reports_zero_differences_on_tflm(tmp_path: Path, cnn_file: bytes) -> None:

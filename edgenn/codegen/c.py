@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,26 @@ def c_kernels() -> dict[int, tuple[str, str]]:
 
 
 C_KERNELS = c_kernels()
+
+
+def rows_header() -> str:
+    """Every C kernel's row fields as #defines (EDGENN_<LAYOUT>_<FIELD>), from the layouts the
+    kernels declare in their op files: the C reads the same named indices as the Numba kernel."""
+    layouts: dict[str, tuple[Any, list[str]]] = {}
+    for k in KERNELS.values():
+        if k.c_function is not None:
+            name = type(k.layout).__name__
+            layouts.setdefault(name, (k.layout, []))[1].append(k.name)
+    lines = [
+        "/* Program row fields by name, generated from the kernels' declared layouts (edgenn/ops). */",
+        "#ifndef EDGENN_ROWS_H",
+        "#define EDGENN_ROWS_H",
+    ]
+    for name, (layout, kernels) in sorted(layouts.items()):
+        lines.append(f"\n/* {name}: kernels {', '.join(kernels)} */")
+        for field, index in zip(layout._fields, layout):
+            lines.append(f"#define EDGENN_{name.upper()}_{field.upper()} {index}")
+    return "\n".join([*lines, "\n#endif", ""])
 
 
 def row_fields(opcode: int) -> tuple[str, ...]:
@@ -131,6 +152,7 @@ def generate_c(
     files[f"{prefix}_weights.c"] = _weights_source(prefix, program, tap_sums)
     files[f"{prefix}_model.h"] = _header(prefix, graph, program, name)
     files["edgenn_config.h"] = _config(rounding, dsp)
+    files["edgenn_rows.h"] = rows_header()
     files[f"{prefix}_model.c"] = _model_source(prefix, graph, program, steps, rows, lengths)
     flash_data = program.weights.size + 4 * (
         program.biases.size + 2 * program.multipliers.size + tap_sums.size + sum(lengths)

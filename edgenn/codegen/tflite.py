@@ -65,6 +65,7 @@ VERSIONS = {
     "HARD_SWISH": 1,
     "QUANTIZE": 2,
     "DEQUANTIZE": 2,
+    "MEAN": 2,
 }
 FUSED = {
     (0.0, math.inf): "RELU",
@@ -324,6 +325,14 @@ def lower_pool(lw: Lowering, node: Node) -> None:
     finish()
 
 
+def lower_mean(lw: Lowering, node: Node) -> None:
+    """A MEAN read from a .tflite file (any axes), written back as it came."""
+    axes = np.asarray(node.attrs["axes"], np.int32)
+    axes_tensor = lw.new(f"{node.name}_axes", axes.shape, DType.INT32, None, axes)
+    options = ("ReducerOptions", {"keep_dims": bool(node.attrs.get("keepdims", 1))})
+    lw.emit("MEAN", [lw.tensor(node.inputs[0]), axes_tensor], [lw.tensor(node.outputs[0])], options)
+
+
 def lower_fully_connected(lw: Lowering, node: Node) -> None:
     inputs = [lw.tensor(i) for i in node.inputs]
     lw.emit(
@@ -439,6 +448,7 @@ LOWERINGS: dict[str, Callable[[Lowering, Node], None]] = {
     "GlobalAveragePool": lower_pool,
     "GlobalMaxPool": lower_pool,
     "ReduceMean": lower_pool,
+    "Mean": lower_mean,
     "Reshape": lower_reshape,
     "Flatten": lower_reshape,
     "Squeeze": lower_reshape,

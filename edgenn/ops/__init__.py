@@ -109,7 +109,7 @@ def row_layout(name: str, fields: str) -> Any:
     names = ("op", *fields.split())
     if len(set(names)) != len(names):
         raise GraphError(f"row layout '{name}' names a field twice")
-    layout = namedtuple(f"{name.title().replace('_', '')}Row", names)  # type: ignore[misc]
+    layout = namedtuple(name, names)  # type: ignore[misc]  # the type's name is the layout's
     return layout(*range(len(names)))
 
 

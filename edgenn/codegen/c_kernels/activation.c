@@ -57,7 +57,7 @@ void edgenn_logistic_tanh(const edgenn_context *ctx, const int32_t *p) {
             out = -128;
         } else if (v >= radius) {
             out = 127;
-        } else if (!p[7]) { /* logistic (field tanh = 0): output 1/256, zero point -128 */
+        } else if (!p[EDGENN_LOGISTIC_TANH_TANH]) { /* logistic: output 1/256, zero point -128 */
             const int32_t q4 = edgenn_mbqm(v, q, shift);
             out = edgenn_rdbypot(edgenn_logistic_q31(q4, INPUT_INTEGER_BITS), 23) - 128;
         } else { /* output 1/128, zero point 0 */

@@ -1,5 +1,6 @@
-/* Conv / depthwise conv, channels-last, im2col-free (row of ops/conv.py: prepare_conv_int8).
- * Modes: GATHER (0): weights [O][KH][KW][C], rows zero-padded to a stride of p[25], with
+/* Conv / depthwise conv, channels-last, im2col-free (row: CONV_ROW of ops/conv.py, whose fields
+ * edgenn_rows.h names). Modes: GATHER (0): weights [O][KH][KW][C], rows zero-padded to a stride
+ * of the stride field, with
  * -zp_in * sum(w) folded into the bias, so inside taps multiply raw int8 values and padding taps add
  * zp_in * w; OUTER (-1): weights [KH][KW][C][O] (few input channels); M > 0: depthwise with multiplier
  * M, weights [KH*KW][O]. */
@@ -13,8 +14,9 @@ enum { GATHER = 0, OUTER = -1 };
 static void gather_pair(const int8_t *x, const int8_t *w0, const int8_t *w1, const int32_t *s0,
                         const int32_t *s1, const int32_t *p, int32_t iy0, int32_t ix0, int32_t *acc0,
                         int32_t *acc1) {
-    const int32_t h = p[6], width = p[7], c = p[8], kh = p[12], kw = p[13];
-    const int32_t dh = p[16], dw = p[17], zp_in = p[20];
+    const int32_t h = p[EDGENN_CONV_H], width = p[EDGENN_CONV_WIDTH], c = p[EDGENN_CONV_C];
+    const int32_t kh = p[EDGENN_CONV_KH], kw = p[EDGENN_CONV_KW];
+    const int32_t dh = p[EDGENN_CONV_DH], dw = p[EDGENN_CONV_DW], zp_in = p[EDGENN_CONV_ZP_IN];
     int32_t ky, kx;
     *acc0 = 0;
     *acc1 = 0;
@@ -38,8 +40,10 @@ static void gather_pair(const int8_t *x, const int8_t *w0, const int8_t *w1, con
 
 static int32_t tap_pixel(const int8_t *x, const int8_t *w, const int32_t *p, int32_t iy0,
                          int32_t ix0, int32_t o) {
-    const int32_t h = p[6], width = p[7], c = p[8], oc = p[11], kh = p[12], kw = p[13];
-    const int32_t dh = p[16], dw = p[17], zp_in = p[20], mode = p[24];
+    const int32_t h = p[EDGENN_CONV_H], width = p[EDGENN_CONV_WIDTH], c = p[EDGENN_CONV_C];
+    const int32_t oc = p[EDGENN_CONV_OC], kh = p[EDGENN_CONV_KH], kw = p[EDGENN_CONV_KW];
+    const int32_t dh = p[EDGENN_CONV_DH], dw = p[EDGENN_CONV_DW], zp_in = p[EDGENN_CONV_ZP_IN];
+    const int32_t mode = p[EDGENN_CONV_MODE];
     int32_t acc = 0, ky, kx, i;
     for (ky = 0; ky < kh; ky++) {
         const int32_t iy = iy0 + ky * dh;
@@ -67,15 +71,20 @@ static int32_t tap_pixel(const int8_t *x, const int8_t *w, const int32_t *p, int
 }
 
 static int8_t requantized(const edgenn_layer *l, const int32_t *p, int32_t o, int32_t acc) {
-    return edgenn_output(acc + l->bias[o], l->multiplier[o], l->shift[o], p[21], p[22], p[23]);
+    return edgenn_output(acc + l->bias[o], l->multiplier[o], l->shift[o], p[EDGENN_CONV_ZP_OUT],
+                         p[EDGENN_CONV_LO], p[EDGENN_CONV_HI]);
 }
 
 void edgenn_conv(const edgenn_context *ctx, const int32_t *p) {
     const edgenn_layer l = edgenn_layer_of(ctx, p);
-    const int32_t oh = p[9], ow = p[10], oc = p[11], kh = p[12], kw = p[13];
-    const int32_t sh = p[14], sw = p[15], pt = p[18], pl = p[19], mode = p[24];
-    const int32_t k = p[25]; /* weight row stride: GATHER rows are zero-padded to whole vectors */
-    const int32_t *sums = ctx->tap_sums + (mode == GATHER && p[26] >= 0 ? p[26] : 0); /* -1: none */
+    const int32_t oh = p[EDGENN_CONV_OH], ow = p[EDGENN_CONV_OW], oc = p[EDGENN_CONV_OC];
+    const int32_t kh = p[EDGENN_CONV_KH], kw = p[EDGENN_CONV_KW];
+    const int32_t sh = p[EDGENN_CONV_SH], sw = p[EDGENN_CONV_SW], pt = p[EDGENN_CONV_PAD_TOP];
+    const int32_t pl = p[EDGENN_CONV_PAD_LEFT], mode = p[EDGENN_CONV_MODE];
+    const int32_t k = p[EDGENN_CONV_STRIDE]; /* weight row stride: GATHER rows are whole vectors */
+    /* GATHER rows only carry the tap-sum table's offset (-1: no table) */
+    const int32_t table = mode == GATHER ? p[EDGENN_CONV_TAP_SUMS] : -1;
+    const int32_t *sums = ctx->tap_sums + (table >= 0 ? table : 0);
     int32_t oy, ox, o;
     for (oy = 0; oy < oh; oy++) {
         for (ox = 0; ox < ow; ox++) {

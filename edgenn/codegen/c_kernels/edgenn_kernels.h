@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "edgenn_config.h"
+#include "edgenn_rows.h"
 
 #if ((-1) >> 1) != -1
 #error "edgenn kernels need arithmetic right shifts of negative integers"
