@@ -147,8 +147,23 @@ class Kernel:
             raise GraphError(f"kernel '{self.name}': row fields {wrong} missing or unknown")
         return [self.opcode, *(int(values[n]) for n in names)]
 
+    def retag(self, row: list[int]) -> list[int]:
+        """Another kernel's row under this kernel's opcode: kernels that share a layout (the int16
+        variant of an int8 kernel) share their prepare."""
+        if kernel_for(row[0]).layout is not self.layout:
+            raise GraphError(f"kernel '{self.name}' does not share the layout of opcode {row[0]}")
+        return [self.opcode, *row[1:]]
+
 
 KERNELS: dict[str, Kernel] = {}
+
+
+def spread(names: str, values: Sequence[int]) -> dict[str, int]:
+    """Row fields from a group of values (`**spread("d0 d1 d2 d3", shape)` in a Kernel.row call)."""
+    keys = names.split()
+    if len(keys) != len(values):
+        raise GraphError(f"fields {keys} take {len(keys)} values, got {len(values)}")
+    return {k: int(v) for k, v in zip(keys, values)}
 
 
 def register_kernel(

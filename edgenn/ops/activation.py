@@ -30,6 +30,7 @@ from edgenn.ops import (
     register_kernel,
     row_layout,
     same_type,
+    spread,
 )
 from edgenn.ops.quantization import requantize_row
 from edgenn.ops.wide import prepare_logistic_tanh16
@@ -166,20 +167,20 @@ def prepare_leaky_relu_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list
     (s_in, zp_in), (s_out, zp_out) = b.scale_zp(x), b.scale_zp(y)
     alpha = float(np.float32(node.attrs.get("alpha", 0.01)))
     pairs = [real_multiplier(s_in, divisor=s_out), real_multiplier(alpha, s_in, divisor=s_out)]
-    return [
-        OP_LEAKY_RELU,
-        b.arena(x),
-        b.arena(y),
-        int(np.prod(b.shape(x))),
-        zp_in,
-        zp_out,
-        b.multipliers(pairs),
-    ]
+    return LEAKY_RELU.row(
+        x=b.arena(x),
+        y=b.arena(y),
+        n=int(np.prod(b.shape(x))),
+        zp_in=zp_in,
+        zp_out=zp_out,
+        m=b.multipliers(pairs),
+    )
 
 
 @njit(cache=True)
 def leaky_relu_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    x, y, n, zp_in, zp_out, m = row[1], row[2], row[3], row[4], row[5], row[6]
+    f = LEAKY_RELU_ROW
+    x, y, n, zp_in, zp_out, m = row[f.x], row[f.y], row[f.n], row[f.zp_in], row[f.zp_out], row[f.m]
     for i in range(n):
         v = arena[x + i] - zp_in
         k = m if v >= 0 else m + 1
@@ -190,12 +191,13 @@ def leaky_relu_int8(row, arena, weights, biases, mults, shifts, rounding, patch,
 
 def prepare_leaky_relu16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     """TFLite LEAKY_RELU on int16 (zero points 0): the int8 row's multipliers, int16 bounds."""
-    return [OP_LEAKY_RELU16, *prepare_leaky_relu_int8(node, graph, b)[1:]]
+    return LEAKY_RELU16.retag(prepare_leaky_relu_int8(node, graph, b))
 
 
 @njit(cache=True)
 def leaky_relu16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    x, y, n, zp_in, zp_out, m = row[1], row[2], row[3], row[4], row[5], row[6]
+    f = LEAKY_RELU_ROW
+    x, y, n, zp_in, zp_out, m = row[f.x], row[f.y], row[f.n], row[f.zp_in], row[f.zp_out], row[f.m]
     src = arena[x : x + 2 * n].view(np.int16)
     out = arena[y : y + 2 * n].view(np.int16)
     for i in range(n):
@@ -216,37 +218,52 @@ def prepare_prelu_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]
     (s_in, zp_in), (s_a, zp_a), (s_out, zp_out) = b.scale_zp(x), b.scale_zp(alpha), b.scale_zp(y)
     pairs = [real_multiplier(s_in, divisor=s_out), real_multiplier(s_in, s_a, divisor=s_out)]
     out_shape = b.shape(y)
-    return [
-        OP_PRELU,
-        b.arena(x),
-        b.weights(b.const(alpha)),
-        b.arena(y),
-        *padded_shape(out_shape),
-        *broadcast_strides(b.shape(x), out_shape),
-        *broadcast_strides(b.shape(alpha), out_shape),
-        zp_in,
-        zp_a,
-        zp_out,
-        b.multipliers(pairs),
-    ]
+    return PRELU.row(
+        x=b.arena(x),
+        alpha=b.weights(b.const(alpha)),
+        y=b.arena(y),
+        **spread("d0 d1 d2 d3", padded_shape(out_shape)),
+        **spread("x_s0 x_s1 x_s2 x_s3", broadcast_strides(b.shape(x), out_shape)),
+        **spread("a_s0 a_s1 a_s2 a_s3", broadcast_strides(b.shape(alpha), out_shape)),
+        zp_in=zp_in,
+        zp_alpha=zp_a,
+        zp_out=zp_out,
+        m=b.multipliers(pairs),
+    )
 
 
 @njit(cache=True)
 def prelu_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    x, a, y = row[1], row[2], row[3]
-    d0, d1, d2, d3 = row[4], row[5], row[6], row[7]
-    zp_in, zp_a, zp_out, m = row[16], row[17], row[18], row[19]
+    f = PRELU_ROW
+    x, a, y = row[f.x], row[f.alpha], row[f.y]
+    d0, d1, d2, d3 = row[f.d0], row[f.d1], row[f.d2], row[f.d3]
+    zp_in, zp_a, zp_out, m = row[f.zp_in], row[f.zp_alpha], row[f.zp_out], row[f.m]
     index = 0
     for i0 in range(d0):
         for i1 in range(d1):
             for i2 in range(d2):
                 for i3 in range(d3):
-                    v = arena[x + i0 * row[8] + i1 * row[9] + i2 * row[10] + i3 * row[11]] - zp_in
+                    v = (
+                        arena[
+                            x
+                            + i0 * row[f.x_s0]
+                            + i1 * row[f.x_s1]
+                            + i2 * row[f.x_s2]
+                            + i3 * row[f.x_s3]
+                        ]
+                        - zp_in
+                    )
                     if v >= 0:
                         out = multiply_by_quantized_multiplier(v, mults[m], shifts[m], rounding)
                     else:
                         slope = (
-                            weights[a + i0 * row[12] + i1 * row[13] + i2 * row[14] + i3 * row[15]]
+                            weights[
+                                a
+                                + i0 * row[f.a_s0]
+                                + i1 * row[f.a_s1]
+                                + i2 * row[f.a_s2]
+                                + i3 * row[f.a_s3]
+                            ]
                             - zp_a
                         )
                         out = multiply_by_quantized_multiplier(
@@ -316,18 +333,17 @@ def prepare_hard_swish_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list
         raise QuantizationError(
             f"node '{node.name}' (HardSwish): output scale {s_out} is too small for the int8 kernel"
         )
-    return [
-        OP_HARD_SWISH,
-        b.arena(x),
-        b.arena(y),
-        int(np.prod(b.shape(x))),
-        zp_in,
-        zp_out,
-        int16_multiplier(out_q31),
-        out_exp,
-        int16_multiplier(relu_q31),
-        relu_exp,
-    ]
+    return HARD_SWISH.row(
+        x=b.arena(x),
+        y=b.arena(y),
+        n=int(np.prod(b.shape(x))),
+        zp_in=zp_in,
+        zp_out=zp_out,
+        out_mult=int16_multiplier(out_q31),
+        out_exp=out_exp,
+        relu_mult=int16_multiplier(relu_q31),
+        relu_exp=relu_exp,
+    )
 
 
 @njit(cache=True, inline="always")
@@ -356,8 +372,14 @@ def _saturating_left_shift16(value: int, amount: int) -> int:
 
 @njit(cache=True)
 def hard_swish_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    x, y, n, zp_in, zp_out = row[1], row[2], row[3], row[4], row[5]
-    out_mult, out_exp, relu_mult, relu_exp = row[6], row[7], row[8], row[9]
+    f = HARD_SWISH_ROW
+    x, y, n, zp_in, zp_out = row[f.x], row[f.y], row[f.n], row[f.zp_in], row[f.zp_out]
+    out_mult, out_exp, relu_mult, relu_exp = (
+        row[f.out_mult],
+        row[f.out_exp],
+        row[f.relu_mult],
+        row[f.relu_exp],
+    )
     for i in range(n):
         hires = (arena[x + i] - zp_in) * 128
         preshift_out = _srdhm16(hires, out_mult)
@@ -434,17 +456,15 @@ register(
 
 # ---- integer kernels: row layouts and registration (opcodes come from the registry) ----
 LEAKY_RELU_ROW = row_layout("leaky_relu", "x y n zp_in zp_out m")
-OP_LEAKY_RELU = register_kernel(
+LEAKY_RELU = register_kernel(
     "leaky_relu", leaky_relu_int8, LEAKY_RELU_ROW, c=("edgenn_leaky_relu", "activation.c")
-).opcode
-OP_LEAKY_RELU16 = register_kernel("leaky_relu16", leaky_relu16, LEAKY_RELU_ROW).opcode
+)
+LEAKY_RELU16 = register_kernel("leaky_relu16", leaky_relu16, LEAKY_RELU_ROW)
 PRELU_ROW = row_layout(
     "prelu",
     "x alpha y d0 d1 d2 d3 x_s0 x_s1 x_s2 x_s3 a_s0 a_s1 a_s2 a_s3 zp_in zp_alpha zp_out m",
 )
-OP_PRELU = register_kernel(
-    "prelu", prelu_int8, PRELU_ROW, c=("edgenn_prelu", "activation.c")
-).opcode
+PRELU = register_kernel("prelu", prelu_int8, PRELU_ROW, c=("edgenn_prelu", "activation.c"))
 # one kernel for both: the tanh field (not the opcode) picks the function, in Numba and in C
 LOGISTIC_TANH_ROW = row_layout("logistic_tanh", "x y n zp_in radius m tanh")
 LOGISTIC_TANH = register_kernel(
@@ -454,6 +474,6 @@ LOGISTIC_TANH = register_kernel(
     c=("edgenn_logistic_tanh", "activation.c"),
 )
 HARD_SWISH_ROW = row_layout("hard_swish", "x y n zp_in zp_out out_mult out_exp relu_mult relu_exp")
-OP_HARD_SWISH = register_kernel(
+HARD_SWISH = register_kernel(
     "hard_swish", hard_swish_int8, HARD_SWISH_ROW, c=("edgenn_hard_swish", "activation.c")
-).opcode
+)

@@ -24,6 +24,7 @@ from edgenn.ops import (
     register,
     register_kernel,
     row_layout,
+    spread,
 )
 from edgenn.ops.wide import prepare_binary16
 from edgenn.quant.fixed_point import (
@@ -97,48 +98,64 @@ def prepare_binary_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int
     attrs = {**CLIP_ATTRS, **node.attrs}
     lo, hi = activation_bounds(attrs["clip_min"], attrs["clip_max"], s_out, zp_out)
     out_shape = b.shape(y)
-    return [
-        OP_BINARY,
-        *b.operand(a),
-        *b.operand(c),
-        b.arena(y),
-        *padded_shape(out_shape),
-        *broadcast_strides(b.shape(a), out_shape),
-        *broadcast_strides(b.shape(c), out_shape),
-        kind,
-        zp_a,
-        zp_b,
-        zp_out,
-        b.multipliers(pairs),
-        lo,
-        hi,
-    ]
+    return BINARY.row(
+        **spread("a_const a", b.operand(a)),
+        **spread("b_const b", b.operand(c)),
+        y=b.arena(y),
+        **spread("d0 d1 d2 d3", padded_shape(out_shape)),
+        **spread("a_s0 a_s1 a_s2 a_s3", broadcast_strides(b.shape(a), out_shape)),
+        **spread("b_s0 b_s1 b_s2 b_s3", broadcast_strides(b.shape(c), out_shape)),
+        kind=kind,
+        zp_a=zp_a,
+        zp_b=zp_b,
+        zp_out=zp_out,
+        m=b.multipliers(pairs),
+        lo=lo,
+        hi=hi,
+    )
 
 
 @njit(cache=True)
 def binary_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+    f = BINARY_ROW
     # each operand is read from the arena, or from the weights blob when it is a constant
-    first = weights if row[1] else arena
-    second = weights if row[3] else arena
-    a, c, y = row[2], row[4], row[5]
-    d0, d1, d2, d3 = row[6], row[7], row[8], row[9]
+    first = weights if row[f.a_const] else arena
+    second = weights if row[f.b_const] else arena
+    a, c, y = row[f.a], row[f.b], row[f.y]
+    d0, d1, d2, d3 = row[f.d0], row[f.d1], row[f.d2], row[f.d3]
     kind, zp_a, zp_b, zp_out, m, lo, hi = (
-        row[18],
-        row[19],
-        row[20],
-        row[21],
-        row[22],
-        row[23],
-        row[24],
+        row[f.kind],
+        row[f.zp_a],
+        row[f.zp_b],
+        row[f.zp_out],
+        row[f.m],
+        row[f.lo],
+        row[f.hi],
     )
     index = 0
     for i0 in range(d0):
         for i1 in range(d1):
             for i2 in range(d2):
                 for i3 in range(d3):
-                    va = first[a + i0 * row[10] + i1 * row[11] + i2 * row[12] + i3 * row[13]] - zp_a
+                    va = (
+                        first[
+                            a
+                            + i0 * row[f.a_s0]
+                            + i1 * row[f.a_s1]
+                            + i2 * row[f.a_s2]
+                            + i3 * row[f.a_s3]
+                        ]
+                        - zp_a
+                    )
                     vb = (
-                        second[c + i0 * row[14] + i1 * row[15] + i2 * row[16] + i3 * row[17]] - zp_b
+                        second[
+                            c
+                            + i0 * row[f.b_s0]
+                            + i1 * row[f.b_s1]
+                            + i2 * row[f.b_s2]
+                            + i3 * row[f.b_s3]
+                        ]
+                        - zp_b
                     )
                     if kind == MUL:
                         value = multiply_by_quantized_multiplier(
@@ -191,6 +208,4 @@ BINARY_ROW = row_layout(
     "binary",
     "a_const a b_const b y d0 d1 d2 d3 a_s0 a_s1 a_s2 a_s3 b_s0 b_s1 b_s2 b_s3 kind zp_a zp_b zp_out m lo hi",
 )
-OP_BINARY = register_kernel(
-    "binary", binary_int8, BINARY_ROW, c=("edgenn_binary", "elementwise.c")
-).opcode
+BINARY = register_kernel("binary", binary_int8, BINARY_ROW, c=("edgenn_binary", "elementwise.c"))

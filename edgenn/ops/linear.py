@@ -191,26 +191,33 @@ def prepare_fc_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     folded = checked_int32(b.const(bias).astype(np.int64) - zp_in * w.sum(axis=1), node)
     n, k = b.shape(x)
     b.scratch(accumulators=w.shape[0])
-    return [
-        OP_FULLY_CONNECTED,
-        b.arena(x),
-        b.arena(y),
-        b.weights(b.const(w_name)),
-        b.biases(folded),
-        b.channel_multipliers(node, w_name, w.shape[0], s_in, s_out),
-        n,
-        k,
-        w.shape[0],
-        zp_out,
-        lo,
-        hi,
-    ]
+    return FULLY_CONNECTED.row(
+        x=b.arena(x),
+        y=b.arena(y),
+        w=b.weights(b.const(w_name)),
+        b=b.biases(folded),
+        m=b.channel_multipliers(node, w_name, w.shape[0], s_in, s_out),
+        n=n,
+        k=k,
+        outs=w.shape[0],
+        zp_out=zp_out,
+        lo=lo,
+        hi=hi,
+    )
 
 
 @njit(cache=True)
 def fully_connected_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    x, y, w, b, m = row[1], row[2], row[3], row[4], row[5]
-    n, k, outs, zp_out, lo, hi = row[6], row[7], row[8], row[9], row[10], row[11]
+    f = FULLY_CONNECTED_ROW
+    x, y, w, b, m = row[f.x], row[f.y], row[f.w], row[f.b], row[f.m]
+    n, k, outs, zp_out, lo, hi = (
+        row[f.n],
+        row[f.k],
+        row[f.outs],
+        row[f.zp_out],
+        row[f.lo],
+        row[f.hi],
+    )
     for s in range(n):
         dot_rows(arena[x + s * k : x + (s + 1) * k], weights, w, k, outs, acc)
         requantize_channels(
@@ -261,9 +268,9 @@ register(
 
 # ---- integer kernels: row layouts and registration (opcodes come from the registry) ----
 FULLY_CONNECTED_ROW = row_layout("fully_connected", "x y w b m n k outs zp_out lo hi")
-OP_FULLY_CONNECTED = register_kernel(
+FULLY_CONNECTED = register_kernel(
     "fully_connected",
     fully_connected_int8,
     FULLY_CONNECTED_ROW,
     c=("edgenn_fully_connected", "fully_connected.c"),
-).opcode
+)

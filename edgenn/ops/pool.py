@@ -29,6 +29,7 @@ from edgenn.ops import (
     register_kernel,
     row_layout,
     set_channels_last,
+    spread,
 )
 from edgenn.ops.spatial import (
     auto_pads,
@@ -266,22 +267,21 @@ def pool_row(
         kernel, strides, dilations = (1, *kernel), (1, *strides), (1, *dilations)
         pads = (0, pads[0], 0, pads[1])
     b.scratch(accumulators=c)
-    return [
-        OP_POOL,
-        b.arena(x),
-        b.arena(y),
-        *spatial,
-        c,
-        *out_spatial,
-        *kernel,
-        *strides,
-        *dilations,
-        pads[0],
-        pads[1],
-        -128,
-        127,
-        int(is_avg),
-    ]
+    return POOL.row(
+        x=b.arena(x),
+        y=b.arena(y),
+        **spread("h w", spatial),
+        c=c,
+        **spread("oh ow", out_spatial),
+        **spread("kh kw", kernel),
+        **spread("sh sw", strides),
+        **spread("dh dw", dilations),
+        pad_top=pads[0],
+        pad_left=pads[1],
+        lo=-128,
+        hi=127,
+        average=int(is_avg),
+    )
 
 
 def prepare_pool_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
@@ -324,21 +324,25 @@ def on_int16(prepare: Callable[..., list[int]]) -> Callable[..., list[int]]:
     """The same pooling row, run by the int16 kernel."""
 
     def prepare16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
-        return [OP_POOL16, *prepare(node, graph, b)[1:]]
+        return POOL16.retag(prepare(node, graph, b))
 
     return prepare16
 
 
 @njit(cache=True)
 def pool_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    x, y, h, w, c, oh, ow = row[1], row[2], row[3], row[4], row[5], row[6], row[7]
-    pool_pixels(arena[x : x + h * w * c], arena[y : y + oh * ow * c], row, acc, row[16], row[17])
+    f = POOL_ROW
+    x, y, h, w, c, oh, ow = row[f.x], row[f.y], row[f.h], row[f.w], row[f.c], row[f.oh], row[f.ow]
+    pool_pixels(
+        arena[x : x + h * w * c], arena[y : y + oh * ow * c], row, acc, row[f.lo], row[f.hi]
+    )
 
 
 @njit(cache=True)
 def pool16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     """The same row on int16 data (16x8 models)."""
-    x, y, h, w, c, oh, ow = row[1], row[2], row[3], row[4], row[5], row[6], row[7]
+    f = POOL_ROW
+    x, y, h, w, c, oh, ow = row[f.x], row[f.y], row[f.h], row[f.w], row[f.c], row[f.oh], row[f.ow]
     src = arena[x : x + 2 * h * w * c].view(np.int16)
     out = arena[y : y + 2 * oh * ow * c].view(np.int16)
     pool_pixels(src, out, row, acc, -32768, 32767)
@@ -370,18 +374,11 @@ def max_pixels(src, out, h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, lo, hi
 def pool_pixels(src, out, row, acc, lo, hi):  # type: ignore[no-untyped-def]
     """Max or average pooling of one channels-last map (src, out: int8 slices or int16 views; Numba
     compiles one version per element type)."""
-    h, w, c, oh, ow = row[3], row[4], row[5], row[6], row[7]
-    kh, kw, sh, sw, dh, dw, pt, pl = (
-        row[8],
-        row[9],
-        row[10],
-        row[11],
-        row[12],
-        row[13],
-        row[14],
-        row[15],
-    )
-    is_avg = row[18]
+    f = POOL_ROW  # the int8 and int16 pools share it
+    h, w, c, oh, ow = row[f.h], row[f.w], row[f.c], row[f.oh], row[f.ow]
+    kh, kw, sh, sw = row[f.kh], row[f.kw], row[f.sh], row[f.sw]
+    dh, dw, pt, pl = row[f.dh], row[f.dw], row[f.pad_top], row[f.pad_left]
+    is_avg = row[f.average]
     if not is_avg:
         max_pixels(src, out, h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, lo, hi)
         return
@@ -455,5 +452,5 @@ register(
 
 # ---- integer kernels: row layouts and registration (opcodes come from the registry) ----
 POOL_ROW = row_layout("pool", "x y h w c oh ow kh kw sh sw dh dw pad_top pad_left lo hi average")
-OP_POOL = register_kernel("pool", pool_int8, POOL_ROW, c=("edgenn_pool", "pool.c")).opcode
-OP_POOL16 = register_kernel("pool16", pool16, POOL_ROW).opcode
+POOL = register_kernel("pool", pool_int8, POOL_ROW, c=("edgenn_pool", "pool.c"))
+POOL16 = register_kernel("pool16", pool16, POOL_ROW)

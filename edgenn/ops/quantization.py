@@ -37,21 +37,20 @@ def requantize_row(
     qmin, qmax = (-32768, 32767) if wide_out else (-128, 127)
     lo, hi = activation_bounds(clip_min, clip_max, s_out, zp_out, qmin, qmax)
     pair = b.multipliers([real_multiplier(s_in, divisor=s_out)])
-    opcode = OP_REQUANTIZE_WIDE if wide_in or wide_out else OP_REQUANTIZE
+    kernel = REQUANTIZE_WIDE if wide_in or wide_out else REQUANTIZE
     count = int(np.prod(b.shape(x)))
-    return [
-        opcode,
-        b.arena(x),
-        b.arena(y),
-        count,
-        zp_in,
-        zp_out,
-        pair,
-        lo,
-        hi,
-        int(wide_in),
-        int(wide_out),
-    ]
+    return kernel.row(
+        x=b.arena(x),
+        y=b.arena(y),
+        n=count,
+        zp_in=zp_in,
+        zp_out=zp_out,
+        m=pair,
+        lo=lo,
+        hi=hi,
+        wide_in=int(wide_in),
+        wide_out=int(wide_out),
+    )
 
 
 def prepare_requantize_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
@@ -60,15 +59,16 @@ def prepare_requantize_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list
 
 @njit(cache=True)
 def requantize_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+    f = REQUANTIZE_ROW
     x, y, n, zp_in, zp_out, m, lo, hi = (
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        row[8],
+        row[f.x],
+        row[f.y],
+        row[f.n],
+        row[f.zp_in],
+        row[f.zp_out],
+        row[f.m],
+        row[f.lo],
+        row[f.hi],
     )
     requantize_values(
         arena[x : x + n], arena[y : y + n], zp_in, zp_out, mults[m], shifts[m], rounding, lo, hi
@@ -85,17 +85,18 @@ def requantize_values(src, out, zp_in, zp_out, q, shift, rounding, lo, hi):  # t
 
 @njit(cache=True)
 def requantize_wide(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+    f = REQUANTIZE_ROW
     x, y, n, zp_in, zp_out, m, lo, hi = (
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        row[8],
+        row[f.x],
+        row[f.y],
+        row[f.n],
+        row[f.zp_in],
+        row[f.zp_out],
+        row[f.m],
+        row[f.lo],
+        row[f.hi],
     )
-    wide_in, wide_out = row[9], row[10]
+    wide_in, wide_out = row[f.wide_in], row[f.wide_out]
     q, shift = mults[m], shifts[m]
     if wide_in and wide_out:
         requantize_values(
@@ -162,7 +163,7 @@ register(
 
 # ---- integer kernels: row layouts and registration (opcodes come from the registry) ----
 REQUANTIZE_ROW = row_layout("requantize", "x y n zp_in zp_out m lo hi wide_in wide_out")
-OP_REQUANTIZE = register_kernel(
+REQUANTIZE = register_kernel(
     "requantize", requantize_int8, REQUANTIZE_ROW, c=("edgenn_requantize", "requantize.c")
-).opcode
-OP_REQUANTIZE_WIDE = register_kernel("requantize_wide", requantize_wide, REQUANTIZE_ROW).opcode
+)
+REQUANTIZE_WIDE = register_kernel("requantize_wide", requantize_wide, REQUANTIZE_ROW)

@@ -175,21 +175,29 @@ def prepare_mean_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     k = min(n.bit_length() - 1, 32, 31 + shift)
     scaled = (multiplier << k) // n
     b.scratch(accumulators=shape[-1])
-    return [
-        OP_MEAN,
-        b.arena(x),
-        b.arena(y),
-        n,
-        shape[-1],
-        zp_in,
-        zp_out,
-        b.multipliers([(scaled, shift - k)]),
-    ]
+    return MEAN.row(
+        x=b.arena(x),
+        y=b.arena(y),
+        n=n,
+        c=shape[-1],
+        zp_in=zp_in,
+        zp_out=zp_out,
+        m=b.multipliers([(scaled, shift - k)]),
+    )
 
 
 @njit(cache=True)
 def mean_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    x, y, n, c, zp_in, zp_out, m = row[1], row[2], row[3], row[4], row[5], row[6], row[7]
+    f = MEAN_ROW
+    x, y, n, c, zp_in, zp_out, m = (
+        row[f.x],
+        row[f.y],
+        row[f.n],
+        row[f.c],
+        row[f.zp_in],
+        row[f.zp_out],
+        row[f.m],
+    )
     total = acc[:c]
     for ch in range(c):
         total[ch] = 0
@@ -207,12 +215,21 @@ def mean_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):
 
 def prepare_mean16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     """TFLM's MEAN on int16: the int8 row's multiplier, int16 data and bounds."""
-    return [OP_MEAN16, *prepare_mean_int8(node, graph, b)[1:]]
+    return MEAN16.retag(prepare_mean_int8(node, graph, b))
 
 
 @njit(cache=True)
 def mean16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    x, y, n, c, zp_in, zp_out, m = row[1], row[2], row[3], row[4], row[5], row[6], row[7]
+    f = MEAN_ROW
+    x, y, n, c, zp_in, zp_out, m = (
+        row[f.x],
+        row[f.y],
+        row[f.n],
+        row[f.c],
+        row[f.zp_in],
+        row[f.zp_out],
+        row[f.m],
+    )
     src = arena[x : x + 2 * n * c].view(np.int16)
     out = arena[y : y + 2 * c].view(np.int16)
     for ch in range(c):
@@ -240,5 +257,5 @@ register(
 
 # ---- integer kernels: row layouts and registration (opcodes come from the registry) ----
 MEAN_ROW = row_layout("mean", "x y n c zp_in zp_out m")
-OP_MEAN = register_kernel("mean", mean_int8, MEAN_ROW, c=("edgenn_mean", "mean.c")).opcode
-OP_MEAN16 = register_kernel("mean16", mean16, MEAN_ROW).opcode
+MEAN = register_kernel("mean", mean_int8, MEAN_ROW, c=("edgenn_mean", "mean.c"))
+MEAN16 = register_kernel("mean16", mean16, MEAN_ROW)

@@ -35,6 +35,7 @@ from edgenn.ops import (
     register_kernel,
     row_layout,
     same_type,
+    spread,
 )
 from edgenn.quant.fixed_point import quantize_value
 
@@ -473,20 +474,20 @@ def prepare_transpose_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[
     shape = b.shape(node.inputs[0])
     lead = 4 - len(shape)
     perm = [*range(lead), *(p + lead for p in node.attrs["perm"])]
-    return [
-        OP_TRANSPOSE,
-        b.arena(node.inputs[0]),
-        b.arena(node.outputs[0]),
-        *padded_shape(shape),
-        *perm,
-    ]
+    return TRANSPOSE.row(
+        x=b.arena(node.inputs[0]),
+        y=b.arena(node.outputs[0]),
+        **spread("d0 d1 d2 d3", padded_shape(shape)),
+        **spread("p0 p1 p2 p3", perm),
+    )
 
 
 @njit(cache=True)
 def transpose_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    x, y = row[1], row[2]
-    dims = row[3:7]
-    perm = row[7:11]
+    f = TRANSPOSE_ROW
+    x, y = row[f.x], row[f.y]
+    dims = row[f.d0 : f.d3 + 1]
+    perm = row[f.p0 : f.p3 + 1]
     strides = np.ones(4, np.int64)
     for axis in range(2, -1, -1):
         strides[axis] = strides[axis + 1] * dims[axis + 1]
@@ -513,15 +514,14 @@ def prepare_pad_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     shape, pads = b.shape(x), node.attrs["pads"]
     lead = 4 - len(shape)
     begins = [0] * lead + list(pads[: len(shape)])
-    return [
-        OP_PAD,
-        b.arena(x),
-        b.arena(y),
-        *padded_shape(shape),
-        *begins,
-        *padded_shape(b.shape(y)),
-        max(-128, min(127, value)),
-    ]
+    return PAD.row(
+        x=b.arena(x),
+        y=b.arena(y),
+        **spread("d0 d1 d2 d3", padded_shape(shape)),
+        **spread("begin0 begin1 begin2 begin3", begins),
+        **spread("o0 o1 o2 o3", padded_shape(b.shape(y))),
+        value=max(-128, min(127, value)),
+    )
 
 
 def prepare_pad16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
@@ -531,21 +531,23 @@ def prepare_pad16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     scale, zp = b.scale_zp(node.inputs[0])
     if quantize_value(float(node.attrs.get("value", 0.0)), scale, zp) != 0:
         raise QuantizationError(f"node '{node.name}' (Pad): int16 padding with a non-zero value")
-    for last in (6, 10, 14):  # input size, begin and output size of the innermost axis
+    f = PAD_ROW
+    for last in (f.d3, f.begin3, f.o3):  # input size, begin and output size of the innermost axis
         row[last] *= 2
-    row[15] = 0
+    row[f.value] = 0
     return row
 
 
 @njit(cache=True)
 def pad_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    x, y = row[1], row[2]
-    d0, d1, d2, d3 = row[3], row[4], row[5], row[6]
-    b0, b1, b2, b3 = row[7], row[8], row[9], row[10]
-    o1, o2, o3 = row[12], row[13], row[14]
-    total = row[11] * o1 * o2 * o3
+    f = PAD_ROW
+    x, y = row[f.x], row[f.y]
+    d0, d1, d2, d3 = row[f.d0], row[f.d1], row[f.d2], row[f.d3]
+    b0, b1, b2, b3 = row[f.begin0], row[f.begin1], row[f.begin2], row[f.begin3]
+    o1, o2, o3 = row[f.o1], row[f.o2], row[f.o3]
+    total = row[f.o0] * o1 * o2 * o3
     for i in range(total):
-        arena[y + i] = row[15]
+        arena[y + i] = row[f.value]
     index = 0
     for i0 in range(d0):
         for i1 in range(d1):
@@ -574,17 +576,22 @@ def prepare_concat_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int
     outer = int(np.prod(out_shape[:axis]))
     inner = int(np.prod(out_shape[axis + 1 :])) * out_type.dtype.itemsize
     parts = [v for name in node.inputs for v in (*b.operand(name), b.shape(name)[axis] * inner)]
-    return [OP_CONCAT, b.arena(y), outer, out_shape[axis] * inner, len(node.inputs), *parts]
+    head = CONCAT.row(
+        y=b.arena(y), outer=outer, block=out_shape[axis] * inner, count=len(node.inputs)
+    )
+    return [*head, *parts]  # the tail: (constant?, offset, block) per input
 
 
 @njit(cache=True)
 def concat_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    y, outer, out_block, count = row[1], row[2], row[3], row[4]
+    f = CONCAT_ROW
+    y, outer, out_block, count = row[f.y], row[f.outer], row[f.block], row[f.count]
     for o in range(outer):
         position = y + o * out_block
         for k in range(count):
-            source = weights if row[5 + 3 * k] else arena
-            x, block = row[6 + 3 * k], row[7 + 3 * k]
+            part = f.count + 1 + 3 * k  # the tail: (constant?, offset, block) per input
+            source = weights if row[part] else arena
+            x, block = row[part + 1], row[part + 2]
             for i in range(block):
                 arena[position + i] = source[x + o * block + i]
             position += block
@@ -717,12 +724,12 @@ register(
 
 # ---- integer kernels: row layouts and registration (opcodes come from the registry) ----
 TRANSPOSE_ROW = row_layout("transpose", "x y d0 d1 d2 d3 p0 p1 p2 p3")
-OP_TRANSPOSE = register_kernel(
+TRANSPOSE = register_kernel(
     "transpose", transpose_int8, TRANSPOSE_ROW, c=("edgenn_transpose", "shape.c")
-).opcode
+)
 PAD_ROW = row_layout("pad", "x y d0 d1 d2 d3 begin0 begin1 begin2 begin3 o0 o1 o2 o3 value")
-OP_PAD = register_kernel("pad", pad_int8, PAD_ROW, c=("edgenn_pad", "shape.c")).opcode
+PAD = register_kernel("pad", pad_int8, PAD_ROW, c=("edgenn_pad", "shape.c"))
 CONCAT_ROW = row_layout("concat", "y outer block count")
-OP_CONCAT = register_kernel(
+CONCAT = register_kernel(
     "concat", concat_int8, CONCAT_ROW, c=("edgenn_concat", "shape.c"), tail=True
-).opcode
+)

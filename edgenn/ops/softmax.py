@@ -99,20 +99,27 @@ def prepare_softmax_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[in
     multiplier, left_shift = quantize_multiplier(real)
     diff_min = -input_radius(SCALED_DIFF_INTEGER_BITS, left_shift)
     depth = shape[-1]
-    return [
-        OP_SOFTMAX,
-        b.arena(x),
-        b.arena(y),
-        int(np.prod(shape)) // depth,
-        depth,
-        diff_min,
-        b.multipliers([(multiplier, left_shift)]),
-    ]
+    return SOFTMAX.row(
+        x=b.arena(x),
+        y=b.arena(y),
+        outer=int(np.prod(shape)) // depth,
+        depth=depth,
+        diff_min=diff_min,
+        m=b.multipliers([(multiplier, left_shift)]),
+    )
 
 
 @njit(cache=True)
 def softmax_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    x, y, outer, depth, diff_min, m = row[1], row[2], row[3], row[4], row[5], row[6]
+    f = SOFTMAX_ROW
+    x, y, outer, depth, diff_min, m = (
+        row[f.x],
+        row[f.y],
+        row[f.outer],
+        row[f.depth],
+        row[f.diff_min],
+        row[f.m],
+    )
     for r in range(outer):
         base = r * depth
         peak = -128
@@ -199,16 +206,15 @@ def prepare_softmax16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         )
     multiplier, shift = quantize_multiplier(float(s_in) / (10.0 / 65535.0))  # beta = 1
     depth = shape[-1]
-    return [
-        OP_SOFTMAX16,
-        b.arena(x),
-        b.arena(y),
-        int(np.prod(shape)) // depth,
-        depth,
-        b.multipliers([(multiplier, shift)]),
-        b.wide(int16_lut(exp_f32, -10.0, 0.0)),
-        b.wide(int16_lut(reciprocal_f32, 0.0, 1.0)),
-    ]
+    return SOFTMAX16.row(
+        x=b.arena(x),
+        y=b.arena(y),
+        outer=int(np.prod(shape)) // depth,
+        depth=depth,
+        m=b.multipliers([(multiplier, shift)]),
+        exp_table=b.wide(int16_lut(exp_f32, -10.0, 0.0)),
+        reciprocal_table=b.wide(int16_lut(reciprocal_f32, 0.0, 1.0)),
+    )
 
 
 @njit(cache=True, inline="always")
@@ -222,14 +228,15 @@ def lut_lookup16(value, mults, table):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def softmax16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+    f = SOFTMAX16_ROW
     x, y, outer, depth, m, exp_table, reciprocal_table = (
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
+        row[f.x],
+        row[f.y],
+        row[f.outer],
+        row[f.depth],
+        row[f.m],
+        row[f.exp_table],
+        row[f.reciprocal_table],
     )
     src = arena[x : x + 2 * outer * depth].view(np.int16)
     out = arena[y : y + 2 * outer * depth].view(np.int16)
@@ -280,8 +287,6 @@ register(
 
 # ---- integer kernels: row layouts and registration (opcodes come from the registry) ----
 SOFTMAX_ROW = row_layout("softmax", "x y outer depth diff_min m")
-OP_SOFTMAX = register_kernel(
-    "softmax", softmax_int8, SOFTMAX_ROW, c=("edgenn_softmax", "softmax.c")
-).opcode
+SOFTMAX = register_kernel("softmax", softmax_int8, SOFTMAX_ROW, c=("edgenn_softmax", "softmax.c"))
 SOFTMAX16_ROW = row_layout("softmax16", "x y outer depth m exp_table reciprocal_table")
-OP_SOFTMAX16 = register_kernel("softmax16", softmax16, SOFTMAX16_ROW).opcode
+SOFTMAX16 = register_kernel("softmax16", softmax16, SOFTMAX16_ROW)

@@ -15,7 +15,7 @@ from numba import njit
 
 from edgenn.errors import QuantizationError
 from edgenn.ir import Graph, Node
-from edgenn.ops import broadcast_strides, padded_shape, register_kernel, row_layout
+from edgenn.ops import broadcast_strides, padded_shape, register_kernel, row_layout, spread
 from edgenn.quant.fixed_point import (
     activation_bounds,
     multiply_by_quantized_multiplier,
@@ -26,7 +26,7 @@ from edgenn.quant.fixed_point import (
 if TYPE_CHECKING:
     from edgenn.runtime.program import ProgramBuilder
 
-BINARY16_MODES = {"Add": 0, "Sub": 1, "Mul": 2}  # 19: OP_POOL16 (pool.py), 20: OP_REQUANTIZE_WIDE
+BINARY16_MODES = {"Add": 0, "Sub": 1, "Mul": 2}
 INT16_MIN, INT16_MAX = -32768, 32767
 LEFT_SHIFT16 = 15
 
@@ -64,54 +64,54 @@ def prepare_conv16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         )
     s_in, s_out = b.scale_zp(x)[0], b.scale_zp(y)[0]
     lo, hi = _bounds16(attrs, s_out)
-    return [
-        OP_CONV16,
-        b.arena(x),
-        b.arena(y),
-        b.weights(w),
-        b.wide(b.const(bias)),
-        b.channel_multipliers(node, w_name, oc, s_in, s_out),
-        h,
-        width,
-        c,
-        oh,
-        ow,
-        oc,
-        kh,
-        kw,
-        *strides,
-        *dilations,
-        pt,
-        pl,
-        lo,
-        hi,
-        oc // c if depthwise else 0,
-    ]
+    return CONV16.row(
+        x=b.arena(x),
+        y=b.arena(y),
+        w=b.weights(w),
+        b=b.wide(b.const(bias)),
+        m=b.channel_multipliers(node, w_name, oc, s_in, s_out),
+        h=h,
+        width=width,
+        c=c,
+        oh=oh,
+        ow=ow,
+        oc=oc,
+        kh=kh,
+        kw=kw,
+        **spread("sh sw", strides),
+        **spread("dh dw", dilations),
+        pad_top=pt,
+        pad_left=pl,
+        lo=lo,
+        hi=hi,
+        depth_mult=oc // c if depthwise else 0,
+    )
 
 
 @njit(cache=True)
 def conv16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    x, y, w, b, m = row[1], row[2], row[3], row[4], row[5]
+    f = CONV16_ROW
+    x, y, w, b, m = row[f.x], row[f.y], row[f.w], row[f.b], row[f.m]
     h, width, c, oh, ow, oc, kh, kw = (
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-        row[10],
-        row[11],
-        row[12],
-        row[13],
+        row[f.h],
+        row[f.width],
+        row[f.c],
+        row[f.oh],
+        row[f.ow],
+        row[f.oc],
+        row[f.kh],
+        row[f.kw],
     )
     sh, sw, dh, dw, pt, pl, lo, hi, depth_mult = (
-        row[14],
-        row[15],
-        row[16],
-        row[17],
-        row[18],
-        row[19],
-        row[20],
-        row[21],
-        row[22],
+        row[f.sh],
+        row[f.sw],
+        row[f.dh],
+        row[f.dw],
+        row[f.pad_top],
+        row[f.pad_left],
+        row[f.lo],
+        row[f.hi],
+        row[f.depth_mult],
     )
     src = arena[x : x + 2 * h * width * c].view(np.int16)
     out = arena[y : y + 2 * oh * ow * oc].view(np.int16)
@@ -149,34 +149,34 @@ def prepare_fc16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     lo, hi = _bounds16(node.attrs, s_out)
     n, k = b.shape(x)
     w = b.const(w_name)
-    return [
-        OP_FC16,
-        b.arena(x),
-        b.arena(y),
-        b.weights(w),
-        b.wide(b.const(bias)),
-        b.channel_multipliers(node, w_name, w.shape[0], s_in, s_out),
-        n,
-        k,
-        w.shape[0],
-        lo,
-        hi,
-    ]
+    return FC16.row(
+        x=b.arena(x),
+        y=b.arena(y),
+        w=b.weights(w),
+        b=b.wide(b.const(bias)),
+        m=b.channel_multipliers(node, w_name, w.shape[0], s_in, s_out),
+        n=n,
+        k=k,
+        outs=w.shape[0],
+        lo=lo,
+        hi=hi,
+    )
 
 
 @njit(cache=True)
 def fc16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+    f = FC16_ROW
     x, y, w, b, m, n, k, outs, lo, hi = (
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-        row[10],
+        row[f.x],
+        row[f.y],
+        row[f.w],
+        row[f.b],
+        row[f.m],
+        row[f.n],
+        row[f.k],
+        row[f.outs],
+        row[f.lo],
+        row[f.hi],
     )
     src = arena[x : x + 2 * n * k].view(np.int16)
     out = arena[y : y + 2 * n * outs].view(np.int16)
@@ -207,28 +207,35 @@ def prepare_binary16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         ]
     lo, hi = _bounds16(node.attrs, s_out)
     out_shape = b.shape(y)
-    return [
-        OP_BINARY16,
-        b.arena(a),
-        b.arena(c),
-        b.arena(y),
-        *padded_shape(out_shape),
-        *broadcast_strides(b.shape(a), out_shape),
-        *broadcast_strides(b.shape(c), out_shape),
-        BINARY16_MODES[node.op],
-        b.multipliers(pairs),
-        lo,
-        hi,
-        int(np.prod(b.shape(a))),
-        int(np.prod(b.shape(c))),
-    ]
+    return BINARY16.row(
+        a=b.arena(a),
+        b=b.arena(c),
+        y=b.arena(y),
+        **spread("d0 d1 d2 d3", padded_shape(out_shape)),
+        **spread("a_s0 a_s1 a_s2 a_s3", broadcast_strides(b.shape(a), out_shape)),
+        **spread("b_s0 b_s1 b_s2 b_s3", broadcast_strides(b.shape(c), out_shape)),
+        mode=BINARY16_MODES[node.op],
+        m=b.multipliers(pairs),
+        lo=lo,
+        hi=hi,
+        size_a=int(np.prod(b.shape(a))),
+        size_b=int(np.prod(b.shape(c))),
+    )
 
 
 @njit(cache=True)
 def binary16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    a, c, y = row[1], row[2], row[3]
-    d0, d1, d2, d3 = row[4], row[5], row[6], row[7]
-    mode, m, lo, hi, size_a, size_b = row[16], row[17], row[18], row[19], row[20], row[21]
+    f = BINARY16_ROW
+    a, c, y = row[f.a], row[f.b], row[f.y]
+    d0, d1, d2, d3 = row[f.d0], row[f.d1], row[f.d2], row[f.d3]
+    mode, m, lo, hi, size_a, size_b = (
+        row[f.mode],
+        row[f.m],
+        row[f.lo],
+        row[f.hi],
+        row[f.size_a],
+        row[f.size_b],
+    )
     first = arena[a : a + 2 * size_a].view(np.int16)
     second = arena[c : c + 2 * size_b].view(np.int16)
     out = arena[y : y + 2 * d0 * d1 * d2 * d3].view(np.int16)
@@ -237,8 +244,22 @@ def binary16(row, arena, weights, biases, mults, shifts, rounding, patch, acc): 
         for i1 in range(d1):
             for i2 in range(d2):
                 for i3 in range(d3):
-                    va = np.int64(first[i0 * row[8] + i1 * row[9] + i2 * row[10] + i3 * row[11]])
-                    vb = np.int64(second[i0 * row[12] + i1 * row[13] + i2 * row[14] + i3 * row[15]])
+                    va = np.int64(
+                        first[
+                            i0 * row[f.a_s0]
+                            + i1 * row[f.a_s1]
+                            + i2 * row[f.a_s2]
+                            + i3 * row[f.a_s3]
+                        ]
+                    )
+                    vb = np.int64(
+                        second[
+                            i0 * row[f.b_s0]
+                            + i1 * row[f.b_s1]
+                            + i2 * row[f.b_s2]
+                            + i3 * row[f.b_s3]
+                        ]
+                    )
                     if mode == 2:  # MUL: the product in int32 (|a b| <= 2^30)
                         total = va * vb
                     else:
@@ -318,21 +339,29 @@ def prepare_logistic_tanh16(node: Node, graph: Graph, b: ProgramBuilder) -> list
         multiplier = int(real)
     if multiplier == 0:  # the kernel's power-of-two case
         multiplier, shift = 3 << shift, 0
-    return [
-        OP_LOGISTIC_TANH16,
-        b.arena(x),
-        b.arena(y),
-        int(np.prod(b.shape(x))),
-        multiplier,
-        shift,
-        int(tanh),
-        b.wide(SIGMOID_TABLE),
-    ]
+    return LOGISTIC_TANH16.row(
+        x=b.arena(x),
+        y=b.arena(y),
+        n=int(np.prod(b.shape(x))),
+        multiplier=multiplier,
+        shift=shift,
+        tanh=int(tanh),
+        table=b.wide(SIGMOID_TABLE),
+    )
 
 
 @njit(cache=True)
 def logistic_tanh16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    x, y, n, multiplier, shift, tanh, table = row[1], row[2], row[3], row[4], row[5], row[6], row[7]
+    f = LOGISTIC_TANH16_ROW
+    x, y, n, multiplier, shift, tanh, table = (
+        row[f.x],
+        row[f.y],
+        row[f.n],
+        row[f.multiplier],
+        row[f.shift],
+        row[f.tanh],
+        row[f.table],
+    )
     src = arena[x : x + 2 * n].view(np.int16)
     out = arena[y : y + 2 * n].view(np.int16)
     half = (np.int64(1) << (shift - 1)) if shift > 0 else np.int64(0)
@@ -365,13 +394,13 @@ def logistic_tanh16(row, arena, weights, biases, mults, shifts, rounding, patch,
 CONV16_ROW = row_layout(
     "conv16", "x y w b m h width c oh ow oc kh kw sh sw dh dw pad_top pad_left lo hi depth_mult"
 )
-OP_CONV16 = register_kernel("conv16", conv16, CONV16_ROW).opcode
+CONV16 = register_kernel("conv16", conv16, CONV16_ROW)
 FC16_ROW = row_layout("fc16", "x y w b m n k outs lo hi")
-OP_FC16 = register_kernel("fc16", fc16, FC16_ROW).opcode
+FC16 = register_kernel("fc16", fc16, FC16_ROW)
 BINARY16_ROW = row_layout(
     "binary16",
     "a b y d0 d1 d2 d3 a_s0 a_s1 a_s2 a_s3 b_s0 b_s1 b_s2 b_s3 mode m lo hi size_a size_b",
 )
-OP_BINARY16 = register_kernel("binary16", binary16, BINARY16_ROW).opcode
+BINARY16 = register_kernel("binary16", binary16, BINARY16_ROW)
 LOGISTIC_TANH16_ROW = row_layout("logistic_tanh16", "x y n multiplier shift tanh table")
-OP_LOGISTIC_TANH16 = register_kernel("logistic_tanh16", logistic_tanh16, LOGISTIC_TANH16_ROW).opcode
+LOGISTIC_TANH16 = register_kernel("logistic_tanh16", logistic_tanh16, LOGISTIC_TANH16_ROW)

@@ -163,6 +163,7 @@ def _write_dispatch(path: Path, source: str) -> Path:
         fd, staging = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "w") as out:
             out.write(source)
+        os.chmod(staging, 0o644)  # mkstemp makes it private; it is package code like the rest
         os.replace(staging, path)
         return path
     except OSError:
@@ -174,8 +175,13 @@ def _write_dispatch(path: Path, source: str) -> Path:
 
 
 def _is_cached(path: Path) -> bool:
-    """Whether Numba holds the dispatch's entry point in its cache (else loading it compiles)."""
-    return any((path.parent / "__pycache__").glob(f"{path.stem}.run_packed-*.nbi"))
+    """Whether Numba holds the dispatch's entry point in its cache (else loading it compiles):
+    beside the module, or under NUMBA_CACHE_DIR when that is set (Numba then caches there)."""
+    pattern = f"{path.stem}.run_packed-*.nbi"
+    user = os.environ.get("NUMBA_CACHE_DIR")
+    if user:
+        return any(Path(user).rglob(pattern))
+    return any((path.parent / "__pycache__").glob(pattern))
 
 
 @njit(cache=True, inline="always")
