@@ -235,6 +235,8 @@ def prepare_prelu_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]
 @njit(cache=True)
 def prelu_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     f = PRELU_ROW
+    x_s0, x_s1, x_s2, x_s3 = row[f.x_s0], row[f.x_s1], row[f.x_s2], row[f.x_s3]
+    a_s0, a_s1, a_s2, a_s3 = row[f.a_s0], row[f.a_s1], row[f.a_s2], row[f.a_s3]
     x, a, y = row[f.x], row[f.alpha], row[f.y]
     d0, d1, d2, d3 = row[f.d0], row[f.d1], row[f.d2], row[f.d3]
     zp_in, zp_a, zp_out, m = row[f.zp_in], row[f.zp_alpha], row[f.zp_out], row[f.m]
@@ -243,29 +245,11 @@ def prelu_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc)
         for i1 in range(d1):
             for i2 in range(d2):
                 for i3 in range(d3):
-                    v = (
-                        arena[
-                            x
-                            + i0 * row[f.x_s0]
-                            + i1 * row[f.x_s1]
-                            + i2 * row[f.x_s2]
-                            + i3 * row[f.x_s3]
-                        ]
-                        - zp_in
-                    )
+                    v = arena[x + i0 * x_s0 + i1 * x_s1 + i2 * x_s2 + i3 * x_s3] - zp_in
                     if v >= 0:
                         out = multiply_by_quantized_multiplier(v, mults[m], shifts[m], rounding)
                     else:
-                        slope = (
-                            weights[
-                                a
-                                + i0 * row[f.a_s0]
-                                + i1 * row[f.a_s1]
-                                + i2 * row[f.a_s2]
-                                + i3 * row[f.a_s3]
-                            ]
-                            - zp_a
-                        )
+                        slope = weights[a + i0 * a_s0 + i1 * a_s1 + i2 * a_s2 + i3 * a_s3] - zp_a
                         out = multiply_by_quantized_multiplier(
                             v * slope, mults[m + 1], shifts[m + 1], rounding
                         )
@@ -374,12 +358,8 @@ def _saturating_left_shift16(value: int, amount: int) -> int:
 def hard_swish_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     f = HARD_SWISH_ROW
     x, y, n, zp_in, zp_out = row[f.x], row[f.y], row[f.n], row[f.zp_in], row[f.zp_out]
-    out_mult, out_exp, relu_mult, relu_exp = (
-        row[f.out_mult],
-        row[f.out_exp],
-        row[f.relu_mult],
-        row[f.relu_exp],
-    )
+    out_mult, out_exp, relu_mult = row[f.out_mult], row[f.out_exp], row[f.relu_mult]
+    relu_exp = row[f.relu_exp]
     for i in range(n):
         hires = (arena[x + i] - zp_in) * 128
         preshift_out = _srdhm16(hires, out_mult)

@@ -118,45 +118,22 @@ def prepare_binary_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int
 @njit(cache=True)
 def binary_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     f = BINARY_ROW
+    b_s0, b_s1, b_s2, b_s3 = row[f.b_s0], row[f.b_s1], row[f.b_s2], row[f.b_s3]
+    a_s0, a_s1, a_s2, a_s3 = row[f.a_s0], row[f.a_s1], row[f.a_s2], row[f.a_s3]
     # each operand is read from the arena, or from the weights blob when it is a constant
     first = weights if row[f.a_const] else arena
     second = weights if row[f.b_const] else arena
     a, c, y = row[f.a], row[f.b], row[f.y]
     d0, d1, d2, d3 = row[f.d0], row[f.d1], row[f.d2], row[f.d3]
-    kind, zp_a, zp_b, zp_out, m, lo, hi = (
-        row[f.kind],
-        row[f.zp_a],
-        row[f.zp_b],
-        row[f.zp_out],
-        row[f.m],
-        row[f.lo],
-        row[f.hi],
-    )
+    kind, zp_a, zp_b, zp_out, m = row[f.kind], row[f.zp_a], row[f.zp_b], row[f.zp_out], row[f.m]
+    lo, hi = row[f.lo], row[f.hi]
     index = 0
     for i0 in range(d0):
         for i1 in range(d1):
             for i2 in range(d2):
                 for i3 in range(d3):
-                    va = (
-                        first[
-                            a
-                            + i0 * row[f.a_s0]
-                            + i1 * row[f.a_s1]
-                            + i2 * row[f.a_s2]
-                            + i3 * row[f.a_s3]
-                        ]
-                        - zp_a
-                    )
-                    vb = (
-                        second[
-                            c
-                            + i0 * row[f.b_s0]
-                            + i1 * row[f.b_s1]
-                            + i2 * row[f.b_s2]
-                            + i3 * row[f.b_s3]
-                        ]
-                        - zp_b
-                    )
+                    va = first[a + i0 * a_s0 + i1 * a_s1 + i2 * a_s2 + i3 * a_s3] - zp_a
+                    vb = second[c + i0 * b_s0 + i1 * b_s1 + i2 * b_s2 + i3 * b_s3] - zp_b
                     if kind == MUL:
                         value = multiply_by_quantized_multiplier(
                             va * vb, mults[m + 2], shifts[m + 2], rounding

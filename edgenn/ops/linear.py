@@ -210,14 +210,8 @@ def prepare_fc_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
 def fully_connected_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     f = FULLY_CONNECTED_ROW
     x, y, w, b, m = row[f.x], row[f.y], row[f.w], row[f.b], row[f.m]
-    n, k, outs, zp_out, lo, hi = (
-        row[f.n],
-        row[f.k],
-        row[f.outs],
-        row[f.zp_out],
-        row[f.lo],
-        row[f.hi],
-    )
+    n, k, outs, zp_out, lo = row[f.n], row[f.k], row[f.outs], row[f.zp_out], row[f.lo]
+    hi = row[f.hi]
     for s in range(n):
         dot_rows(arena[x + s * k : x + (s + 1) * k], weights, w, k, outs, acc)
         requantize_channels(

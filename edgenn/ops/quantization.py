@@ -60,16 +60,8 @@ def prepare_requantize_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list
 @njit(cache=True)
 def requantize_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     f = REQUANTIZE_ROW
-    x, y, n, zp_in, zp_out, m, lo, hi = (
-        row[f.x],
-        row[f.y],
-        row[f.n],
-        row[f.zp_in],
-        row[f.zp_out],
-        row[f.m],
-        row[f.lo],
-        row[f.hi],
-    )
+    x, y, n, zp_in, zp_out, m = row[f.x], row[f.y], row[f.n], row[f.zp_in], row[f.zp_out], row[f.m]
+    lo, hi = row[f.lo], row[f.hi]
     requantize_values(
         arena[x : x + n], arena[y : y + n], zp_in, zp_out, mults[m], shifts[m], rounding, lo, hi
     )
@@ -86,16 +78,8 @@ def requantize_values(src, out, zp_in, zp_out, q, shift, rounding, lo, hi):  # t
 @njit(cache=True)
 def requantize_wide(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     f = REQUANTIZE_ROW
-    x, y, n, zp_in, zp_out, m, lo, hi = (
-        row[f.x],
-        row[f.y],
-        row[f.n],
-        row[f.zp_in],
-        row[f.zp_out],
-        row[f.m],
-        row[f.lo],
-        row[f.hi],
-    )
+    x, y, n, zp_in, zp_out, m = row[f.x], row[f.y], row[f.n], row[f.zp_in], row[f.zp_out], row[f.m]
+    lo, hi = row[f.lo], row[f.hi]
     wide_in, wide_out = row[f.wide_in], row[f.wide_out]
     q, shift = mults[m], shifts[m]
     if wide_in and wide_out:

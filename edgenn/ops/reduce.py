@@ -189,15 +189,8 @@ def prepare_mean_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
 @njit(cache=True)
 def mean_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     f = MEAN_ROW
-    x, y, n, c, zp_in, zp_out, m = (
-        row[f.x],
-        row[f.y],
-        row[f.n],
-        row[f.c],
-        row[f.zp_in],
-        row[f.zp_out],
-        row[f.m],
-    )
+    x, y, n, c, zp_in, zp_out = row[f.x], row[f.y], row[f.n], row[f.c], row[f.zp_in], row[f.zp_out]
+    m = row[f.m]
     total = acc[:c]
     for ch in range(c):
         total[ch] = 0
@@ -221,15 +214,8 @@ def prepare_mean16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
 @njit(cache=True)
 def mean16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     f = MEAN_ROW
-    x, y, n, c, zp_in, zp_out, m = (
-        row[f.x],
-        row[f.y],
-        row[f.n],
-        row[f.c],
-        row[f.zp_in],
-        row[f.zp_out],
-        row[f.m],
-    )
+    x, y, n, c, zp_in, zp_out = row[f.x], row[f.y], row[f.n], row[f.c], row[f.zp_in], row[f.zp_out]
+    m = row[f.m]
     src = arena[x : x + 2 * n * c].view(np.int16)
     out = arena[y : y + 2 * c].view(np.int16)
     for ch in range(c):

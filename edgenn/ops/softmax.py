@@ -112,14 +112,8 @@ def prepare_softmax_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[in
 @njit(cache=True)
 def softmax_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     f = SOFTMAX_ROW
-    x, y, outer, depth, diff_min, m = (
-        row[f.x],
-        row[f.y],
-        row[f.outer],
-        row[f.depth],
-        row[f.diff_min],
-        row[f.m],
-    )
+    x, y, outer, depth, diff_min = row[f.x], row[f.y], row[f.outer], row[f.depth], row[f.diff_min]
+    m = row[f.m]
     for r in range(outer):
         base = r * depth
         peak = -128
@@ -229,15 +223,8 @@ def lut_lookup16(value, mults, table):  # type: ignore[no-untyped-def]
 @njit(cache=True)
 def softmax16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     f = SOFTMAX16_ROW
-    x, y, outer, depth, m, exp_table, reciprocal_table = (
-        row[f.x],
-        row[f.y],
-        row[f.outer],
-        row[f.depth],
-        row[f.m],
-        row[f.exp_table],
-        row[f.reciprocal_table],
-    )
+    x, y, outer, depth, m = row[f.x], row[f.y], row[f.outer], row[f.depth], row[f.m]
+    exp_table, reciprocal_table = row[f.exp_table], row[f.reciprocal_table]
     src = arena[x : x + 2 * outer * depth].view(np.int16)
     out = arena[y : y + 2 * outer * depth].view(np.int16)
     for r in range(outer):

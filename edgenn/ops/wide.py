@@ -92,27 +92,10 @@ def prepare_conv16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
 def conv16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     f = CONV16_ROW
     x, y, w, b, m = row[f.x], row[f.y], row[f.w], row[f.b], row[f.m]
-    h, width, c, oh, ow, oc, kh, kw = (
-        row[f.h],
-        row[f.width],
-        row[f.c],
-        row[f.oh],
-        row[f.ow],
-        row[f.oc],
-        row[f.kh],
-        row[f.kw],
-    )
-    sh, sw, dh, dw, pt, pl, lo, hi, depth_mult = (
-        row[f.sh],
-        row[f.sw],
-        row[f.dh],
-        row[f.dw],
-        row[f.pad_top],
-        row[f.pad_left],
-        row[f.lo],
-        row[f.hi],
-        row[f.depth_mult],
-    )
+    h, width, c, oh, ow, oc = row[f.h], row[f.width], row[f.c], row[f.oh], row[f.ow], row[f.oc]
+    kh, kw = row[f.kh], row[f.kw]
+    sh, sw, dh, dw, pt = row[f.sh], row[f.sw], row[f.dh], row[f.dw], row[f.pad_top]
+    pl, lo, hi, depth_mult = row[f.pad_left], row[f.lo], row[f.hi], row[f.depth_mult]
     src = arena[x : x + 2 * h * width * c].view(np.int16)
     out = arena[y : y + 2 * oh * ow * oc].view(np.int16)
     for oy in range(oh):
@@ -166,18 +149,8 @@ def prepare_fc16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
 @njit(cache=True)
 def fc16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     f = FC16_ROW
-    x, y, w, b, m, n, k, outs, lo, hi = (
-        row[f.x],
-        row[f.y],
-        row[f.w],
-        row[f.b],
-        row[f.m],
-        row[f.n],
-        row[f.k],
-        row[f.outs],
-        row[f.lo],
-        row[f.hi],
-    )
+    x, y, w, b, m, n, k = row[f.x], row[f.y], row[f.w], row[f.b], row[f.m], row[f.n], row[f.k]
+    outs, lo, hi = row[f.outs], row[f.lo], row[f.hi]
     src = arena[x : x + 2 * n * k].view(np.int16)
     out = arena[y : y + 2 * n * outs].view(np.int16)
     for s in range(n):
@@ -228,14 +201,8 @@ def binary16(row, arena, weights, biases, mults, shifts, rounding, patch, acc): 
     f = BINARY16_ROW
     a, c, y = row[f.a], row[f.b], row[f.y]
     d0, d1, d2, d3 = row[f.d0], row[f.d1], row[f.d2], row[f.d3]
-    mode, m, lo, hi, size_a, size_b = (
-        row[f.mode],
-        row[f.m],
-        row[f.lo],
-        row[f.hi],
-        row[f.size_a],
-        row[f.size_b],
-    )
+    mode, m, lo, hi, size_a = row[f.mode], row[f.m], row[f.lo], row[f.hi], row[f.size_a]
+    size_b = row[f.size_b]
     first = arena[a : a + 2 * size_a].view(np.int16)
     second = arena[c : c + 2 * size_b].view(np.int16)
     out = arena[y : y + 2 * d0 * d1 * d2 * d3].view(np.int16)
@@ -353,15 +320,8 @@ def prepare_logistic_tanh16(node: Node, graph: Graph, b: ProgramBuilder) -> list
 @njit(cache=True)
 def logistic_tanh16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     f = LOGISTIC_TANH16_ROW
-    x, y, n, multiplier, shift, tanh, table = (
-        row[f.x],
-        row[f.y],
-        row[f.n],
-        row[f.multiplier],
-        row[f.shift],
-        row[f.tanh],
-        row[f.table],
-    )
+    x, y, n, multiplier, shift = row[f.x], row[f.y], row[f.n], row[f.multiplier], row[f.shift]
+    tanh, table = row[f.tanh], row[f.table]
     src = arena[x : x + 2 * n].view(np.int16)
     out = arena[y : y + 2 * n].view(np.int16)
     half = (np.int64(1) << (shift - 1)) if shift > 0 else np.int64(0)
