@@ -624,3 +624,24 @@ def test_cheap_checks_come_before_calibration(tmp_path: Path) -> None:
         result = run_cli(*args)
         assert result.returncode == 2 and words in result.stderr, (args, result.stderr)
         assert "calibrating" not in result.stderr, args
+
+
+def test_run_flat_checks_widths_in_the_compiled_entry() -> None:
+    """The fast path copies whole input rows into the arena: a narrower array would be read past its
+    end, so the compiled entry compares widths and batch sizes before running."""
+    from conftest import MODELS
+
+    from edgenn.compile import convert
+    from edgenn.errors import InputError
+
+    runtime = Runtime(convert(MODELS / "digits_mlp.onnx").fixed_graph)
+    good_in, good_out = np.zeros((3, 64), np.int8), np.zeros((3, 10), np.int8)
+    assert runtime.run_flat(good_in, good_out) is good_out
+    for x, out in (
+        (np.zeros((3, 63), np.int8), good_out),
+        (good_in, np.zeros((3, 9), np.int8)),
+        (good_in, np.zeros((2, 10), np.int8)),
+        (np.zeros((3, 128), np.int8)[:, ::2], np.zeros((3, 11), np.int8)),  # strided, then width
+    ):
+        with pytest.raises(InputError, match=r"run_flat takes \[N, 64\] in and \[N, 10\] out"):
+            runtime.run_flat(x, out)

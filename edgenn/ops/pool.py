@@ -267,7 +267,7 @@ def pool_row(
         kernel, strides, dilations = (1, *kernel), (1, *strides), (1, *dilations)
         pads = (0, pads[0], 0, pads[1])
     b.scratch(accumulators=c)
-    return POOL.row(
+    return (POOL_AVERAGE if is_avg else POOL_MAX).row(
         x=b.arena(x),
         y=b.arena(y),
         **spread("h w", spatial),
@@ -330,12 +330,18 @@ def on_int16(prepare: Callable[..., list[int]]) -> Callable[..., list[int]]:
 
 
 @njit(cache=True)
-def pool_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+def pool_max_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     f = POOL_ROW
     x, y, h, w, c, oh, ow = row[f.x], row[f.y], row[f.h], row[f.w], row[f.c], row[f.oh], row[f.ow]
-    pool_pixels(
-        arena[x : x + h * w * c], arena[y : y + oh * ow * c], row, acc, row[f.lo], row[f.hi]
-    )
+    max_pool(arena[x : x + h * w * c], arena[y : y + oh * ow * c], row, row[f.lo], row[f.hi])
+
+
+@njit(cache=True)
+def pool_average_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+    f = POOL_ROW
+    x, y, h, w, c, oh, ow = row[f.x], row[f.y], row[f.h], row[f.w], row[f.c], row[f.oh], row[f.ow]
+    src, out = arena[x : x + h * w * c], arena[y : y + oh * ow * c]
+    average_pool(src, out, row, acc, row[f.lo], row[f.hi])
 
 
 @njit(cache=True)
@@ -345,7 +351,10 @@ def pool16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  #
     x, y, h, w, c, oh, ow = row[f.x], row[f.y], row[f.h], row[f.w], row[f.c], row[f.oh], row[f.ow]
     src = arena[x : x + 2 * h * w * c].view(np.int16)
     out = arena[y : y + 2 * oh * ow * c].view(np.int16)
-    pool_pixels(src, out, row, acc, -32768, 32767)
+    if row[f.average]:
+        average_pool(src, out, row, acc, -32768, 32767)
+    else:
+        max_pool(src, out, row, -32768, 32767)
 
 
 @njit(cache=True, inline="always")
@@ -354,7 +363,8 @@ def max_pixels(src, out, h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, lo, hi
     for oy in range(oh):
         for ox in range(ow):
             pixel = out[(oy * ow + ox) * c : (oy * ow + ox + 1) * c]
-            pixel[:] = lo  # a window wholly in the padding gives the clamp's low end
+            for ch in range(c):
+                pixel[ch] = lo  # a window wholly in the padding gives the clamp's low end
             for ky in range(kh):
                 iy = oy * sh - pt + ky * dh
                 if iy < 0 or iy >= h:
@@ -370,18 +380,23 @@ def max_pixels(src, out, h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, lo, hi
                 pixel[ch] = min(pixel[ch], hi)
 
 
-@njit(cache=True)
-def pool_pixels(src, out, row, acc, lo, hi):  # type: ignore[no-untyped-def]
-    """Max or average pooling of one channels-last map (src, out: int8 slices or int16 views; Numba
-    compiles one version per element type)."""
+@njit(cache=True, inline="always")
+def max_pool(src, out, row, lo, hi):  # type: ignore[no-untyped-def]
+    """Max pooling of one channels-last map (src, out: int8 slices or int16 views)."""
     f = POOL_ROW  # the int8 and int16 pools share it
     h, w, c, oh, ow = row[f.h], row[f.w], row[f.c], row[f.oh], row[f.ow]
     kh, kw, sh, sw = row[f.kh], row[f.kw], row[f.sh], row[f.sw]
     dh, dw, pt, pl = row[f.dh], row[f.dw], row[f.pad_top], row[f.pad_left]
-    is_avg = row[f.average]
-    if not is_avg:
-        max_pixels(src, out, h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, lo, hi)
-        return
+    max_pixels(src, out, h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, lo, hi)
+
+
+@njit(cache=True, inline="always")
+def average_pool(src, out, row, acc, lo, hi):  # type: ignore[no-untyped-def]
+    """Average pooling of one channels-last map, the divide rounding half away from zero."""
+    f = POOL_ROW
+    h, w, c, oh, ow = row[f.h], row[f.w], row[f.c], row[f.oh], row[f.ow]
+    kh, kw, sh, sw = row[f.kh], row[f.kw], row[f.sh], row[f.sw]
+    dh, dw, pt, pl = row[f.dh], row[f.dw], row[f.pad_top], row[f.pad_left]
     total = acc[:c]  # channels innermost: each tap updates a whole pixel's channels at once
     for oy in range(oh):
         for ox in range(ow):
@@ -452,5 +467,9 @@ register(
 
 # ---- integer kernels: row layouts and registration (opcodes come from the registry) ----
 POOL_ROW = row_layout("pool", "x y h w c oh ow kh kw sh sw dh dw pad_top pad_left lo hi average")
-POOL = register_kernel("pool", pool_int8, POOL_ROW, c=("edgenn_pool", "pool.c"))
+# one kernel per kind, so a model compiles only the pooling it uses; the C pool reads `average`
+POOL_MAX = register_kernel("pool_max", pool_max_int8, POOL_ROW, c=("edgenn_pool", "pool.c"))
+POOL_AVERAGE = register_kernel(
+    "pool_average", pool_average_int8, POOL_ROW, c=("edgenn_pool", "pool.c")
+)
 POOL16 = register_kernel("pool16", pool16, POOL_ROW)

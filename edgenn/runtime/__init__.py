@@ -123,18 +123,23 @@ class Runtime:
         return flat[0] if len(flat) == 1 else np.concatenate(flat, axis=1)
 
     def run_flat(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """The fast path: x int8 [N, input bytes] in, out int8 [N, output bytes] filled; only the
-        widths are checked. Strided views work, through a copy (the compiled entry takes
-        C-contiguous arrays only)."""
-        if x.shape[1:] != (self._in_width,) or out.shape != (len(x), self._out_width):
+        """The fast path: x int8 [N, input bytes] in, out int8 [N, output bytes] filled. The compiled
+        entry checks the widths; strided views work, through contiguous copies."""
+        try:
+            mismatch = self._kernels.run_packed(self._packed, x, out)
+        except TypeError:  # not C-contiguous int8 matrices: the entry point takes no others
+            if np.ndim(x) != 2 or np.ndim(out) != 2:
+                raise InputError("run_flat takes 2-D int8 arrays [N, bytes]") from None
+            copy = np.empty(np.shape(out), np.int8)
+            mismatch = self._kernels.run_packed(
+                self._packed, np.ascontiguousarray(x, np.int8), copy
+            )
+            out[...] = copy
+        if mismatch:
             raise InputError(
                 f"run_flat takes [N, {self._in_width}] in and [N, {self._out_width}] out, "
-                f"got {list(x.shape)} and {list(out.shape)}"
+                f"got {list(np.shape(x))} and {list(np.shape(out))}"
             )
-        if not out.flags.c_contiguous:  # a strided view of the caller's: filled through a copy
-            out[...] = self.run_flat(x, np.empty(out.shape, np.int8))
-            return out
-        self._kernels.run_packed(self._packed, np.ascontiguousarray(x), out)
         return out
 
     def run(self, *inputs: np.ndarray) -> list[np.ndarray] | np.ndarray:

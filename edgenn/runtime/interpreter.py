@@ -93,12 +93,18 @@ def run_batch(rows, arena, weights, biases, mults, shifts, rounding, patch, acc,
             position += out_sizes[k]
 
 
-# typed, so it compiles when this module loads, and arrays that are not C-contiguous are refused
-@njit("void(int8[::1], int8[:, ::1], int8[:, ::1])", cache=True)
+# typed, so it compiles when this module loads, and arrays that are not C-contiguous int8 are
+# refused (TypeError); returns 1 without running when the widths or batch sizes do not match
+@njit("int64(int8[::1], int8[:, ::1], int8[:, ::1])", cache=True)
 def run_packed(state, inputs, outputs):
     # run_batch on the segments of a packed state (PACKED_SEGMENTS order)
     head = carray(pointer_at(state, 0, np.int64), PACKED_HEADER // 8)
     rows = segment(state, head, 0, np.int64)
+    in_sizes, out_sizes = segment(state, head, 9, np.int64), segment(state, head, 11, np.int64)
+    if inputs.shape[1] != in_sizes.sum() or outputs.shape[1] != out_sizes.sum():
+        return 1
+    if inputs.shape[0] != outputs.shape[0]:
+        return 1
     run_batch(
         rows.reshape((rows.shape[0] // ROW_WIDTH, ROW_WIDTH)),
         segment(state, head, 1, np.int8),
@@ -111,11 +117,12 @@ def run_packed(state, inputs, outputs):
         segment(state, head, 7, np.int32),
         inputs,
         segment(state, head, 8, np.int64),
-        segment(state, head, 9, np.int64),
+        in_sizes,
         outputs,
         segment(state, head, 10, np.int64),
-        segment(state, head, 11, np.int64),
+        out_sizes,
     )
+    return 0
 """
 KERNEL_ARGS = "row, arena, weights, biases, mults, shifts, rounding, patch, acc"
 
