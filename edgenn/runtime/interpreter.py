@@ -68,61 +68,48 @@ from edgenn.runtime.program import ROW_WIDTH
 {imports}
 
 
-@njit(cache=True)
-def run_steps(rows, arena, weights, biases, mults, shifts, rounding, patch, acc, first, last):
-    for i in range(first, last):
-        row = rows[i]
-        op = row[0]
-{branches}
-
-@njit(cache=True)
-def run_batch(rows, arena, weights, biases, mults, shifts, rounding, patch, acc, inputs, in_offsets,
-              in_sizes, outputs, out_offsets, out_sizes):
-    # samples one after another through the same arena: inputs [N, sum(in_sizes)] int8 in,
-    # outputs [N, sum(out_sizes)] int8 out
-    for s in range(inputs.shape[0]):
-        position = 0
-        for k in range(in_offsets.shape[0]):
-            move(arena, in_offsets[k], inputs[s], position, in_sizes[k])
-            position += in_sizes[k]
-        run_steps(rows, arena, weights, biases, mults, shifts, rounding, patch, acc, 0,
-                  rows.shape[0])
-        position = 0
-        for k in range(out_offsets.shape[0]):
-            move(outputs[s], position, arena, out_offsets[k], out_sizes[k])
-            position += out_sizes[k]
-
-
 # typed, so it compiles when this module loads, and arrays that are not C-contiguous int8 are
-# refused (TypeError); returns 1 without running when the widths or batch sizes do not match
+# refused (TypeError); returns 1 without running when the widths or batch sizes do not match.
+# One function, the sample and step loops inside: every call level would have Numba optimize the
+# whole linked kernel code again.
 @njit("int64(int8[::1], int8[:, ::1], int8[:, ::1])", cache=True)
 def run_packed(state, inputs, outputs):
-    # run_batch on the segments of a packed state (PACKED_SEGMENTS order)
+    # the segments of a packed state (PACKED_SEGMENTS order)
     head = carray(pointer_at(state, 0, np.int64), PACKED_HEADER // 8)
-    rows = segment(state, head, 0, np.int64)
-    in_sizes, out_sizes = segment(state, head, 9, np.int64), segment(state, head, 11, np.int64)
+    flat_rows = segment(state, head, 0, np.int64)
+    rows = flat_rows.reshape((flat_rows.shape[0] // ROW_WIDTH, ROW_WIDTH))
+    arena, weights = segment(state, head, 1, np.int8), segment(state, head, 2, np.int8)
+    biases, mults = segment(state, head, 3, np.int32), segment(state, head, 4, np.int64)
+    shifts, rounding = segment(state, head, 5, np.int64), head[ROUNDING_FIELD]
+    patch, acc = segment(state, head, 6, np.int8), segment(state, head, 7, np.int32)
+    in_offsets, in_sizes = segment(state, head, 8, np.int64), segment(state, head, 9, np.int64)
+    out_offsets, out_sizes = segment(state, head, 10, np.int64), segment(state, head, 11, np.int64)
     if inputs.shape[1] != in_sizes.sum() or outputs.shape[1] != out_sizes.sum():
         return 1
     if inputs.shape[0] != outputs.shape[0]:
         return 1
-    run_batch(
-        rows.reshape((rows.shape[0] // ROW_WIDTH, ROW_WIDTH)),
-        segment(state, head, 1, np.int8),
-        segment(state, head, 2, np.int8),
-        segment(state, head, 3, np.int32),
-        segment(state, head, 4, np.int64),
-        segment(state, head, 5, np.int64),
-        head[ROUNDING_FIELD],
-        segment(state, head, 6, np.int8),
-        segment(state, head, 7, np.int32),
-        inputs,
-        segment(state, head, 8, np.int64),
-        in_sizes,
-        outputs,
-        segment(state, head, 10, np.int64),
-        out_sizes,
-    )
+    for s in range(inputs.shape[0]):  # samples one after another through the same arena
+        position = 0
+        for k in range(in_offsets.shape[0]):
+            move(arena, in_offsets[k], inputs[s], position, in_sizes[k])
+            position += in_sizes[k]
+        for i in range(rows.shape[0]):
+            row = rows[i]
+            op = row[0]
+{packed_branches}        position = 0
+        for k in range(out_offsets.shape[0]):
+            move(outputs[s], position, arena, out_offsets[k], out_sizes[k])
+            position += out_sizes[k]
     return 0
+
+
+@njit(cache=True)
+def run_steps(rows, arena, weights, biases, mults, shifts, rounding, patch, acc, first, last):
+    # steps first..last-1 on the arena as it is (Runtime.trace: one step at a time)
+    for i in range(first, last):
+        row = rows[i]
+        op = row[0]
+{branches}
 """
 KERNEL_ARGS = "row, arena, weights, biases, mults, shifts, rounding, patch, acc"
 
@@ -138,7 +125,10 @@ def dispatch_source(kernels: list[Kernel]) -> str:
         branches.append(f"            {k.name}_kernel({KERNEL_ARGS})\n")
     names = ", ".join(k.name for k in kernels) or "(none)"
     body = "".join(branches) or "        pass\n"
-    return DISPATCH_TEMPLATE.format(names=names, imports="\n".join(imports), branches=body)
+    deeper = "".join("    " + line if line.strip() else line for line in body.splitlines(True))
+    return DISPATCH_TEMPLATE.format(
+        names=names, imports="\n".join(imports), branches=body, packed_branches=deeper
+    )
 
 
 @functools.cache
