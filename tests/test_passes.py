@@ -232,3 +232,65 @@ def test_random_conv_stacks(case: tuple) -> None:
             )
             <= 1e-5
         )
+
+
+def _reads(graph: Graph, name: str) -> int:
+    return sum(name in n.inputs for n in graph.nodes) + (name in graph.outputs)
+
+
+def _fusable_activations(graph: Graph) -> int:
+    """Relu/Clip nodes whose producer fuses activations and is read by nothing else."""
+    from edgenn.ops import spec_for
+
+    producers = {o: n for n in graph.nodes for o in n.outputs}
+    return sum(
+        1
+        for n in graph.nodes
+        if n.op in ("Relu", "Clip")
+        and (p := producers.get(n.inputs[0])) is not None
+        and spec_for(p.op).fuses_activation
+        and _reads(graph, n.inputs[0]) == 1
+    )
+
+
+def _dead(graph: Graph) -> int:
+    return sum(1 for n in graph.nodes if not any(_reads(graph, o) for o in n.outputs))
+
+
+def _conv_after_batchnorm_inputs(graph: Graph) -> int:
+    producers = {o: n for n in graph.nodes for o in n.outputs}
+    return sum(
+        1
+        for n in graph.nodes
+        if n.op == "BatchNormalization" and getattr(producers.get(n.inputs[0]), "op", "") == "Conv"
+    )
+
+
+# pass -> (how many places in a graph its rewrite applies to, that count after the pass must be 0)
+APPLIES: dict[str, Callable[[Graph], int]] = {
+    "remove_identity": lambda g: sum(n.op in ("Identity", "Dropout") for n in g.nodes),
+    "fuse_matmul_add": lambda g: sum(n.op in ("MatMul", "Gemm") for n in g.nodes),
+    "fold_batchnorm": _conv_after_batchnorm_inputs,
+    "fuse_activation": _fusable_activations,
+    "remove_dead_nodes": _dead,
+    "to_channels_last": lambda g: sum(
+        n.op == "Conv" and not n.attrs.get("channels_last") for n in g.nodes
+    ),
+}
+
+
+@pytest.mark.parametrize("graph_name", sorted(GRAPHS))
+@pytest.mark.parametrize("pass_name", sorted(APPLIES))
+def test_pass_rewrites_every_place_it_applies_to(pass_name: str, graph_name: str) -> None:
+    """Where the pass's pattern occurs, the pass removes every occurrence (and so changes the graph);
+    where it does not, the graph comes out the same."""
+    graph = run_pipeline(GRAPHS[graph_name], prefix_until(pass_name))
+    after = run_pipeline(graph, [(pass_name, PASSES[pass_name])])
+    count = APPLIES[pass_name]
+    assert count(after) == 0, f"{count(after)} of {count(graph)} places left"
+    if count(graph):
+        assert ops(after) != ops(graph) or any(
+            a.attrs != b.attrs for a, b in zip(after.nodes, graph.nodes)
+        )
+    else:
+        assert ops(after) == ops(graph)
