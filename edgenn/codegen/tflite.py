@@ -27,9 +27,10 @@ except ImportError as missing:  # an optional extra: only the .tflite backend ne
         "writing .tflite files needs: pip install 'edgenn[tflite]'"
     ) from missing
 
-from edgenn.errors import QuantizationError, UnsupportedOpError
+from edgenn.errors import GraphError, QuantizationError
 from edgenn.fileio import write_atomic
 from edgenn.ir import DType, Graph, Node, QParams
+from edgenn.ops import TFLITE_FORMS
 
 TFLITE_TYPES = {
     DType.FLOAT32: tflite.TensorType.FLOAT32,
@@ -40,32 +41,12 @@ TFLITE_TYPES = {
     DType.UINT8: tflite.TensorType.UINT8,
 }
 # builtin operator versions that every interpreter accepts for int8 tensors
-VERSIONS = {
-    "FULLY_CONNECTED": 4,
-    "CONV_2D": 3,
-    "DEPTHWISE_CONV_2D": 3,
-    "ADD": 2,
-    "SUB": 2,
-    "MUL": 2,
-    "AVERAGE_POOL_2D": 2,
-    "MAX_POOL_2D": 2,
-    "SOFTMAX": 2,
-    "LOGISTIC": 2,
-    "TANH": 2,
+EDGE_VERSIONS = {  # what the writer itself emits around the ops' own builtins
     "RESHAPE": 1,
-    "TRANSPOSE": 2,
     "PAD": 2,
     "PADV2": 2,
-    "CONCATENATION": 2,
-    "RELU": 2,
-    "RELU6": 2,
-    "RELU_N1_TO_1": 1,
-    "LEAKY_RELU": 2,
-    "PRELU": 1,
-    "HARD_SWISH": 1,
     "QUANTIZE": 2,
     "DEQUANTIZE": 2,
-    "MEAN": 2,
 }
 FUSED = {
     (0.0, math.inf): "RELU",
@@ -206,7 +187,7 @@ def padding_mode(
     return None
 
 
-def _spatial_4d(lw: Lowering, x: str) -> tuple[str, bool]:
+def spatial_4d(lw: Lowering, x: str) -> tuple[str, bool]:
     """A channels-last tensor as 4-D [N, H, W, C]; 1-D inputs [N, W, C] get a height of 1."""
     shape = lw.out.tensors[lw.tensor(x)].shape
     if len(shape) == 4:
@@ -214,7 +195,7 @@ def _spatial_4d(lw: Lowering, x: str) -> tuple[str, bool]:
     return lw.reshape(x, (shape[0], 1, shape[1], shape[2])), True
 
 
-def _explicit_pad(lw: Lowering, x: str, pads: Sequence[int], value: int) -> str:
+def explicit_pad(lw: Lowering, x: str, pads: Sequence[int], value: int) -> str:
     """PADV2 over H and W with the given int8 value (the zero point, or -128 before a max pool)."""
     n, h, w, c = lw.out.tensors[x].shape
     padded = lw.like(f"{x}_padded", x, (n, h + pads[0] + pads[2], w + pads[1] + pads[3], c))
@@ -228,7 +209,7 @@ def _explicit_pad(lw: Lowering, x: str, pads: Sequence[int], value: int) -> str:
     return padded
 
 
-def _spatial_output(lw: Lowering, y: str, was_1d: bool) -> tuple[str, Callable[[], None]]:
+def spatial_output(lw: Lowering, y: str, was_1d: bool) -> tuple[str, Callable[[], None]]:
     """Where a 4-D spatial op writes, and what to emit after it to give the graph's output shape."""
     lw.tensor(y)
     shape = lw.out.tensors[y].shape
@@ -239,237 +220,23 @@ def _spatial_output(lw: Lowering, y: str, was_1d: bool) -> tuple[str, Callable[[
     return inner, lambda: lw.reshape(inner, shape, target=y) and None
 
 
-def lower_conv(lw: Lowering, node: Node) -> None:
-    a = node.attrs
-    x, was_1d = _spatial_4d(lw, node.inputs[0])
-    w = lw.graph.const(node.inputs[1])
-    assert w is not None
-    w4 = w if w.ndim == 4 else w[:, None]  # [O, KH, KW, C/group]
-    n, h, width, c = lw.out.tensors[x].shape
-    o, kh, kw, _ = w4.shape
-    strides = (1, *a["strides"]) if was_1d else tuple(a["strides"])
-    dilations = (1, *a["dilations"]) if was_1d else tuple(a["dilations"])
-    pads = (0, a["pads"][0], 0, a["pads"][1]) if was_1d else tuple(a["pads"])
-    y, finish = _spatial_output(lw, node.outputs[0], was_1d)
-    out_hw = lw.out.tensors[y].shape[1:3]
-    mode = padding_mode((h, width), out_hw, (kh, kw), strides, dilations, pads)
-    if mode is None:
-        x_qp = lw.out.tensors[x].qparams
-        assert x_qp is not None
-        x, mode = _explicit_pad(lw, x, pads, x_qp.zero_point[0]), "VALID"
-    w_qp = lw.graph.type_of(node.inputs[1]).qparams
-    bias = lw.tensor(node.inputs[2])
-    options = {
-        "padding": mode,
-        "stride_h": strides[0],
-        "stride_w": strides[1],
-        "dilation_h_factor": dilations[0],
-        "dilation_w_factor": dilations[1],
-        "fused_activation_function": fused_activation(node),
-    }
-    if a["group"] == 1:
-        filt = lw.new(f"{node.name}_filter", w4.shape, DType.INT8, w_qp, w4)
-        lw.emit("CONV_2D", [x, filt, bias], [y], ("Conv2DOptions", options))
-    else:
-        assert w_qp is not None
-        dw = np.ascontiguousarray(np.transpose(w4, (3, 1, 2, 0)))  # [1, KH, KW, O]
-        filt = lw.new(
-            f"{node.name}_filter", dw.shape, DType.INT8, QParams(w_qp.scale, w_qp.zero_point, 3), dw
-        )
-        options["depth_multiplier"] = o // c
-        lw.emit("DEPTHWISE_CONV_2D", [x, filt, bias], [y], ("DepthwiseConv2DOptions", options))
-    finish()
+def lowerings() -> dict[str, Callable[[Lowering, Node], None]]:
+    """IR op -> its TFLite lowering, from the op families' registrations (edgenn/ops)."""
+    return {op: form.lower for op, form in TFLITE_FORMS.items()}
 
 
-def lower_pool(lw: Lowering, node: Node) -> None:
-    a = node.attrs
-    rank = len(lw.graph.type_of(node.inputs[0]).shape)
-    if node.op == "ReduceMean" and tuple(a["axes"]) != tuple(range(1, rank - 1)):
-        raise UnsupportedOpError(
-            f"node '{node.name}' (ReduceMean): only a mean over the spatial axes of a channels-last "
-            "tensor maps to TFLite"
-        )
-    x, was_1d = _spatial_4d(lw, node.inputs[0])
-    n, h, width, c = lw.out.tensors[x].shape
-    if node.op in ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean"):
-        kernel, strides, dilations, pads = (h, width), (1, 1), (1, 1), (0, 0, 0, 0)
-    else:
-        kernel = (1, *a["kernel"]) if was_1d else tuple(a["kernel"])
-        strides = (1, *a["strides"]) if was_1d else tuple(a["strides"])
-        dilations = tuple(a.get("dilations") or (1,) * len(a["kernel"]))
-        dilations = (1, *dilations) if was_1d else dilations
-        pads = (0, a["pads"][0], 0, a["pads"][1]) if was_1d else tuple(a["pads"])
-    if any(d != 1 for d in dilations):
-        raise QuantizationError(f"node '{node.name}' ({node.op}): TFLite pooling has no dilation")
-    y, finish = _spatial_output(
-        lw, node.outputs[0], was_1d or len(lw.out.tensors[lw.tensor(node.outputs[0])].shape) != 4
-    )
-    out_hw = lw.out.tensors[y].shape[1:3]
-    is_max = node.op in ("MaxPool", "GlobalMaxPool")
-    mode = padding_mode((h, width), out_hw, kernel, strides, (1, 1), pads)
-    if mode is None:
-        if not is_max:
-            raise QuantizationError(
-                f"node '{node.name}' (AveragePool): padding {pads} is neither SAME nor VALID"
-            )
-        x, mode = _explicit_pad(lw, x, pads, -128), "VALID"
-    options = {
-        "padding": mode,
-        "stride_h": strides[0],
-        "stride_w": strides[1],
-        "filter_height": kernel[0],
-        "filter_width": kernel[1],
-        "fused_activation_function": "NONE",
-    }
-    lw.emit("MAX_POOL_2D" if is_max else "AVERAGE_POOL_2D", [x], [y], ("Pool2DOptions", options))
-    finish()
+def builtin_versions() -> dict[str, int]:
+    """Builtin -> operator version: the writer's own, then each op family's."""
+    versions = dict(EDGE_VERSIONS)
+    for form in TFLITE_FORMS.values():
+        for builtin, version in form.versions.items():
+            if versions.setdefault(builtin, version) != version:
+                raise GraphError(f"TFLite builtin {builtin} declared with two versions")
+    return versions
 
 
-def lower_mean(lw: Lowering, node: Node) -> None:
-    """A MEAN read from a .tflite file (any axes), written back as it came."""
-    axes = np.asarray(node.attrs["axes"], np.int32)
-    axes_tensor = lw.new(f"{node.name}_axes", axes.shape, DType.INT32, None, axes)
-    options = ("ReducerOptions", {"keep_dims": bool(node.attrs.get("keepdims", 1))})
-    lw.emit("MEAN", [lw.tensor(node.inputs[0]), axes_tensor], [lw.tensor(node.outputs[0])], options)
-
-
-def lower_fully_connected(lw: Lowering, node: Node) -> None:
-    inputs = [lw.tensor(i) for i in node.inputs]
-    lw.emit(
-        "FULLY_CONNECTED",
-        inputs,
-        [lw.tensor(node.outputs[0])],
-        ("FullyConnectedOptions", {"fused_activation_function": fused_activation(node)}),
-    )
-
-
-def lower_binary(lw: Lowering, node: Node) -> None:
-    op = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL"}[node.op]
-    options: dict[str, Any] = {"fused_activation_function": fused_activation(node)}
-    if op != "MUL" and lw.graph.type_of(node.outputs[0]).dtype == DType.INT16:
-        options["pot_scale_int16"] = (
-            False  # the general rescaling path, as edgenn's kernel computes
-        )
-    lw.emit(
-        op,
-        [lw.tensor(i) for i in node.inputs],
-        [lw.tensor(node.outputs[0])],
-        (f"{op.capitalize()}Options", options),
-    )
-
-
-def lower_reshape(lw: Lowering, node: Node) -> None:
-    lw.tensor(node.outputs[0])
-    lw.reshape(
-        lw.tensor(node.inputs[0]), lw.out.tensors[node.outputs[0]].shape, target=node.outputs[0]
-    )
-
-
-def lower_transpose(lw: Lowering, node: Node) -> None:
-    perm = lw.const_int32(f"{node.name}_perm", node.attrs["perm"])
-    lw.emit("TRANSPOSE", [lw.tensor(node.inputs[0]), perm], [lw.tensor(node.outputs[0])])
-
-
-def lower_pad(lw: Lowering, node: Node) -> None:
-    from edgenn.quant.fixed_point import quantize_value
-
-    x = lw.tensor(node.inputs[0])
-    rank = len(lw.out.tensors[x].shape)
-    pads = node.attrs["pads"]
-    paddings = lw.const_int32(
-        f"{node.name}_paddings", [[pads[i], pads[rank + i]] for i in range(rank)]
-    )
-    qp = lw.out.tensors[x].qparams
-    assert qp is not None
-    value = max(
-        -128, min(127, quantize_value(node.attrs.get("value", 0.0), qp.scale[0], qp.zero_point[0]))
-    )
-    dtype = lw.out.tensors[x].dtype
-    info = np.iinfo(dtype.numpy)
-    value = max(
-        info.min,
-        min(info.max, quantize_value(node.attrs.get("value", 0.0), qp.scale[0], qp.zero_point[0])),
-    )
-    fill = lw.new(f"{node.name}_value", (), dtype, qp, np.array(value, dtype.numpy))
-    lw.emit("PADV2", [x, paddings, fill], [lw.tensor(node.outputs[0])])
-
-
-def lower_concat(lw: Lowering, node: Node) -> None:
-    lw.emit(
-        "CONCATENATION",
-        [lw.tensor(i) for i in node.inputs],
-        [lw.tensor(node.outputs[0])],
-        ("ConcatenationOptions", {"axis": node.attrs["axis"], "fused_activation_function": "NONE"}),
-    )
-
-
-def lower_unary(
-    builtin: str, options: Callable[[Node], tuple[str, dict[str, Any]] | None] = lambda n: None
-):
-    def lower(lw: Lowering, node: Node) -> None:
-        lw.emit(
-            builtin,
-            [lw.tensor(i) for i in node.inputs],
-            [lw.tensor(node.outputs[0])],
-            options(node),
-        )
-
-    return lower
-
-
-def lower_clip(lw: Lowering, node: Node) -> None:
-    bounds = (0.0, math.inf) if node.op == "Relu" else (node.attrs["min"], node.attrs["max"])
-    builtin = {(0.0, math.inf): "RELU", (0.0, 6.0): "RELU6", (-1.0, 1.0): "RELU_N1_TO_1"}.get(
-        bounds
-    )
-    if builtin is None:
-        raise QuantizationError(
-            f"node '{node.name}' ({node.op}): clamp to {bounds} has no TFLite operator"
-        )
-    lower_unary(builtin)(lw, node)
-
-
-def lower_softmax(lw: Lowering, node: Node) -> None:
-    if node.attrs["axis"] != len(lw.graph.type_of(node.inputs[0]).shape) - 1:
-        raise QuantizationError(
-            f"node '{node.name}' (Softmax): TFLite softmax runs over the last axis only"
-        )
-    lower_unary("SOFTMAX", lambda n: ("SoftmaxOptions", {"beta": 1.0}))(lw, node)
-
-
-LOWERINGS: dict[str, Callable[[Lowering, Node], None]] = {
-    "Conv": lower_conv,
-    "FullyConnected": lower_fully_connected,
-    "Add": lower_binary,
-    "Sub": lower_binary,
-    "Mul": lower_binary,
-    "MaxPool": lower_pool,
-    "AveragePool": lower_pool,
-    "GlobalAveragePool": lower_pool,
-    "GlobalMaxPool": lower_pool,
-    "ReduceMean": lower_pool,
-    "Mean": lower_mean,
-    "Reshape": lower_reshape,
-    "Flatten": lower_reshape,
-    "Squeeze": lower_reshape,
-    "Unsqueeze": lower_reshape,
-    "Identity": lower_reshape,
-    "Dropout": lower_reshape,
-    "Transpose": lower_transpose,
-    "Pad": lower_pad,
-    "Concat": lower_concat,
-    "Relu": lower_clip,
-    "Clip": lower_clip,
-    "Softmax": lower_softmax,
-    "Sigmoid": lower_unary("LOGISTIC"),
-    "Tanh": lower_unary("TANH"),
-    "HardSwish": lower_unary("HARD_SWISH"),
-    "LeakyRelu": lower_unary(
-        "LEAKY_RELU", lambda n: ("LeakyReluOptions", {"alpha": n.attrs.get("alpha", 0.01)})
-    ),
-    "PRelu": lower_unary("PRELU"),
-    "Requantize": lower_unary("QUANTIZE"),
-}
+LOWERINGS = lowerings()
+VERSIONS = builtin_versions()
 
 
 def lower(graph: Graph, float_io: bool = False) -> Lowered:

@@ -260,6 +260,44 @@ class OpExample:
     opset: int = 17
 
 
+LowerFn = Callable[[Any, Node], None]  # (codegen.tflite.Lowering, node): emits TFLite operators
+
+
+@dataclass(frozen=True)
+class TFLiteForm:
+    """How the writer lowers an op to TFLite (declared in the op's family file): the lowering and the
+    builtins it may emit, with the operator version each needs for int8/int16 tensors."""
+
+    lower: LowerFn
+    versions: Mapping[str, int]
+
+
+TFLITE_FORMS: dict[str, TFLiteForm] = {}
+
+
+def register_tflite(*ops: str, lower: LowerFn, versions: Mapping[str, int]) -> None:
+    for op in ops:
+        if op in TFLITE_FORMS:
+            raise GraphError(f"op '{op}' has two TFLite lowerings")
+        TFLITE_FORMS[op] = TFLiteForm(lower, dict(versions))
+
+
+def tflite_unary(
+    builtin: str, options: Callable[[Node], tuple[str, dict[str, Any]] | None] = lambda n: None
+) -> LowerFn:
+    """The lowering of an op that is one builtin over the same inputs and output."""
+
+    def lower(lw: Any, node: Node) -> None:
+        lw.emit(
+            builtin,
+            [lw.tensor(i) for i in node.inputs],
+            [lw.tensor(node.outputs[0])],
+            options(node),
+        )
+
+    return lower
+
+
 REGISTRY: dict[str, OpSpec] = {}
 ONNX_OPS: dict[str, OpSpec] = {}
 

@@ -28,9 +28,11 @@ from edgenn.ops import (
     passthrough_import,
     register,
     register_kernel,
+    register_tflite,
     row_layout,
     same_type,
     spread,
+    tflite_unary,
 )
 from edgenn.ops.quantization import requantize_row
 from edgenn.ops.wide import prepare_logistic_tanh16
@@ -47,6 +49,7 @@ from edgenn.quant.fixed_point import (
 )
 
 if TYPE_CHECKING:
+    from edgenn.codegen.tflite import Lowering
     from edgenn.runtime.program import ProgramBuilder
 
 Unary = Callable[[np.ndarray, Attrs], np.ndarray]
@@ -457,3 +460,34 @@ HARD_SWISH_ROW = row_layout("hard_swish", "x y n zp_in zp_out out_mult out_exp r
 HARD_SWISH = register_kernel(
     "hard_swish", hard_swish_int8, HARD_SWISH_ROW, c=("edgenn_hard_swish", "activation.c")
 )
+
+
+# ---- TFLite: how the writer lowers these ops ----
+
+
+def lower_clip(lw: Lowering, node: Node) -> None:
+    bounds = (0.0, math.inf) if node.op == "Relu" else (node.attrs["min"], node.attrs["max"])
+    builtin = {(0.0, math.inf): "RELU", (0.0, 6.0): "RELU6", (-1.0, 1.0): "RELU_N1_TO_1"}.get(
+        bounds
+    )
+    if builtin is None:
+        raise QuantizationError(
+            f"node '{node.name}' ({node.op}): clamp to {bounds} has no TFLite operator"
+        )
+    tflite_unary(builtin)(lw, node)
+
+
+register_tflite(
+    "Relu", "Clip", lower=lower_clip, versions={"RELU": 2, "RELU6": 2, "RELU_N1_TO_1": 1}
+)
+register_tflite("Sigmoid", lower=tflite_unary("LOGISTIC"), versions={"LOGISTIC": 2})
+register_tflite("Tanh", lower=tflite_unary("TANH"), versions={"TANH": 2})
+register_tflite("HardSwish", lower=tflite_unary("HARD_SWISH"), versions={"HARD_SWISH": 1})
+register_tflite(
+    "LeakyRelu",
+    lower=tflite_unary(
+        "LEAKY_RELU", lambda n: ("LeakyReluOptions", {"alpha": n.attrs.get("alpha", 0.01)})
+    ),
+    versions={"LEAKY_RELU": 2},
+)
+register_tflite("PRelu", lower=tflite_unary("PRELU"), versions={"PRELU": 1})

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from edgenn.errors import QuantizationError, ShapeError, UnsupportedOpError
-from edgenn.ir import Attrs, Graph, Node, TensorType
+from edgenn.ir import Attrs, DType, Graph, Node, QParams, TensorType
 from edgenn.limits import check_bytes
 from edgenn.ops import (
     CLIP_ATTRS,
@@ -30,6 +30,7 @@ from edgenn.ops import (
     clip_range,
     register,
     register_kernel,
+    register_tflite,
     row_layout,
     set_channels_last,
 )
@@ -60,6 +61,7 @@ from edgenn.quant.fixed_point import (
 )
 
 if TYPE_CHECKING:
+    from edgenn.codegen.tflite import Lowering
     from edgenn.runtime.program import ProgramBuilder
 
 INPUT, WEIGHTS, BIAS = 0, 1, 2
@@ -629,3 +631,59 @@ CONV_GATHER, CONV_OUTER, CONV_DEPTHWISE = (
         ("conv_depthwise", conv_depthwise_int8),
     )
 )
+
+
+# ---- TFLite: how the writer lowers these ops ----
+
+
+def lower_conv(lw: Lowering, node: Node) -> None:
+    from edgenn.codegen.tflite import (
+        explicit_pad,
+        fused_activation,
+        padding_mode,
+        spatial_4d,
+        spatial_output,
+    )
+
+    a = node.attrs
+    x, was_1d = spatial_4d(lw, node.inputs[0])
+    w = lw.graph.const(node.inputs[1])
+    assert w is not None
+    w4 = w if w.ndim == 4 else w[:, None]  # [O, KH, KW, C/group]
+    n, h, width, c = lw.out.tensors[x].shape
+    o, kh, kw, _ = w4.shape
+    strides = (1, *a["strides"]) if was_1d else tuple(a["strides"])
+    dilations = (1, *a["dilations"]) if was_1d else tuple(a["dilations"])
+    pads = (0, a["pads"][0], 0, a["pads"][1]) if was_1d else tuple(a["pads"])
+    y, finish = spatial_output(lw, node.outputs[0], was_1d)
+    out_hw = lw.out.tensors[y].shape[1:3]
+    mode = padding_mode((h, width), out_hw, (kh, kw), strides, dilations, pads)
+    if mode is None:
+        x_qp = lw.out.tensors[x].qparams
+        assert x_qp is not None
+        x, mode = explicit_pad(lw, x, pads, x_qp.zero_point[0]), "VALID"
+    w_qp = lw.graph.type_of(node.inputs[1]).qparams
+    bias = lw.tensor(node.inputs[2])
+    options = {
+        "padding": mode,
+        "stride_h": strides[0],
+        "stride_w": strides[1],
+        "dilation_h_factor": dilations[0],
+        "dilation_w_factor": dilations[1],
+        "fused_activation_function": fused_activation(node),
+    }
+    if a["group"] == 1:
+        filt = lw.new(f"{node.name}_filter", w4.shape, DType.INT8, w_qp, w4)
+        lw.emit("CONV_2D", [x, filt, bias], [y], ("Conv2DOptions", options))
+    else:
+        assert w_qp is not None
+        dw = np.ascontiguousarray(np.transpose(w4, (3, 1, 2, 0)))  # [1, KH, KW, O]
+        filt = lw.new(
+            f"{node.name}_filter", dw.shape, DType.INT8, QParams(w_qp.scale, w_qp.zero_point, 3), dw
+        )
+        options["depth_multiplier"] = o // c
+        lw.emit("DEPTHWISE_CONV_2D", [x, filt, bias], [y], ("DepthwiseConv2DOptions", options))
+    finish()
+
+
+register_tflite("Conv", lower=lower_conv, versions={"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3})

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit
 
-from edgenn.ir import Attrs, Graph, Node, TensorType
+from edgenn.ir import Attrs, DType, Graph, Node, TensorType
 from edgenn.ops import (
     CLIP_ATTRS,
     Int8Spec,
@@ -23,6 +23,7 @@ from edgenn.ops import (
     passthrough_import,
     register,
     register_kernel,
+    register_tflite,
     row_layout,
     spread,
 )
@@ -35,6 +36,7 @@ from edgenn.quant.fixed_point import (
 )
 
 if TYPE_CHECKING:
+    from edgenn.codegen.tflite import Lowering
     from edgenn.runtime.program import ProgramBuilder
 
 
@@ -186,3 +188,26 @@ BINARY_ROW = row_layout(
     "a_const a b_const b y d0 d1 d2 d3 a_s0 a_s1 a_s2 a_s3 b_s0 b_s1 b_s2 b_s3 kind zp_a zp_b zp_out m lo hi",
 )
 BINARY = register_kernel("binary", binary_int8, BINARY_ROW, c=("edgenn_binary", "elementwise.c"))
+
+
+# ---- TFLite: how the writer lowers these ops ----
+
+
+def lower_binary(lw: Lowering, node: Node) -> None:
+    from edgenn.codegen.tflite import fused_activation
+
+    op = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL"}[node.op]
+    options: dict[str, Any] = {"fused_activation_function": fused_activation(node)}
+    if op != "MUL" and lw.graph.type_of(node.outputs[0]).dtype == DType.INT16:
+        options["pot_scale_int16"] = (
+            False  # the general rescaling path, as edgenn's kernel computes
+        )
+    lw.emit(
+        op,
+        [lw.tensor(i) for i in node.inputs],
+        [lw.tensor(node.outputs[0])],
+        (f"{op.capitalize()}Options", options),
+    )
+
+
+register_tflite("Add", "Sub", "Mul", lower=lower_binary, versions={"ADD": 2, "SUB": 2, "MUL": 2})

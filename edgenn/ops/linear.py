@@ -27,6 +27,7 @@ from edgenn.ops import (
     passthrough_import,
     register,
     register_kernel,
+    register_tflite,
     row_layout,
 )
 from edgenn.ops.dot import dot_rows, requantize_channels
@@ -36,6 +37,7 @@ from edgenn.quant.fixed_point import (
 )
 
 if TYPE_CHECKING:
+    from edgenn.codegen.tflite import Lowering
     from edgenn.runtime.program import ProgramBuilder
 
 INPUT, WEIGHTS, BIAS = 0, 1, 2
@@ -268,3 +270,21 @@ FULLY_CONNECTED = register_kernel(
     FULLY_CONNECTED_ROW,
     c=("edgenn_fully_connected", "fully_connected.c"),
 )
+
+
+# ---- TFLite: how the writer lowers these ops ----
+
+
+def lower_fully_connected(lw: Lowering, node: Node) -> None:
+    from edgenn.codegen.tflite import fused_activation
+
+    inputs = [lw.tensor(i) for i in node.inputs]
+    lw.emit(
+        "FULLY_CONNECTED",
+        inputs,
+        [lw.tensor(node.outputs[0])],
+        ("FullyConnectedOptions", {"fused_activation_function": fused_activation(node)}),
+    )
+
+
+register_tflite("FullyConnected", lower=lower_fully_connected, versions={"FULLY_CONNECTED": 4})

@@ -27,6 +27,7 @@ from edgenn.ops import (
     ReferenceFn,
     register,
     register_kernel,
+    register_tflite,
     row_layout,
     set_channels_last,
     spread,
@@ -42,6 +43,7 @@ from edgenn.ops.spatial import (
 )
 
 if TYPE_CHECKING:
+    from edgenn.codegen.tflite import Lowering
     from edgenn.runtime.program import ProgramBuilder
 
 POOL_ATTRS = {"ceil_mode": 0, "count_include_pad": 0, "channels_last": False}
@@ -473,3 +475,63 @@ POOL_AVERAGE = register_kernel(
     "pool_average", pool_average_int8, POOL_ROW, c=("edgenn_pool", "pool.c")
 )
 POOL16 = register_kernel("pool16", pool16, POOL_ROW)
+
+
+# ---- TFLite: how the writer lowers these ops ----
+
+
+def lower_pool(lw: Lowering, node: Node) -> None:
+    from edgenn.codegen.tflite import explicit_pad, padding_mode, spatial_4d, spatial_output
+
+    a = node.attrs
+    rank = len(lw.graph.type_of(node.inputs[0]).shape)
+    if node.op == "ReduceMean" and tuple(a["axes"]) != tuple(range(1, rank - 1)):
+        raise UnsupportedOpError(
+            f"node '{node.name}' (ReduceMean): only a mean over the spatial axes of a channels-last "
+            "tensor maps to TFLite"
+        )
+    x, was_1d = spatial_4d(lw, node.inputs[0])
+    n, h, width, c = lw.out.tensors[x].shape
+    if node.op in ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean"):
+        kernel, strides, dilations, pads = (h, width), (1, 1), (1, 1), (0, 0, 0, 0)
+    else:
+        kernel = (1, *a["kernel"]) if was_1d else tuple(a["kernel"])
+        strides = (1, *a["strides"]) if was_1d else tuple(a["strides"])
+        dilations = tuple(a.get("dilations") or (1,) * len(a["kernel"]))
+        dilations = (1, *dilations) if was_1d else dilations
+        pads = (0, a["pads"][0], 0, a["pads"][1]) if was_1d else tuple(a["pads"])
+    if any(d != 1 for d in dilations):
+        raise QuantizationError(f"node '{node.name}' ({node.op}): TFLite pooling has no dilation")
+    y, finish = spatial_output(
+        lw, node.outputs[0], was_1d or len(lw.out.tensors[lw.tensor(node.outputs[0])].shape) != 4
+    )
+    out_hw = lw.out.tensors[y].shape[1:3]
+    is_max = node.op in ("MaxPool", "GlobalMaxPool")
+    mode = padding_mode((h, width), out_hw, kernel, strides, (1, 1), pads)
+    if mode is None:
+        if not is_max:
+            raise QuantizationError(
+                f"node '{node.name}' (AveragePool): padding {pads} is neither SAME nor VALID"
+            )
+        x, mode = explicit_pad(lw, x, pads, -128), "VALID"
+    options = {
+        "padding": mode,
+        "stride_h": strides[0],
+        "stride_w": strides[1],
+        "filter_height": kernel[0],
+        "filter_width": kernel[1],
+        "fused_activation_function": "NONE",
+    }
+    lw.emit("MAX_POOL_2D" if is_max else "AVERAGE_POOL_2D", [x], [y], ("Pool2DOptions", options))
+    finish()
+
+
+POOL_BUILTINS = {"MAX_POOL_2D": 2, "AVERAGE_POOL_2D": 2}
+register_tflite(
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    lower=lower_pool,
+    versions=POOL_BUILTINS,
+)

@@ -14,7 +14,15 @@ import numpy as np
 from numba import njit
 
 from edgenn.ir import Attrs, DType, Graph, Node, TensorType
-from edgenn.ops import Int8Spec, OpSpec, register, register_kernel, row_layout
+from edgenn.ops import (
+    Int8Spec,
+    OpSpec,
+    register,
+    register_kernel,
+    register_tflite,
+    row_layout,
+    tflite_unary,
+)
 from edgenn.quant.fixed_point import (
     activation_bounds,
     clamp,
@@ -151,3 +159,7 @@ REQUANTIZE = register_kernel(
     "requantize", requantize_int8, REQUANTIZE_ROW, c=("edgenn_requantize", "requantize.c")
 )
 REQUANTIZE_WIDE = register_kernel("requantize_wide", requantize_wide, REQUANTIZE_ROW)
+
+
+# ---- TFLite ----
+register_tflite("Requantize", lower=tflite_unary("QUANTIZE"), versions={"QUANTIZE": 2})

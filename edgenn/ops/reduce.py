@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit
 
 from edgenn.errors import QuantizationError
-from edgenn.ir import Attrs, Graph, Node, TensorType
+from edgenn.ir import Attrs, DType, Graph, Node, TensorType
 from edgenn.ops import (
     SAME,
     ImportContext,
@@ -25,12 +25,14 @@ from edgenn.ops import (
     positive_axis,
     register,
     register_kernel,
+    register_tflite,
     row_layout,
 )
-from edgenn.ops.pool import on_int16, pool_row
+from edgenn.ops.pool import POOL_BUILTINS, lower_pool, on_int16, pool_row
 from edgenn.quant.fixed_point import multiply_by_quantized_multiplier, quantize_multiplier
 
 if TYPE_CHECKING:
+    from edgenn.codegen.tflite import Lowering
     from edgenn.runtime.program import ProgramBuilder
 
 
@@ -245,3 +247,18 @@ register(
 MEAN_ROW = row_layout("mean", "x y n c zp_in zp_out m")
 MEAN = register_kernel("mean", mean_int8, MEAN_ROW, c=("edgenn_mean", "mean.c"))
 MEAN16 = register_kernel("mean16", mean16, MEAN_ROW)
+
+
+# ---- TFLite: how the writer lowers these ops ----
+
+
+def lower_mean(lw: Lowering, node: Node) -> None:
+    """A MEAN read from a .tflite file (any axes), written back as it came."""
+    axes = np.asarray(node.attrs["axes"], np.int32)
+    axes_tensor = lw.new(f"{node.name}_axes", axes.shape, DType.INT32, None, axes)
+    options = ("ReducerOptions", {"keep_dims": bool(node.attrs.get("keepdims", 1))})
+    lw.emit("MEAN", [lw.tensor(node.inputs[0]), axes_tensor], [lw.tensor(node.outputs[0])], options)
+
+
+register_tflite("ReduceMean", lower=lower_pool, versions=POOL_BUILTINS)  # spatial means only
+register_tflite("Mean", lower=lower_mean, versions={"MEAN": 2})

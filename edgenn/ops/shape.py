@@ -33,6 +33,7 @@ from edgenn.ops import (
     positive_axis,
     register,
     register_kernel,
+    register_tflite,
     row_layout,
     same_type,
     spread,
@@ -40,6 +41,7 @@ from edgenn.ops import (
 from edgenn.quant.fixed_point import quantize_value
 
 if TYPE_CHECKING:
+    from edgenn.codegen.tflite import Lowering
     from edgenn.runtime.program import ProgramBuilder
 
 
@@ -733,3 +735,66 @@ CONCAT_ROW = row_layout("concat", "y outer block count")
 CONCAT = register_kernel(
     "concat", concat_int8, CONCAT_ROW, c=("edgenn_concat", "shape.c"), tail=True
 )
+
+
+# ---- TFLite: how the writer lowers these ops ----
+
+
+def lower_reshape(lw: Lowering, node: Node) -> None:
+    lw.tensor(node.outputs[0])
+    lw.reshape(
+        lw.tensor(node.inputs[0]), lw.out.tensors[node.outputs[0]].shape, target=node.outputs[0]
+    )
+
+
+def lower_transpose(lw: Lowering, node: Node) -> None:
+    perm = lw.const_int32(f"{node.name}_perm", node.attrs["perm"])
+    lw.emit("TRANSPOSE", [lw.tensor(node.inputs[0]), perm], [lw.tensor(node.outputs[0])])
+
+
+def lower_pad(lw: Lowering, node: Node) -> None:
+    from edgenn.quant.fixed_point import quantize_value
+
+    x = lw.tensor(node.inputs[0])
+    rank = len(lw.out.tensors[x].shape)
+    pads = node.attrs["pads"]
+    paddings = lw.const_int32(
+        f"{node.name}_paddings", [[pads[i], pads[rank + i]] for i in range(rank)]
+    )
+    qp = lw.out.tensors[x].qparams
+    assert qp is not None
+    value = max(
+        -128, min(127, quantize_value(node.attrs.get("value", 0.0), qp.scale[0], qp.zero_point[0]))
+    )
+    dtype = lw.out.tensors[x].dtype
+    info = np.iinfo(dtype.numpy)
+    value = max(
+        info.min,
+        min(info.max, quantize_value(node.attrs.get("value", 0.0), qp.scale[0], qp.zero_point[0])),
+    )
+    fill = lw.new(f"{node.name}_value", (), dtype, qp, np.array(value, dtype.numpy))
+    lw.emit("PADV2", [x, paddings, fill], [lw.tensor(node.outputs[0])])
+
+
+def lower_concat(lw: Lowering, node: Node) -> None:
+    lw.emit(
+        "CONCATENATION",
+        [lw.tensor(i) for i in node.inputs],
+        [lw.tensor(node.outputs[0])],
+        ("ConcatenationOptions", {"axis": node.attrs["axis"], "fused_activation_function": "NONE"}),
+    )
+
+
+register_tflite(
+    "Reshape",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Identity",
+    "Dropout",
+    lower=lower_reshape,
+    versions={"RESHAPE": 1},
+)
+register_tflite("Transpose", lower=lower_transpose, versions={"TRANSPOSE": 2})
+register_tflite("Pad", lower=lower_pad, versions={"PADV2": 2})
+register_tflite("Concat", lower=lower_concat, versions={"CONCATENATION": 2})

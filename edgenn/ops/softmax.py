@@ -22,8 +22,10 @@ from edgenn.ops import (
     positive_axis,
     register,
     register_kernel,
+    register_tflite,
     row_layout,
     same_type,
+    tflite_unary,
 )
 from edgenn.quant.fixed_point import (
     clamp,
@@ -39,6 +41,7 @@ from edgenn.quant.fixed_point import (
 )
 
 if TYPE_CHECKING:
+    from edgenn.codegen.tflite import Lowering
     from edgenn.runtime.program import ProgramBuilder
 
 
@@ -277,3 +280,17 @@ SOFTMAX_ROW = row_layout("softmax", "x y outer depth diff_min m")
 SOFTMAX = register_kernel("softmax", softmax_int8, SOFTMAX_ROW, c=("edgenn_softmax", "softmax.c"))
 SOFTMAX16_ROW = row_layout("softmax16", "x y outer depth m exp_table reciprocal_table")
 SOFTMAX16 = register_kernel("softmax16", softmax16, SOFTMAX16_ROW)
+
+
+# ---- TFLite: how the writer lowers these ops ----
+
+
+def lower_softmax(lw: Lowering, node: Node) -> None:
+    if node.attrs["axis"] != len(lw.graph.type_of(node.inputs[0]).shape) - 1:
+        raise QuantizationError(
+            f"node '{node.name}' (Softmax): TFLite softmax runs over the last axis only"
+        )
+    tflite_unary("SOFTMAX", lambda n: ("SoftmaxOptions", {"beta": 1.0}))(lw, node)
+
+
+register_tflite("Softmax", lower=lower_softmax, versions={"SOFTMAX": 2})
