@@ -25,6 +25,7 @@ from edgenn.errors import (
 )
 from edgenn.ir import DType, Graph, GraphEditor, Node, QParams, TensorType, Value, verify
 from edgenn.limits import check_bytes
+from edgenn.ops import TFLITE_READERS
 
 try:
     import tflite
@@ -285,7 +286,7 @@ class _Reader:
         return graph
 
 
-def _padding(
+def same_pads(
     r: _Reader,
     x: str,
     y: str,
@@ -308,13 +309,13 @@ def _padding(
     return (pads[0][0], pads[1][0], pads[0][1], pads[1][1])
 
 
-def _positive(r: _Reader, name: str, **values: tuple[int, ...]) -> None:
+def check_positive(r: _Reader, name: str, **values: tuple[int, ...]) -> None:
     for key, pair in values.items():
         if any(v < 1 for v in pair):
             raise ModelFormatError(f"{r.name}: {name} has {key} {pair}; they must be at least 1")
 
 
-def _clip(options: Any) -> dict[str, float]:
+def fused_clip(options: Any) -> dict[str, float]:
     activation = options.FusedActivationFunction() if options is not None else 0
     if activation not in ACTIVATIONS:
         raise UnsupportedOpError(f"fused activation {activation} is not supported")
@@ -322,54 +323,7 @@ def _clip(options: Any) -> dict[str, float]:
     return {"clip_min": lo, "clip_max": hi}
 
 
-def read_conv(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
-    depthwise = (
-        r.model.OperatorCodes(op.OpcodeIndex()).BuiltinCode()
-        == tflite.BuiltinOperator.DEPTHWISE_CONV_2D
-    )
-    o = r.options(op, "DepthwiseConv2DOptions" if depthwise else "Conv2DOptions")
-    x, w, b = ins[0], ins[1], ins[2] if len(ins) > 2 else ""
-    weights = r.values[w]
-    if weights.data is None:
-        raise UnsupportedOpError(
-            f"{r.name}: {name} has run-time weights; edgenn needs constant filters"
-        )
-    if o is None:
-        raise ModelFormatError(f"{r.name}: {name} has no options")
-    strides, dilations = (o.StrideH(), o.StrideW()), (o.DilationHFactor(), o.DilationWFactor())
-    _positive(r, name, strides=strides, dilations=dilations)
-    _, kh, kw, _ = weights.type.shape
-    pads = _padding(r, x, outs[0], (kh, kw), strides, dilations, o.Padding() == tflite.Padding.SAME)
-    group = 1
-    if depthwise:  # [1, KH, KW, O] -> edgenn's [O, KH, KW, 1], channel axis 3 -> 0
-        data = np.ascontiguousarray(np.transpose(weights.data, (3, 1, 2, 0)))
-        qp = weights.type.qparams
-        r.values[w] = Value(
-            w,
-            TensorType(
-                DType.INT8,
-                data.shape,
-                qp and QParams(qp.scale, qp.zero_point, 0 if qp.axis is not None else None),
-            ),
-            data,
-        )
-        group = r.shape(x)[-1]
-    b = b or _zero_bias(r, name, x, w)
-    r.emit(
-        name,
-        "Conv",
-        [x, w, b],
-        outs,
-        strides=strides,
-        dilations=dilations,
-        pads=pads,
-        group=group,
-        channels_last=True,
-        **_clip(o),
-    )
-
-
-def _zero_bias(r: _Reader, name: str, x: str, w: str) -> str:
+def zero_bias(r: _Reader, name: str, x: str, w: str) -> str:
     """The all-zero int32 bias an operator without one implies (scale s_in * s_w, as a real one has)."""
     bias = f"{name}_bias"
     out_ch = r.values[w].type.shape[0]
@@ -382,176 +336,19 @@ def _zero_bias(r: _Reader, name: str, x: str, w: str) -> str:
     return bias
 
 
-def read_pool(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
-    o = r.options(op, "Pool2DOptions")
-    is_max = (
-        r.model.OperatorCodes(op.OpcodeIndex()).BuiltinCode() == tflite.BuiltinOperator.MAX_POOL_2D
-    )
-    if o is None:
-        raise ModelFormatError(f"{r.name}: {name} has no options")
-    kernel, strides = (o.FilterHeight(), o.FilterWidth()), (o.StrideH(), o.StrideW())
-    _positive(r, name, filter=kernel, strides=strides)
-    pads = _padding(r, ins[0], outs[0], kernel, strides, (1, 1), o.Padding() == tflite.Padding.SAME)
-    if _clip(o) != {"clip_min": -math.inf, "clip_max": math.inf}:
-        raise UnsupportedOpError(
-            f"{r.name}: {name} has a fused activation, which edgenn pools do not take"
-        )
-    r.emit(
-        name,
-        "MaxPool" if is_max else "AveragePool",
-        [ins[0]],
-        outs,
-        kernel=kernel,
-        strides=strides,
-        dilations=(1, 1),
-        pads=pads,
-        ceil_mode=0,
-        count_include_pad=0,
-        channels_last=True,
-    )
-
-
-def read_fully_connected(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
-    o = r.options(op, "FullyConnectedOptions")
-    x = ins[0]
-    k = r.shape(ins[1])[1]
-    if len(r.shape(x)) != 2:  # TFLite flattens leading dimensions implicitly
-        flat = f"{name}_input"
-        r.values[flat] = Value(
-            flat, TensorType(DType.INT8, (math.prod(r.shape(x)) // k, k), r.values[x].type.qparams)
-        )
-        r.emit(f"{name}_flatten", "Reshape", [x], [flat], shape=(math.prod(r.shape(x)) // k, k))
-        x = flat
-    bias = ins[2] if len(ins) > 2 and ins[2] else _zero_bias(r, name, x, ins[1])
-    r.emit(name, "FullyConnected", [x, ins[1], bias], outs, **_clip(o))
-
-
-def binary(kind: str) -> Callable[..., None]:
-    def read(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
-        r.emit(name, kind, ins[:2], outs, **_clip(r.options(op, f"{kind}Options")))
-
-    return read
-
-
-def simple(kind: str, **attrs: Any) -> Callable[..., None]:
-    def read(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
-        r.emit(name, kind, ins[:1], outs, **attrs)
-
-    return read
-
-
-def read_reshape(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
-    r.emit(name, "Reshape", ins[:1], outs, shape=r.shape(outs[0]))
-
-
-def read_softmax(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
-    o = r.options(op, "SoftmaxOptions")
-    if o is not None and o.Beta() != 1.0:
-        raise UnsupportedOpError(
-            f"{r.name}: {name} has beta {o.Beta()}; edgenn's softmax takes beta 1"
-        )
-    r.emit(name, "Softmax", ins[:1], outs, axis=len(r.shape(ins[0])) - 1)
-
-
-def read_leaky_relu(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
-    o = r.options(op, "LeakyReluOptions")
-    r.emit(name, "LeakyRelu", ins[:1], outs, alpha=float(o.Alpha()) if o is not None else 0.2)
-
-
-def _axis(r: _Reader, name: str, axis: int, rank: int) -> int:
+def checked_axis(r: _Reader, name: str, axis: int, rank: int) -> int:
     """An axis in [-rank, rank) as a non-negative one; a scalar has none."""
     if not -rank <= axis < rank:
         raise ModelFormatError(f"{r.name}: {name} has axis {axis}, outside a rank-{rank} tensor")
     return axis % rank
 
 
-def read_concat(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
-    o = r.options(op, "ConcatenationOptions")
-    axis = _axis(r, name, o.Axis(), len(r.shape(outs[0])))
-    if _clip(o) != {"clip_min": -math.inf, "clip_max": math.inf}:
-        raise UnsupportedOpError(f"{r.name}: {name} has a fused activation")
-    r.emit(name, "Concat", ins, outs, axis=axis)
+def operators() -> dict[str, Callable[..., None]]:
+    """TFLite builtin -> its reader, from the op families' registrations (edgenn/ops)."""
+    return dict(TFLITE_READERS)
 
 
-def read_pad(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
-    paddings = r.values[ins[1]].data
-    if paddings is None:
-        raise UnsupportedOpError(f"{r.name}: {name} has run-time paddings")
-    x_qp = r.values[ins[0]].type.qparams
-    if x_qp is None:
-        raise QuantizationError(f"{r.name}: {name} (PAD) reads '{ins[0]}', which is not quantized")
-    fill = r.values[ins[2]].data if len(ins) > 2 and ins[2] else None
-    value = 0.0 if fill is None else (int(fill.reshape(-1)[0]) - x_qp.zero_point[0]) * x_qp.scale[0]
-    pads = tuple(int(p) for p in paddings[:, 0]) + tuple(int(p) for p in paddings[:, 1])
-    r.emit(name, "Pad", ins[:1], outs, pads=pads, value=float(value))
-
-
-def read_transpose(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
-    perm = r.values[ins[1]].data
-    if perm is None:
-        raise UnsupportedOpError(f"{r.name}: {name} has a run-time permutation")
-    r.emit(name, "Transpose", ins[:1], outs, perm=tuple(int(p) for p in perm))
-
-
-def read_quantize(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
-    source = r.values[ins[0]].type.dtype
-    if source == DType.FLOAT32:
-        r.emit(name, "Quantize", ins[:1], outs)
-    else:
-        r.emit(name, "Requantize", ins[:1], outs, to=r.values[outs[0]].type.dtype.value)
-
-
-def read_mean(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
-    axes = r.values[ins[1]].data
-    if axes is None:
-        raise UnsupportedOpError(f"{r.name}: {name} has run-time axes")
-    rank = len(r.shape(ins[0]))
-    o = r.options(op, "ReducerOptions")
-    r.emit(
-        name,
-        "Mean",
-        ins[:1],
-        outs,
-        axes=tuple(sorted(_axis(r, name, int(a), rank) for a in axes.reshape(-1))),
-        keepdims=int(o.KeepDims()) if o is not None else 0,
-    )
-
-
-def shape_arithmetic(r: _Reader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
-    """SHAPE / STRIDED_SLICE / PACK computing a RESHAPE's target: nothing to run, since RESHAPE takes
-    its output tensor's static shape. Any other use of these values fails verification by name."""
-
-
-OPERATORS: dict[str, Callable[..., None]] = {
-    "MEAN": read_mean,
-    "SHAPE": shape_arithmetic,
-    "STRIDED_SLICE": shape_arithmetic,
-    "PACK": shape_arithmetic,
-    "CONV_2D": read_conv,
-    "DEPTHWISE_CONV_2D": read_conv,
-    "FULLY_CONNECTED": read_fully_connected,
-    "MAX_POOL_2D": read_pool,
-    "AVERAGE_POOL_2D": read_pool,
-    "ADD": binary("Add"),
-    "SUB": binary("Sub"),
-    "MUL": binary("Mul"),
-    "RESHAPE": read_reshape,
-    "SOFTMAX": read_softmax,
-    "LOGISTIC": simple("Sigmoid"),
-    "TANH": simple("Tanh"),
-    "HARD_SWISH": simple("HardSwish"),
-    "RELU": simple("Relu"),
-    "RELU6": simple("Clip", min=0.0, max=6.0),
-    "RELU_N1_TO_1": simple("Clip", min=-1.0, max=1.0),
-    "LEAKY_RELU": read_leaky_relu,
-    "PRELU": lambda r, name, ins, outs, op: r.emit(name, "PRelu", ins[:2], outs),
-    "CONCATENATION": read_concat,
-    "PAD": read_pad,
-    "PADV2": read_pad,
-    "TRANSPOSE": read_transpose,
-    "QUANTIZE": read_quantize,
-    "DEQUANTIZE": simple("Dequantize"),
-}
+OPERATORS = operators()
 
 
 def read_boundary_types(data: bytes) -> tuple[bool, bool]:

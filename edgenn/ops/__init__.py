@@ -298,6 +298,26 @@ def tflite_unary(
     return lower
 
 
+ReadFn = Callable[..., None]  # (frontend.tflite reader, name, inputs, outputs, operator)
+TFLITE_READERS: dict[str, ReadFn] = {}  # TFLite builtin -> its reader, declared by the op families
+
+
+def register_tflite_reader(*builtins: str, read: ReadFn) -> None:
+    for builtin in builtins:
+        if builtin in TFLITE_READERS:
+            raise GraphError(f"TFLite builtin {builtin} has two readers")
+        TFLITE_READERS[builtin] = read
+
+
+def tflite_read_as(op: str, **attrs: Any) -> ReadFn:
+    """The reader of a builtin that is one IR op over its first input, with fixed attributes."""
+
+    def read(r: Any, name: str, ins: list[str], outs: list[str], operator: Any) -> None:
+        r.emit(name, op, ins[:1], outs, **attrs)
+
+    return read
+
+
 REGISTRY: dict[str, OpSpec] = {}
 ONNX_OPS: dict[str, OpSpec] = {}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit
@@ -29,9 +29,11 @@ from edgenn.ops import (
     register,
     register_kernel,
     register_tflite,
+    register_tflite_reader,
     row_layout,
     same_type,
     spread,
+    tflite_read_as,
     tflite_unary,
 )
 from edgenn.ops.quantization import requantize_row
@@ -50,6 +52,7 @@ from edgenn.quant.fixed_point import (
 
 if TYPE_CHECKING:
     from edgenn.codegen.tflite import Lowering
+    from edgenn.frontend.tflite import _Reader as TFLiteReader
     from edgenn.runtime.program import ProgramBuilder
 
 Unary = Callable[[np.ndarray, Attrs], np.ndarray]
@@ -491,3 +494,25 @@ register_tflite(
     versions={"LEAKY_RELU": 2},
 )
 register_tflite("PRelu", lower=tflite_unary("PRELU"), versions={"PRELU": 1})
+
+
+# ---- TFLite: how the reader takes these builtins ----
+
+
+def read_leaky_relu(r: TFLiteReader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
+    o = r.options(op, "LeakyReluOptions")
+    r.emit(name, "LeakyRelu", ins[:1], outs, alpha=float(o.Alpha()) if o is not None else 0.2)
+
+
+def read_prelu(r: TFLiteReader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
+    r.emit(name, "PRelu", ins[:2], outs)
+
+
+register_tflite_reader("LOGISTIC", read=tflite_read_as("Sigmoid"))
+register_tflite_reader("TANH", read=tflite_read_as("Tanh"))
+register_tflite_reader("HARD_SWISH", read=tflite_read_as("HardSwish"))
+register_tflite_reader("RELU", read=tflite_read_as("Relu"))
+register_tflite_reader("RELU6", read=tflite_read_as("Clip", min=0.0, max=6.0))
+register_tflite_reader("RELU_N1_TO_1", read=tflite_read_as("Clip", min=-1.0, max=1.0))
+register_tflite_reader("LEAKY_RELU", read=read_leaky_relu)
+register_tflite_reader("PRELU", read=read_prelu)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit
 
-from edgenn.errors import QuantizationError, ShapeError, UnsupportedOpError
-from edgenn.ir import Attrs, DType, Graph, Node, QParams, TensorType
+from edgenn.errors import ModelFormatError, QuantizationError, ShapeError, UnsupportedOpError
+from edgenn.ir import Attrs, DType, Graph, Node, QParams, TensorType, Value
 from edgenn.limits import check_bytes
 from edgenn.ops import (
     CLIP_ATTRS,
@@ -31,6 +31,7 @@ from edgenn.ops import (
     register,
     register_kernel,
     register_tflite,
+    register_tflite_reader,
     row_layout,
     set_channels_last,
 )
@@ -62,6 +63,7 @@ from edgenn.quant.fixed_point import (
 
 if TYPE_CHECKING:
     from edgenn.codegen.tflite import Lowering
+    from edgenn.frontend.tflite import _Reader as TFLiteReader
     from edgenn.runtime.program import ProgramBuilder
 
 INPUT, WEIGHTS, BIAS = 0, 1, 2
@@ -687,3 +689,62 @@ def lower_conv(lw: Lowering, node: Node) -> None:
 
 
 register_tflite("Conv", lower=lower_conv, versions={"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3})
+
+
+# ---- TFLite: how the reader takes these builtins ----
+
+
+def read_conv(r: TFLiteReader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
+    import tflite
+
+    from edgenn.frontend.tflite import check_positive, fused_clip, same_pads, zero_bias
+
+    depthwise = (
+        r.model.OperatorCodes(op.OpcodeIndex()).BuiltinCode()
+        == tflite.BuiltinOperator.DEPTHWISE_CONV_2D
+    )
+    o = r.options(op, "DepthwiseConv2DOptions" if depthwise else "Conv2DOptions")
+    x, w, b = ins[0], ins[1], ins[2] if len(ins) > 2 else ""
+    weights = r.values[w]
+    if weights.data is None:
+        raise UnsupportedOpError(
+            f"{r.name}: {name} has run-time weights; edgenn needs constant filters"
+        )
+    if o is None:
+        raise ModelFormatError(f"{r.name}: {name} has no options")
+    strides, dilations = (o.StrideH(), o.StrideW()), (o.DilationHFactor(), o.DilationWFactor())
+    check_positive(r, name, strides=strides, dilations=dilations)
+    _, kh, kw, _ = weights.type.shape
+    pads = same_pads(
+        r, x, outs[0], (kh, kw), strides, dilations, o.Padding() == tflite.Padding.SAME
+    )
+    group = 1
+    if depthwise:  # [1, KH, KW, O] -> edgenn's [O, KH, KW, 1], channel axis 3 -> 0
+        data = np.ascontiguousarray(np.transpose(weights.data, (3, 1, 2, 0)))
+        qp = weights.type.qparams
+        r.values[w] = Value(
+            w,
+            TensorType(
+                DType.INT8,
+                data.shape,
+                qp and QParams(qp.scale, qp.zero_point, 0 if qp.axis is not None else None),
+            ),
+            data,
+        )
+        group = r.shape(x)[-1]
+    b = b or zero_bias(r, name, x, w)
+    r.emit(
+        name,
+        "Conv",
+        [x, w, b],
+        outs,
+        strides=strides,
+        dilations=dilations,
+        pads=pads,
+        group=group,
+        channels_last=True,
+        **fused_clip(o),
+    )
+
+
+register_tflite_reader("CONV_2D", "DEPTHWISE_CONV_2D", read=read_conv)

@@ -24,6 +24,7 @@ from edgenn.ops import (
     register,
     register_kernel,
     register_tflite,
+    register_tflite_reader,
     row_layout,
     spread,
 )
@@ -37,6 +38,7 @@ from edgenn.quant.fixed_point import (
 
 if TYPE_CHECKING:
     from edgenn.codegen.tflite import Lowering
+    from edgenn.frontend.tflite import _Reader as TFLiteReader
     from edgenn.runtime.program import ProgramBuilder
 
 
@@ -211,3 +213,21 @@ def lower_binary(lw: Lowering, node: Node) -> None:
 
 
 register_tflite("Add", "Sub", "Mul", lower=lower_binary, versions={"ADD": 2, "SUB": 2, "MUL": 2})
+
+
+# ---- TFLite: how the reader takes these builtins ----
+
+
+def read_binary(kind: str) -> Callable[..., None]:
+    """The reader of ADD, SUB or MUL (as `kind`), with its fused activation."""
+
+    def read(r: TFLiteReader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
+        from edgenn.frontend.tflite import fused_clip
+
+        r.emit(name, kind, ins[:2], outs, **fused_clip(r.options(op, f"{kind}Options")))
+
+    return read
+
+
+for _builtin, _op in (("ADD", "Add"), ("SUB", "Sub"), ("MUL", "Mul")):
+    register_tflite_reader(_builtin, read=read_binary(_op))

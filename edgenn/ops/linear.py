@@ -5,14 +5,15 @@ FullyConnected: Y[N, O] = clip(X[N, K] @ W[O, K]^T + B[O]) — W in TFLite's [ou
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit
 
 from edgenn.errors import ShapeError
-from edgenn.ir import Attrs, Graph, Node, TensorType
+from edgenn.ir import Attrs, DType, Graph, Node, TensorType, Value
 from edgenn.ops import (
     CLIP_ATTRS,
     ImportContext,
@@ -28,6 +29,7 @@ from edgenn.ops import (
     register,
     register_kernel,
     register_tflite,
+    register_tflite_reader,
     row_layout,
 )
 from edgenn.ops.dot import dot_rows, requantize_channels
@@ -38,6 +40,7 @@ from edgenn.quant.fixed_point import (
 
 if TYPE_CHECKING:
     from edgenn.codegen.tflite import Lowering
+    from edgenn.frontend.tflite import _Reader as TFLiteReader
     from edgenn.runtime.program import ProgramBuilder
 
 INPUT, WEIGHTS, BIAS = 0, 1, 2
@@ -288,3 +291,28 @@ def lower_fully_connected(lw: Lowering, node: Node) -> None:
 
 
 register_tflite("FullyConnected", lower=lower_fully_connected, versions={"FULLY_CONNECTED": 4})
+
+
+# ---- TFLite: how the reader takes these builtins ----
+
+
+def read_fully_connected(
+    r: TFLiteReader, name: str, ins: list[str], outs: list[str], op: Any
+) -> None:
+    from edgenn.frontend.tflite import fused_clip, zero_bias
+
+    o = r.options(op, "FullyConnectedOptions")
+    x = ins[0]
+    k = r.shape(ins[1])[1]
+    if len(r.shape(x)) != 2:  # TFLite flattens leading dimensions implicitly
+        flat = f"{name}_input"
+        r.values[flat] = Value(
+            flat, TensorType(DType.INT8, (math.prod(r.shape(x)) // k, k), r.values[x].type.qparams)
+        )
+        r.emit(f"{name}_flatten", "Reshape", [x], [flat], shape=(math.prod(r.shape(x)) // k, k))
+        x = flat
+    bias = ins[2] if len(ins) > 2 and ins[2] else zero_bias(r, name, x, ins[1])
+    r.emit(name, "FullyConnected", [x, ins[1], bias], outs, **fused_clip(o))
+
+
+register_tflite_reader("FULLY_CONNECTED", read=read_fully_connected)

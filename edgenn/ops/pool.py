@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit
 
-from edgenn.errors import QuantizationError, UnsupportedOpError
+from edgenn.errors import ModelFormatError, QuantizationError, UnsupportedOpError
 from edgenn.ir import Attrs, Graph, Node, TensorType, tensor_type_of
 from edgenn.ops import (
     SAME,
@@ -28,6 +28,7 @@ from edgenn.ops import (
     register,
     register_kernel,
     register_tflite,
+    register_tflite_reader,
     row_layout,
     set_channels_last,
     spread,
@@ -44,6 +45,7 @@ from edgenn.ops.spatial import (
 
 if TYPE_CHECKING:
     from edgenn.codegen.tflite import Lowering
+    from edgenn.frontend.tflite import _Reader as TFLiteReader
     from edgenn.runtime.program import ProgramBuilder
 
 POOL_ATTRS = {"ceil_mode": 0, "count_include_pad": 0, "channels_last": False}
@@ -535,3 +537,44 @@ register_tflite(
     lower=lower_pool,
     versions=POOL_BUILTINS,
 )
+
+
+# ---- TFLite: how the reader takes these builtins ----
+
+
+def read_pool(r: TFLiteReader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
+    import tflite
+
+    from edgenn.frontend.tflite import check_positive, fused_clip, same_pads
+
+    o = r.options(op, "Pool2DOptions")
+    is_max = (
+        r.model.OperatorCodes(op.OpcodeIndex()).BuiltinCode() == tflite.BuiltinOperator.MAX_POOL_2D
+    )
+    if o is None:
+        raise ModelFormatError(f"{r.name}: {name} has no options")
+    kernel, strides = (o.FilterHeight(), o.FilterWidth()), (o.StrideH(), o.StrideW())
+    check_positive(r, name, filter=kernel, strides=strides)
+    pads = same_pads(
+        r, ins[0], outs[0], kernel, strides, (1, 1), o.Padding() == tflite.Padding.SAME
+    )
+    if fused_clip(o) != {"clip_min": -math.inf, "clip_max": math.inf}:
+        raise UnsupportedOpError(
+            f"{r.name}: {name} has a fused activation, which edgenn pools do not take"
+        )
+    r.emit(
+        name,
+        "MaxPool" if is_max else "AveragePool",
+        [ins[0]],
+        outs,
+        kernel=kernel,
+        strides=strides,
+        dilations=(1, 1),
+        pads=pads,
+        ceil_mode=0,
+        count_include_pad=0,
+        channels_last=True,
+    )
+
+
+register_tflite_reader("MAX_POOL_2D", "AVERAGE_POOL_2D", read=read_pool)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit
@@ -20,7 +20,9 @@ from edgenn.ops import (
     register,
     register_kernel,
     register_tflite,
+    register_tflite_reader,
     row_layout,
+    tflite_read_as,
     tflite_unary,
 )
 from edgenn.quant.fixed_point import (
@@ -31,6 +33,7 @@ from edgenn.quant.fixed_point import (
 )
 
 if TYPE_CHECKING:
+    from edgenn.frontend.tflite import _Reader as TFLiteReader
     from edgenn.runtime.program import ProgramBuilder
 
 
@@ -163,3 +166,18 @@ REQUANTIZE_WIDE = register_kernel("requantize_wide", requantize_wide, REQUANTIZE
 
 # ---- TFLite ----
 register_tflite("Requantize", lower=tflite_unary("QUANTIZE"), versions={"QUANTIZE": 2})
+
+
+# ---- TFLite: how the reader takes these builtins ----
+
+
+def read_quantize(r: TFLiteReader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
+    source = r.values[ins[0]].type.dtype
+    if source == DType.FLOAT32:
+        r.emit(name, "Quantize", ins[:1], outs)
+    else:
+        r.emit(name, "Requantize", ins[:1], outs, to=r.values[outs[0]].type.dtype.value)
+
+
+register_tflite_reader("QUANTIZE", read=read_quantize)
+register_tflite_reader("DEQUANTIZE", read=tflite_read_as("Dequantize"))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit
 
-from edgenn.errors import QuantizationError
+from edgenn.errors import QuantizationError, UnsupportedOpError
 from edgenn.ir import Attrs, DType, Graph, Node, TensorType
 from edgenn.ops import (
     SAME,
@@ -26,6 +26,7 @@ from edgenn.ops import (
     register,
     register_kernel,
     register_tflite,
+    register_tflite_reader,
     row_layout,
 )
 from edgenn.ops.pool import POOL_BUILTINS, lower_pool, on_int16, pool_row
@@ -33,6 +34,7 @@ from edgenn.quant.fixed_point import multiply_by_quantized_multiplier, quantize_
 
 if TYPE_CHECKING:
     from edgenn.codegen.tflite import Lowering
+    from edgenn.frontend.tflite import _Reader as TFLiteReader
     from edgenn.runtime.program import ProgramBuilder
 
 
@@ -262,3 +264,27 @@ def lower_mean(lw: Lowering, node: Node) -> None:
 
 register_tflite("ReduceMean", lower=lower_pool, versions=POOL_BUILTINS)  # spatial means only
 register_tflite("Mean", lower=lower_mean, versions={"MEAN": 2})
+
+
+# ---- TFLite: how the reader takes these builtins ----
+
+
+def read_mean(r: TFLiteReader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
+    from edgenn.frontend.tflite import checked_axis
+
+    axes = r.values[ins[1]].data
+    if axes is None:
+        raise UnsupportedOpError(f"{r.name}: {name} has run-time axes")
+    rank = len(r.shape(ins[0]))
+    o = r.options(op, "ReducerOptions")
+    r.emit(
+        name,
+        "Mean",
+        ins[:1],
+        outs,
+        axes=tuple(sorted(checked_axis(r, name, int(a), rank) for a in axes.reshape(-1))),
+        keepdims=int(o.KeepDims()) if o is not None else 0,
+    )
+
+
+register_tflite_reader("MEAN", read=read_mean)

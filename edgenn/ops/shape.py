@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit
@@ -34,6 +34,7 @@ from edgenn.ops import (
     register,
     register_kernel,
     register_tflite,
+    register_tflite_reader,
     row_layout,
     same_type,
     spread,
@@ -42,6 +43,7 @@ from edgenn.quant.fixed_point import quantize_value
 
 if TYPE_CHECKING:
     from edgenn.codegen.tflite import Lowering
+    from edgenn.frontend.tflite import _Reader as TFLiteReader
     from edgenn.runtime.program import ProgramBuilder
 
 
@@ -798,3 +800,52 @@ register_tflite(
 register_tflite("Transpose", lower=lower_transpose, versions={"TRANSPOSE": 2})
 register_tflite("Pad", lower=lower_pad, versions={"PADV2": 2})
 register_tflite("Concat", lower=lower_concat, versions={"CONCATENATION": 2})
+
+
+# ---- TFLite: how the reader takes these builtins ----
+
+
+def read_reshape(r: TFLiteReader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
+    r.emit(name, "Reshape", ins[:1], outs, shape=r.shape(outs[0]))
+
+
+def read_concat(r: TFLiteReader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
+    from edgenn.frontend.tflite import checked_axis, fused_clip
+
+    o = r.options(op, "ConcatenationOptions")
+    axis = checked_axis(r, name, o.Axis(), len(r.shape(outs[0])))
+    if fused_clip(o) != {"clip_min": -math.inf, "clip_max": math.inf}:
+        raise UnsupportedOpError(f"{r.name}: {name} has a fused activation")
+    r.emit(name, "Concat", ins, outs, axis=axis)
+
+
+def read_pad(r: TFLiteReader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
+    paddings = r.values[ins[1]].data
+    if paddings is None:
+        raise UnsupportedOpError(f"{r.name}: {name} has run-time paddings")
+    x_qp = r.values[ins[0]].type.qparams
+    if x_qp is None:
+        raise QuantizationError(f"{r.name}: {name} (PAD) reads '{ins[0]}', which is not quantized")
+    fill = r.values[ins[2]].data if len(ins) > 2 and ins[2] else None
+    value = 0.0 if fill is None else (int(fill.reshape(-1)[0]) - x_qp.zero_point[0]) * x_qp.scale[0]
+    pads = tuple(int(p) for p in paddings[:, 0]) + tuple(int(p) for p in paddings[:, 1])
+    r.emit(name, "Pad", ins[:1], outs, pads=pads, value=float(value))
+
+
+def read_transpose(r: TFLiteReader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
+    perm = r.values[ins[1]].data
+    if perm is None:
+        raise UnsupportedOpError(f"{r.name}: {name} has a run-time permutation")
+    r.emit(name, "Transpose", ins[:1], outs, perm=tuple(int(p) for p in perm))
+
+
+def shape_arithmetic(r: TFLiteReader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
+    """SHAPE / STRIDED_SLICE / PACK computing a RESHAPE's target: nothing to run, since RESHAPE takes
+    its output tensor's static shape. Any other use of these values fails verification by name."""
+
+
+register_tflite_reader("RESHAPE", read=read_reshape)
+register_tflite_reader("SHAPE", "STRIDED_SLICE", "PACK", read=shape_arithmetic)
+register_tflite_reader("CONCATENATION", read=read_concat)
+register_tflite_reader("PAD", "PADV2", read=read_pad)
+register_tflite_reader("TRANSPOSE", read=read_transpose)

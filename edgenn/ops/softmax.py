@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit
@@ -23,6 +23,7 @@ from edgenn.ops import (
     register,
     register_kernel,
     register_tflite,
+    register_tflite_reader,
     row_layout,
     same_type,
     tflite_unary,
@@ -42,6 +43,7 @@ from edgenn.quant.fixed_point import (
 
 if TYPE_CHECKING:
     from edgenn.codegen.tflite import Lowering
+    from edgenn.frontend.tflite import _Reader as TFLiteReader
     from edgenn.runtime.program import ProgramBuilder
 
 
@@ -294,3 +296,18 @@ def lower_softmax(lw: Lowering, node: Node) -> None:
 
 
 register_tflite("Softmax", lower=lower_softmax, versions={"SOFTMAX": 2})
+
+
+# ---- TFLite: how the reader takes these builtins ----
+
+
+def read_softmax(r: TFLiteReader, name: str, ins: list[str], outs: list[str], op: Any) -> None:
+    o = r.options(op, "SoftmaxOptions")
+    if o is not None and o.Beta() != 1.0:
+        raise UnsupportedOpError(
+            f"{r.name}: {name} has beta {o.Beta()}; edgenn's softmax takes beta 1"
+        )
+    r.emit(name, "Softmax", ins[:1], outs, axis=len(r.shape(ins[0])) - 1)
+
+
+register_tflite_reader("SOFTMAX", read=read_softmax)
