@@ -199,6 +199,8 @@ def prepare_binary16(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
 @njit(cache=True)
 def binary16(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     f = BINARY16_ROW
+    a_s0, a_s1, a_s2, a_s3 = row[f.a_s0], row[f.a_s1], row[f.a_s2], row[f.a_s3]
+    b_s0, b_s1, b_s2, b_s3 = row[f.b_s0], row[f.b_s1], row[f.b_s2], row[f.b_s3]
     a, c, y = row[f.a], row[f.b], row[f.y]
     d0, d1, d2, d3 = row[f.d0], row[f.d1], row[f.d2], row[f.d3]
     mode, m, lo, hi, size_a = row[f.mode], row[f.m], row[f.lo], row[f.hi], row[f.size_a]
@@ -211,22 +213,8 @@ def binary16(row, arena, weights, biases, mults, shifts, rounding, patch, acc): 
         for i1 in range(d1):
             for i2 in range(d2):
                 for i3 in range(d3):
-                    va = np.int64(
-                        first[
-                            i0 * row[f.a_s0]
-                            + i1 * row[f.a_s1]
-                            + i2 * row[f.a_s2]
-                            + i3 * row[f.a_s3]
-                        ]
-                    )
-                    vb = np.int64(
-                        second[
-                            i0 * row[f.b_s0]
-                            + i1 * row[f.b_s1]
-                            + i2 * row[f.b_s2]
-                            + i3 * row[f.b_s3]
-                        ]
-                    )
+                    va = np.int64(first[i0 * a_s0 + i1 * a_s1 + i2 * a_s2 + i3 * a_s3])
+                    vb = np.int64(second[i0 * b_s0 + i1 * b_s1 + i2 * b_s2 + i3 * b_s3])
                     if mode == 2:  # MUL: the product in int32 (|a b| <= 2^30)
                         total = va * vb
                     else:
