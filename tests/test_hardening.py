@@ -648,3 +648,16 @@ def test_run_flat_checks_widths_in_the_compiled_entry() -> None:
     ):
         with pytest.raises(InputError, match=r"run_flat takes \[N, 64\] in and \[N, 10\] out"):
             runtime.run_flat(x, out)
+
+
+def test_variable_tensors_are_refused_by_name() -> None:
+    """Found by the .tflite fuzzer: one byte marked the weights as variable tensors, which TFLM zeroes
+    (state, not constants) while edgenn read their buffers; edgenn runs no state tensors yet."""
+    from conftest import ROOT
+
+    from edgenn.errors import UnsupportedOpError
+
+    data = bytearray((ROOT / "tests/data/conformance/cnn_per_tensor.tflite").read_bytes())
+    data[5440] = 1  # the is_variable field of the vtable the weight tensors share
+    with pytest.raises(UnsupportedOpError, match="is a variable \\(state\\) tensor"):
+        read_tflite(bytes(data), "cnn")

@@ -130,6 +130,11 @@ class _Reader:
                 raise UnsupportedOpError(
                     f"{self.name}: tensor '{name}' has unsupported type {t.Type()}"
                 )
+            if t.IsVariable():  # state that interpreters zero and keep across calls, not constants
+                raise UnsupportedOpError(
+                    f"{self.name}: tensor '{name}' is a variable (state) tensor, which edgenn "
+                    "does not run"
+                )
             dtype = TYPES[t.Type()]
             shape = tuple(int(d) for d in (t.ShapeAsNumpy() if t.ShapeLength() else []))
             if any(d <= 0 for d in shape):
