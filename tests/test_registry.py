@@ -124,3 +124,15 @@ def test_a_tflite_mean_is_written_back_as_it_came(name: str) -> None:
     assert any(n.op == "Mean" for n in graph.nodes)
     x = np.load(folder / f"{name}_inputs.npy")
     assert np.array_equal(run_tflm(to_tflite(graph), x), run_tflm(data, x))
+
+
+def test_c_kernels_read_rows_by_field_name() -> None:
+    """The C kernels index rows only through edgenn_rows.h, generated from the declared layouts."""
+    import re
+
+    from edgenn.codegen.c import KERNEL_DIR
+
+    for source in sorted(KERNEL_DIR.glob("*.[ch]")):
+        text = source.read_text()
+        assert not re.search(r"\b(p|row)\[\d", text), f"{source.name} reads a row field by number"
+        assert not re.search(r"\bp \+ \d", text), f"{source.name} offsets a row by number"

@@ -5,9 +5,10 @@
 enum { INPUT_INTEGER_BITS = 4 };
 
 void edgenn_leaky_relu(const edgenn_context *ctx, const int32_t *p) {
-    const int8_t *x = ctx->arena + p[1];
-    int8_t *y = ctx->arena + p[2];
-    const int32_t n = p[3], zp_in = p[4], zp_out = p[5], m = p[6];
+    const int8_t *x = ctx->arena + p[EDGENN_LEAKY_RELU_X];
+    int8_t *y = ctx->arena + p[EDGENN_LEAKY_RELU_Y];
+    const int32_t n = p[EDGENN_LEAKY_RELU_N], zp_in = p[EDGENN_LEAKY_RELU_ZP_IN];
+    const int32_t zp_out = p[EDGENN_LEAKY_RELU_ZP_OUT], m = p[EDGENN_LEAKY_RELU_M];
     int32_t i;
     for (i = 0; i < n; i++) {
         const int32_t v = x[i] - zp_in;
@@ -18,16 +19,17 @@ void edgenn_leaky_relu(const edgenn_context *ctx, const int32_t *p) {
 }
 
 void edgenn_prelu(const edgenn_context *ctx, const int32_t *p) {
-    const int8_t *x = ctx->arena + p[1];
-    const int8_t *alpha = ctx->weights + p[2];
-    int8_t *y = ctx->arena + p[3];
-    const int32_t *sx = p + 8, *sa = p + 12;
-    const int32_t zp_in = p[16], zp_a = p[17], zp_out = p[18], m = p[19];
+    const int8_t *x = ctx->arena + p[EDGENN_PRELU_X];
+    const int8_t *alpha = ctx->weights + p[EDGENN_PRELU_ALPHA];
+    int8_t *y = ctx->arena + p[EDGENN_PRELU_Y];
+    const int32_t *sx = p + EDGENN_PRELU_X_S0, *sa = p + EDGENN_PRELU_A_S0;
+    const int32_t zp_in = p[EDGENN_PRELU_ZP_IN], zp_a = p[EDGENN_PRELU_ZP_ALPHA];
+    const int32_t zp_out = p[EDGENN_PRELU_ZP_OUT], m = p[EDGENN_PRELU_M];
     int32_t i0, i1, i2, i3, index = 0;
-    for (i0 = 0; i0 < p[4]; i0++) {
-        for (i1 = 0; i1 < p[5]; i1++) {
-            for (i2 = 0; i2 < p[6]; i2++) {
-                for (i3 = 0; i3 < p[7]; i3++) {
+    for (i0 = 0; i0 < p[EDGENN_PRELU_D0]; i0++) {
+        for (i1 = 0; i1 < p[EDGENN_PRELU_D1]; i1++) {
+            for (i2 = 0; i2 < p[EDGENN_PRELU_D2]; i2++) {
+                for (i3 = 0; i3 < p[EDGENN_PRELU_D3]; i3++) {
                     const int32_t v = x[i0 * sx[0] + i1 * sx[1] + i2 * sx[2] + i3 * sx[3]] - zp_in;
                     int32_t out;
                     if (v >= 0) {
@@ -45,10 +47,12 @@ void edgenn_prelu(const edgenn_context *ctx, const int32_t *p) {
 }
 
 void edgenn_logistic_tanh(const edgenn_context *ctx, const int32_t *p) {
-    const int8_t *x = ctx->arena + p[1];
-    int8_t *y = ctx->arena + p[2];
-    const int32_t n = p[3], zp_in = p[4], radius = p[5];
-    const int32_t q = ctx->multipliers[p[6]], shift = ctx->shifts[p[6]];
+    const int8_t *x = ctx->arena + p[EDGENN_LOGISTIC_TANH_X];
+    int8_t *y = ctx->arena + p[EDGENN_LOGISTIC_TANH_Y];
+    const int32_t n = p[EDGENN_LOGISTIC_TANH_N], zp_in = p[EDGENN_LOGISTIC_TANH_ZP_IN];
+    const int32_t radius = p[EDGENN_LOGISTIC_TANH_RADIUS];
+    const int32_t q = ctx->multipliers[p[EDGENN_LOGISTIC_TANH_M]];
+    const int32_t shift = ctx->shifts[p[EDGENN_LOGISTIC_TANH_M]];
     int32_t i;
     for (i = 0; i < n; i++) {
         const int32_t v = x[i] - zp_in;
@@ -90,10 +94,13 @@ static int32_t saturating_left_shift16(int32_t v, int32_t amount) {
 }
 
 void edgenn_hard_swish(const edgenn_context *ctx, const int32_t *p) {
-    const int8_t *x = ctx->arena + p[1];
-    int8_t *y = ctx->arena + p[2];
-    const int32_t n = p[3], zp_in = p[4], zp_out = p[5];
-    const int32_t out_mult = p[6], out_exp = p[7], relu_mult = p[8], relu_exp = p[9];
+    const int8_t *x = ctx->arena + p[EDGENN_HARD_SWISH_X];
+    int8_t *y = ctx->arena + p[EDGENN_HARD_SWISH_Y];
+    const int32_t n = p[EDGENN_HARD_SWISH_N], zp_in = p[EDGENN_HARD_SWISH_ZP_IN];
+    const int32_t zp_out = p[EDGENN_HARD_SWISH_ZP_OUT];
+    const int32_t out_mult = p[EDGENN_HARD_SWISH_OUT_MULT], out_exp = p[EDGENN_HARD_SWISH_OUT_EXP];
+    const int32_t relu_mult = p[EDGENN_HARD_SWISH_RELU_MULT];
+    const int32_t relu_exp = p[EDGENN_HARD_SWISH_RELU_EXP];
     int32_t i;
     for (i = 0; i < n; i++) {
         const int32_t hires = (x[i] - zp_in) * 128;

@@ -86,14 +86,24 @@ typedef struct {
     const int32_t *shift;
 } edgenn_layer;
 
+/* conv and fully-connected rows start alike (x y w b m), so one reader serves both */
+#if EDGENN_CONV_X != EDGENN_FULLY_CONNECTED_X || EDGENN_CONV_Y != EDGENN_FULLY_CONNECTED_Y
+#error "conv and fully-connected rows must start with the same fields"
+#endif
+#if EDGENN_CONV_W != EDGENN_FULLY_CONNECTED_W || EDGENN_CONV_B != EDGENN_FULLY_CONNECTED_B
+#error "conv and fully-connected rows must start with the same fields"
+#endif
+#if EDGENN_CONV_M != EDGENN_FULLY_CONNECTED_M
+#error "conv and fully-connected rows must start with the same fields"
+#endif
 static inline edgenn_layer edgenn_layer_of(const edgenn_context *ctx, const int32_t *row) {
     edgenn_layer layer;
-    layer.input = ctx->arena + row[1];
-    layer.output = ctx->arena + row[2];
-    layer.weights = ctx->weights + row[3];
-    layer.bias = ctx->biases + row[4];
-    layer.multiplier = ctx->multipliers + row[5];
-    layer.shift = ctx->shifts + row[5];
+    layer.input = ctx->arena + row[EDGENN_CONV_X];
+    layer.output = ctx->arena + row[EDGENN_CONV_Y];
+    layer.weights = ctx->weights + row[EDGENN_CONV_W];
+    layer.bias = ctx->biases + row[EDGENN_CONV_B];
+    layer.multiplier = ctx->multipliers + row[EDGENN_CONV_M];
+    layer.shift = ctx->shifts + row[EDGENN_CONV_M];
     return layer;
 }
 

@@ -4,12 +4,15 @@
 #include "edgenn_dot.h"
 
 static int8_t requantized(const edgenn_layer *l, const int32_t *p, int32_t o, int32_t acc) {
-    return edgenn_output(acc + l->bias[o], l->multiplier[o], l->shift[o], p[9], p[10], p[11]);
+    return edgenn_output(acc + l->bias[o], l->multiplier[o], l->shift[o],
+                         p[EDGENN_FULLY_CONNECTED_ZP_OUT], p[EDGENN_FULLY_CONNECTED_LO],
+                         p[EDGENN_FULLY_CONNECTED_HI]);
 }
 
 void edgenn_fully_connected(const edgenn_context *ctx, const int32_t *p) {
     const edgenn_layer l = edgenn_layer_of(ctx, p);
-    const int32_t n = p[6], k = p[7], outs = p[8];
+    const int32_t n = p[EDGENN_FULLY_CONNECTED_N], k = p[EDGENN_FULLY_CONNECTED_K];
+    const int32_t outs = p[EDGENN_FULLY_CONNECTED_OUTS];
     int32_t s, o;
     for (s = 0; s < n; s++) {
         const int8_t *x = l.input + s * k;

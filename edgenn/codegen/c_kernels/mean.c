@@ -3,10 +3,11 @@
 #include "edgenn_kernels.h"
 
 void edgenn_mean(const edgenn_context *ctx, const int32_t *p) {
-    const int8_t *x = ctx->arena + p[1];
-    int8_t *y = ctx->arena + p[2];
-    const int32_t n = p[3], c = p[4], zp_in = p[5], zp_out = p[6];
-    const int32_t q = ctx->multipliers[p[7]], shift = ctx->shifts[p[7]];
+    const int8_t *x = ctx->arena + p[EDGENN_MEAN_X];
+    int8_t *y = ctx->arena + p[EDGENN_MEAN_Y];
+    const int32_t n = p[EDGENN_MEAN_N], c = p[EDGENN_MEAN_C], zp_in = p[EDGENN_MEAN_ZP_IN];
+    const int32_t zp_out = p[EDGENN_MEAN_ZP_OUT];
+    const int32_t q = ctx->multipliers[p[EDGENN_MEAN_M]], shift = ctx->shifts[p[EDGENN_MEAN_M]];
     int32_t ch, i;
     for (ch = 0; ch < c; ch++) {
         int32_t total = 0;

@@ -3,8 +3,11 @@
 #include "edgenn_kernels.h"
 
 static int32_t pool_channel(const int8_t *x, const int32_t *p, int32_t oy, int32_t ox, int32_t ch) {
-    const int32_t h = p[3], w = p[4], c = p[5], kh = p[8], kw = p[9], sh = p[10], sw = p[11];
-    const int32_t dh = p[12], dw = p[13], pt = p[14], pl = p[15], is_avg = p[18];
+    const int32_t h = p[EDGENN_POOL_H], w = p[EDGENN_POOL_W], c = p[EDGENN_POOL_C];
+    const int32_t kh = p[EDGENN_POOL_KH], kw = p[EDGENN_POOL_KW], sh = p[EDGENN_POOL_SH];
+    const int32_t sw = p[EDGENN_POOL_SW];
+    const int32_t dh = p[EDGENN_POOL_DH], dw = p[EDGENN_POOL_DW], pt = p[EDGENN_POOL_PAD_TOP];
+    const int32_t pl = p[EDGENN_POOL_PAD_LEFT], is_avg = p[EDGENN_POOL_AVERAGE];
     int32_t total = is_avg ? 0 : -128, count = 0, ky, kx;
     for (ky = 0; ky < kh; ky++) {
         const int32_t iy = oy * sh - pt + ky * dh;
@@ -29,9 +32,10 @@ static int32_t pool_channel(const int8_t *x, const int32_t *p, int32_t oy, int32
 }
 
 void edgenn_pool(const edgenn_context *ctx, const int32_t *p) {
-    const int8_t *x = ctx->arena + p[1];
-    int8_t *y = ctx->arena + p[2];
-    const int32_t c = p[5], oh = p[6], ow = p[7], lo = p[16], hi = p[17];
+    const int8_t *x = ctx->arena + p[EDGENN_POOL_X];
+    int8_t *y = ctx->arena + p[EDGENN_POOL_Y];
+    const int32_t c = p[EDGENN_POOL_C], oh = p[EDGENN_POOL_OH], ow = p[EDGENN_POOL_OW];
+    const int32_t lo = p[EDGENN_POOL_LO], hi = p[EDGENN_POOL_HI];
     int32_t oy, ox, ch;
     for (oy = 0; oy < oh; oy++) {
         for (ox = 0; ox < ow; ox++) {

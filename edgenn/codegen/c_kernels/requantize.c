@@ -3,10 +3,13 @@
 #include "edgenn_kernels.h"
 
 void edgenn_requantize(const edgenn_context *ctx, const int32_t *p) {
-    const int8_t *x = ctx->arena + p[1];
-    int8_t *y = ctx->arena + p[2];
-    const int32_t n = p[3], zp_in = p[4], zp_out = p[5], lo = p[7], hi = p[8];
-    const int32_t q = ctx->multipliers[p[6]], shift = ctx->shifts[p[6]];
+    const int8_t *x = ctx->arena + p[EDGENN_REQUANTIZE_X];
+    int8_t *y = ctx->arena + p[EDGENN_REQUANTIZE_Y];
+    const int32_t n = p[EDGENN_REQUANTIZE_N], zp_in = p[EDGENN_REQUANTIZE_ZP_IN];
+    const int32_t zp_out = p[EDGENN_REQUANTIZE_ZP_OUT], lo = p[EDGENN_REQUANTIZE_LO];
+    const int32_t hi = p[EDGENN_REQUANTIZE_HI];
+    const int32_t q = ctx->multipliers[p[EDGENN_REQUANTIZE_M]];
+    const int32_t shift = ctx->shifts[p[EDGENN_REQUANTIZE_M]];
     int32_t i;
     for (i = 0; i < n; i++) {
         y[i] = (int8_t)edgenn_clamp(edgenn_mbqm(x[i] - zp_in, q, shift) + zp_out, lo, hi);

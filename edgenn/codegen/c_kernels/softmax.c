@@ -17,12 +17,14 @@ static int leading_zeros(uint32_t v) {
 }
 
 void edgenn_softmax(const edgenn_context *ctx, const int32_t *p) {
-    const int32_t outer = p[3], depth = p[4], diff_min = p[5];
-    const int32_t q = ctx->multipliers[p[6]], shift = ctx->shifts[p[6]];
+    const int32_t outer = p[EDGENN_SOFTMAX_OUTER], depth = p[EDGENN_SOFTMAX_DEPTH];
+    const int32_t diff_min = p[EDGENN_SOFTMAX_DIFF_MIN];
+    const int32_t q = ctx->multipliers[p[EDGENN_SOFTMAX_M]];
+    const int32_t shift = ctx->shifts[p[EDGENN_SOFTMAX_M]];
     int32_t r, c;
     for (r = 0; r < outer; r++) {
-        const int8_t *x = ctx->arena + p[1] + r * depth;
-        int8_t *y = ctx->arena + p[2] + r * depth;
+        const int8_t *x = ctx->arena + p[EDGENN_SOFTMAX_X] + r * depth;
+        int8_t *y = ctx->arena + p[EDGENN_SOFTMAX_Y] + r * depth;
         int32_t peak = -128, total = 0, reciprocal, exponent;
         int headroom;
         for (c = 0; c < depth; c++) {
