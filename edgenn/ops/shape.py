@@ -765,9 +765,6 @@ def lower_pad(lw: Lowering, node: Node) -> None:
     )
     qp = lw.out.tensors[x].qparams
     assert qp is not None
-    value = max(
-        -128, min(127, quantize_value(node.attrs.get("value", 0.0), qp.scale[0], qp.zero_point[0]))
-    )
     dtype = lw.out.tensors[x].dtype
     info = np.iinfo(dtype.numpy)
     value = max(
