@@ -238,7 +238,7 @@ def test_generated_c_is_deterministic() -> None:
         "edgenn_config.h",
         "edgenn_dot.h",
         "edgenn_kernels.h",
-        "edgenn_rows.h",
+        "edgenn_registry.h",
         "fully_connected.c",
         "pool.c",
     }  # only the kernels the model uses

@@ -127,7 +127,7 @@ def test_a_tflite_mean_is_written_back_as_it_came(name: str) -> None:
 
 
 def test_c_kernels_read_rows_by_field_name() -> None:
-    """The C kernels index rows only through edgenn_rows.h, generated from the declared layouts."""
+    """The C kernels index rows only through edgenn_registry.h, generated from the declared layouts."""
     import re
 
     from edgenn.codegen.c import KERNEL_DIR

@@ -114,11 +114,69 @@ def row_layout(name: str, fields: str) -> Any:
 
 
 @dataclass(frozen=True)
+class Table:
+    """A named, typed constant segment of the program that kernels declare beside the four shared
+    blobs (int8 weights, int32 biases, int64 multipliers and shifts): a resize's source indices, a
+    sparse layer's indices, a spiking layer's thresholds. Prepare appends to it with
+    `ProgramBuilder.table(name, values)`; a kernel declaring it receives it as an argument after the
+    shared ones, and the C kernels read it as `ctx-><name>`."""
+
+    name: str
+    dtype: Any  # a numpy integer type: np.int8, np.int16 or np.int32 (C has no 64-bit tables)
+    doc: str
+
+    @property
+    def c_type(self) -> str:
+        return f"{np.dtype(self.dtype).name}_t"
+
+
+TABLES: dict[str, Table] = {}
+
+
+def register_table(name: str, dtype: Any, doc: str) -> Table:
+    if name in TABLES or name in SHARED_SEGMENTS:
+        raise GraphError(f"program table '{name}' registered twice")
+    if np.dtype(dtype) not in (np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.int32)):
+        raise GraphError(f"program table '{name}': {np.dtype(dtype)} is not int8, int16 or int32")
+    if not name.isidentifier() or name != name.lower():
+        raise GraphError(f"program table '{name}' must be a lower-case identifier")
+    TABLES[name] = Table(name, dtype, doc)
+    return TABLES[name]
+
+
+# what every kernel receives, in order, before its own tables and state
+SHARED_SEGMENTS = (
+    "row",
+    "arena",
+    "weights",
+    "biases",
+    "mults",
+    "shifts",
+    "rounding",
+    "patch",
+    "acc",
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Another implementation of a kernel for CPUs with `feature` (an LLVM feature name as
+    llvmlite reports the host's: "avx512vnni", "avxvnni", "avx2", "dotprod"), giving the same
+    integers as the generic function; the runtime takes the first variant the CPU has."""
+
+    feature: str
+    function: KernelFn
+
+
+@dataclass(frozen=True)
 class Kernel:
     """An integer kernel, declared in its op family's file: its Numba function, its row layout (see
     `row_layout`), the C kernel it maps to (a function in codegen/c_kernels/<c_source>), and
     `c_only`: trailing fields that only the C generator fills (a conv's tap-sum table offset).
-    Opcodes are given by the registry in registration order, so no two kernels share one."""
+    `tables`: the program tables (see `Table`) it reads, passed in this order after the shared
+    arguments; `state`: it keeps bytes across calls (`ProgramBuilder.state`), passed last as an int8
+    array that `Runtime.reset_state()` zeroes. Opcodes are given by the registry in registration
+    order, so no two kernels share one."""
 
     name: str
     function: KernelFn
@@ -128,6 +186,9 @@ class Kernel:
     c_source: str | None = None
     c_only: tuple[str, ...] = ()
     tail: bool = False  # groups of fields follow the declared ones (Concat: one per input)
+    tables: tuple[str, ...] = ()
+    state: bool = False
+    variants: tuple[Variant, ...] = ()
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -138,6 +199,19 @@ class Kernel:
     def prepared_fields(self) -> int:
         """How many fields prepare writes (the C-only ones come after)."""
         return len(self.fields) - len(self.c_only)
+
+    @property
+    def arguments(self) -> tuple[str, ...]:
+        """The names its Numba function takes, in order."""
+        return (*SHARED_SEGMENTS, *self.tables, *(("state",) if self.state else ()))
+
+    def function_for(self, features: frozenset[str]) -> tuple[str, KernelFn]:
+        """(variant name, function) for a CPU with `features`: the first variant it can run, else
+        the generic function."""
+        for variant in self.variants:
+            if variant.feature in features:
+                return variant.feature, variant.function
+        return "generic", self.function
 
     def row(self, **values: int) -> list[int]:
         """The row from its fields by name; a missing or unknown field is a bug in prepare."""
@@ -173,11 +247,31 @@ def register_kernel(
     c: tuple[str, str] | None = None,
     c_only: tuple[str, ...] = (),
     tail: bool = False,
+    tables: tuple[str, ...] = (),
+    state: bool = False,
+    variants: Mapping[str, KernelFn] | None = None,
 ) -> Kernel:
+    """Register a kernel; `variants` maps a CPU feature to a faster function with the same results
+    (tried in the order given)."""
     if name in KERNELS:
         raise GraphError(f"kernel '{name}' registered twice")
+    unknown = [t for t in tables if t not in TABLES]
+    if unknown:
+        raise GraphError(f"kernel '{name}' reads unregistered program tables {unknown}")
     c_function, c_source = c if c is not None else (None, None)
-    kernel = Kernel(name, function, layout, len(KERNELS) + 1, c_function, c_source, c_only, tail)
+    kernel = Kernel(
+        name,
+        function,
+        layout,
+        len(KERNELS) + 1,
+        c_function,
+        c_source,
+        c_only,
+        tail,
+        tuple(tables),
+        state,
+        tuple(Variant(f, fn) for f, fn in (variants or {}).items()),
+    )
     KERNELS[name] = kernel
     return kernel
 
@@ -433,18 +527,14 @@ def passthrough_import(
 
 
 def _load_families() -> None:
-    from edgenn.ops import (  # noqa: F401  (each module registers its specs)
-        activation,
-        conv,
-        elementwise,
-        linear,
-        normalization,
-        pool,
-        quantization,
-        reduce,
-        shape,
-        softmax,
-    )
+    """Import every op family module of this package (each registers its specs): a new family is a
+    new file here, listed nowhere else. Names starting with _ (the template) are not families."""
+    import importlib
+    import pkgutil
+
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
 
 
 _load_families()

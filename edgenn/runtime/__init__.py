@@ -48,9 +48,15 @@ def check_inputs(graph: Graph, arrays: list[np.ndarray]) -> None:
 
 class Runtime:
     """Runs a fixed-point graph. `run` takes and returns int8 (batch in dimension 0); `run_float`
-    quantizes float inputs and dequantizes outputs with the model's own parameters."""
+    quantizes float inputs and dequantizes outputs with the model's own parameters. A model whose
+    kernels keep state (`state_bytes` > 0) sees the samples of a batch as consecutive steps of one
+    stream, and its state carries over between calls until `reset_state()`."""
 
-    def __init__(self, graph: Graph, rounding: str = "double") -> None:
+    def __init__(
+        self, graph: Graph, rounding: str = "double", cpu_features: frozenset[str] | None = None
+    ) -> None:
+        """cpu_features: the CPU features whose kernel variants may be used (None: this machine's;
+        frozenset() runs the generic kernels everywhere). Every variant gives the same integers."""
         if rounding not in ROUNDING_MODES:
             raise InputError(f"rounding must be one of {sorted(ROUNDING_MODES)}, got '{rounding}'")
         self.graph = graph
@@ -70,29 +76,29 @@ class Runtime:
                 "input_sizes": p.input_sizes,
                 "output_offsets": p.output_offsets,
                 "output_sizes": p.output_sizes,
+                "state": np.zeros(max(p.state_size, 1), np.int8),
+                **p.tables,
             },
             ROUNDING_MODES[rounding],
         )
         self._packed = state
         self.arena = views["arena"]
+        self.state = views["state"]  # persists across calls and samples until reset_state()
         # the model's own dispatch: only the kernels its rows use are compiled
-        self._kernels = dispatch_for(frozenset(int(op) for op in p.rows[:, 0]))
-        # the same arrays as run_steps takes them (trace runs one step at a time)
-        self._state = (
-            views["rows"],
-            self.arena,
-            views["weights"],
-            views["biases"],
-            views["multipliers"],
-            views["shifts"],
-            ROUNDING_MODES[rounding],
-            views["patch"],
-            views["accumulators"],
-        )
+        features = None if cpu_features is None else frozenset(cpu_features)
+        self._kernels = dispatch_for(frozenset(int(op) for op in p.rows[:, 0]), features)
         self.input_types = [graph.type_of(n) for n in graph.inputs]
         self.output_types = [graph.type_of(n) for n in graph.outputs]
         self._in_width = int(p.input_sizes.sum())
         self._out_width = int(p.output_sizes.sum())
+
+    def reset_state(self) -> None:
+        """Zero the persistent state (a stream starts again); stateless models have none."""
+        self.state[...] = 0
+
+    @property
+    def state_bytes(self) -> int:
+        return self.program.state_size
 
     @property
     def arena_bytes(self) -> int:
@@ -186,7 +192,7 @@ class Runtime:
             position += size
         captured = {}
         for step, name in enumerate(p.step_outputs):
-            self._kernels.run_steps(*self._state, step, step + 1)
+            self._kernels.run_steps(self._packed, step, step + 1)
             t = self.graph.type_of(name)
             start = p.offsets[name]
             raw = self.arena[start : start + t.nbytes]

@@ -25,7 +25,7 @@ import numpy as np
 from numba import carray, njit, types
 from numba.extending import intrinsic
 
-from edgenn.ops import Kernel, kernel_for
+from edgenn.ops import TABLES, Kernel, kernel_for
 from edgenn.ops.dot import copy_bytes
 
 KERNEL_SOURCES = ("ops", "quant/fixed_point.py", "runtime/interpreter.py")
@@ -73,17 +73,8 @@ from edgenn.runtime.program import ROW_WIDTH
 # One function, the sample and step loops inside: every call level would have Numba optimize the
 # whole linked kernel code again.
 @njit("int64(int8[::1], int8[:, ::1], int8[:, ::1])", cache=True)
-def run_packed(state, inputs, outputs):
-    # the segments of a packed state (PACKED_SEGMENTS order)
-    head = carray(pointer_at(state, 0, np.int64), PACKED_HEADER // 8)
-    flat_rows = segment(state, head, 0, np.int64)
-    rows = flat_rows.reshape((flat_rows.shape[0] // ROW_WIDTH, ROW_WIDTH))
-    arena, weights = segment(state, head, 1, np.int8), segment(state, head, 2, np.int8)
-    biases, mults = segment(state, head, 3, np.int32), segment(state, head, 4, np.int64)
-    shifts, rounding = segment(state, head, 5, np.int64), head[ROUNDING_FIELD]
-    patch, acc = segment(state, head, 6, np.int8), segment(state, head, 7, np.int32)
-    in_offsets, in_sizes = segment(state, head, 8, np.int64), segment(state, head, 9, np.int64)
-    out_offsets, out_sizes = segment(state, head, 10, np.int64), segment(state, head, 11, np.int64)
+def run_packed(packed, inputs, outputs):
+{unpack}
     if inputs.shape[1] != in_sizes.sum() or outputs.shape[1] != out_sizes.sum():
         return 1
     if inputs.shape[0] != outputs.shape[0]:
@@ -104,39 +95,79 @@ def run_packed(state, inputs, outputs):
 
 
 @njit(cache=True)
-def run_steps(rows, arena, weights, biases, mults, shifts, rounding, patch, acc, first, last):
+def run_steps(packed, first, last):
     # steps first..last-1 on the arena as it is (Runtime.trace: one step at a time)
+{unpack}
     for i in range(first, last):
         row = rows[i]
         op = row[0]
 {branches}
 """
-KERNEL_ARGS = "row, arena, weights, biases, mults, shifts, rounding, patch, acc"
 
 
-def dispatch_source(kernels: list[Kernel]) -> str:
-    """The dispatch module's text for these kernels (deterministic: one file per kernel set)."""
+def segment_names(kernels: list[Kernel]) -> tuple[str, ...]:
+    """The packed state's segments for these kernels: the shared ones, then every program table
+    they declare (sorted by name)."""
+    return (*PACKED_SEGMENTS, *sorted({t for k in kernels for t in k.tables}))
+
+
+def _unpack_source(kernels: list[Kernel]) -> str:
+    """Lines that view each segment of the packed buffer as a typed array (PACKED_SEGMENTS order,
+    then the tables): the names the kernel calls pass."""
+    lines = [
+        "    head = carray(pointer_at(packed, 0, np.int64), PACKED_HEADER // 8)",
+        "    rounding = head[ROUNDING_FIELD]",
+    ]
+    for index, name in enumerate(segment_names(kernels)):
+        dtype = SEGMENT_TYPES.get(name) or np.dtype(TABLES[name].dtype).name
+        lines.append(
+            f"    {SEGMENT_ARGS.get(name, name)} = segment(packed, head, {index}, np.{dtype})"
+        )
+    lines.append("    rows = flat_rows.reshape((flat_rows.shape[0] // ROW_WIDTH, ROW_WIDTH))")
+    return "\n".join(lines)
+
+
+def dispatch_source(kernels: list[Kernel], features: frozenset[str] = frozenset()) -> str:
+    """The dispatch module's text for these kernels, each in the variant the CPU `features` allow
+    (deterministic: one file per kernel set and choice of variants)."""
     imports, branches = [], []
     for k in kernels:
-        fn = k.function.py_func
+        variant, function = k.function_for(features)
+        fn = function.py_func
         imports.append(f"from {fn.__module__} import {fn.__name__} as {k.name}_kernel")
         word = "if" if not branches else "elif"
-        branches.append(f"        {word} op == {k.opcode}:  # {k.name}\n")
-        branches.append(f"            {k.name}_kernel({KERNEL_ARGS})\n")
+        branches.append(f"        {word} op == {k.opcode}:  # {k.name} ({variant})\n")
+        branches.append(f"            {k.name}_kernel({', '.join(k.arguments)})\n")
     names = ", ".join(k.name for k in kernels) or "(none)"
     body = "".join(branches) or "        pass\n"
     deeper = "".join("    " + line if line.strip() else line for line in body.splitlines(True))
     return DISPATCH_TEMPLATE.format(
-        names=names, imports="\n".join(imports), branches=body, packed_branches=deeper
+        names=names,
+        imports="\n".join(imports),
+        unpack=_unpack_source(kernels),
+        branches=body,
+        packed_branches=deeper,
     )
 
 
 @functools.cache
-def dispatch_for(opcodes: frozenset[int]) -> ModuleType:
-    """The compiled entry points (run_steps, run_batch, run_packed) for a program using `opcodes`."""
+def host_features() -> frozenset[str]:
+    """The CPU features LLVM reports for this machine (+avx2, +avx512vnni, ... on x86; +dotprod on
+    Arm), as names without the sign: what decides the kernel variants."""
+    from llvmlite import binding
+
+    reported = binding.get_host_cpu_features()
+    return frozenset(name for name, on in reported.items() if on)
+
+
+@functools.cache
+def dispatch_for(opcodes: frozenset[int], features: frozenset[str] | None = None) -> ModuleType:
+    """The compiled entry points (run_packed, run_steps) for a program using `opcodes`, with the
+    kernel variants for CPU `features` (None: this machine's)."""
     refresh_kernel_cache()
     kernels = sorted((kernel_for(op) for op in opcodes), key=lambda k: k.opcode)
-    source = dispatch_source(kernels)
+    chosen = host_features() if features is None else features
+    source = dispatch_source(kernels, chosen)
     key = hashlib.sha256((kernel_digest() + source).encode()).hexdigest()[:16]
     name = f"edgenn_dispatch_{key}"
     path = DISPATCH_FOLDER / f"{name}.py"
@@ -204,9 +235,35 @@ PACKED_SEGMENTS = (
     "input_sizes",
     "output_offsets",
     "output_sizes",
+    "state",  # the persistent state region (Runtime.reset_state zeroes it)
 )
-PACKED_HEADER = 64 * 8  # bytes
-ROUNDING_FIELD = 2 * len(PACKED_SEGMENTS)
+# the element type of each shared segment, and the name the generated code gives it
+SEGMENT_TYPES = {
+    "rows": "int64",
+    "arena": "int8",
+    "weights": "int8",
+    "biases": "int32",
+    "multipliers": "int64",
+    "shifts": "int64",
+    "patch": "int8",
+    "accumulators": "int32",
+    "input_offsets": "int64",
+    "input_sizes": "int64",
+    "output_offsets": "int64",
+    "output_sizes": "int64",
+    "state": "int8",
+}
+SEGMENT_ARGS = {
+    "rows": "flat_rows",
+    "multipliers": "mults",
+    "accumulators": "acc",
+    "input_offsets": "in_offsets",
+    "input_sizes": "in_sizes",
+    "output_offsets": "out_offsets",
+    "output_sizes": "out_sizes",
+}
+PACKED_HEADER = 64 * 8  # bytes: [start, end] pairs of up to 31 segments, then the rounding mode
+ROUNDING_FIELD = PACKED_HEADER // 8 - 1
 
 
 @intrinsic
@@ -234,16 +291,20 @@ def segment(state, head, index, dtype):  # type: ignore[no-untyped-def]
 def pack_state(
     segments: dict[str, np.ndarray], rounding: int
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """One int8 buffer holding every segment (64-byte aligned), and numpy views of each segment in it
-    (writes through a view, e.g. to the arena, are what the compiled code sees)."""
+    """One int8 buffer holding every segment (64-byte aligned): the shared ones in PACKED_SEGMENTS
+    order, then the program tables by name (as `segment_names` orders them); and numpy views of each
+    segment in it (writes through a view, e.g. to the arena, are what the compiled code sees)."""
+    names = (*PACKED_SEGMENTS, *sorted(set(segments) - set(PACKED_SEGMENTS)))
+    if 2 * len(names) > ROUNDING_FIELD:
+        raise ValueError(f"{len(names)} segments do not fit the packed header")
     starts, position = [], PACKED_HEADER
-    for name in PACKED_SEGMENTS:
+    for name in names:
         starts.append(position)
         position = (position + segments[name].nbytes + 63) // 64 * 64
     state = np.zeros(position, np.int8)
     head = state[:PACKED_HEADER].view(np.int64)
     views = {}
-    for i, name in enumerate(PACKED_SEGMENTS):
+    for i, name in enumerate(names):
         data = np.ascontiguousarray(segments[name])
         start, end = starts[i], starts[i] + data.nbytes
         head[2 * i], head[2 * i + 1] = start, end

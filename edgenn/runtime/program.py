@@ -10,7 +10,7 @@ import numpy as np
 from edgenn.errors import QuantizationError
 from edgenn.ir import DType, Graph, Node, QParams
 from edgenn.limits import check_bytes
-from edgenn.ops import kernel_for, spec_for
+from edgenn.ops import TABLES, kernel_for, spec_for
 from edgenn.quant.fixed_point import real_multiplier
 from edgenn.runtime.plan import ArenaPlan, Buffer, plan_arena
 
@@ -40,9 +40,11 @@ class Program:
     output_sizes: np.ndarray
     patch_size: int  # int8 scratch for one gathered convolution window
     accumulator_size: int  # int32 scratch for one output pixel's channels
-    row_lengths: tuple[
-        int, ...
-    ]  # fields each step's prepare wrote (the rest of its row is padding)
+    row_lengths: tuple[int, ...]  # fields each step's prepare wrote (the rest is padding)
+    # the program tables its kernels declare (ops.Table), by name, each in its declared type
+    tables: dict[str, np.ndarray]
+    state_size: int  # bytes of the persistent state region (0: a stateless model)
+    state_offsets: dict[str, int]  # state region offset of every node that keeps state
 
 
 class ProgramBuilder:
@@ -58,6 +60,9 @@ class ProgramBuilder:
         self._sizes = {"weights": 0, "biases": 0}
         self.patch_size = 1
         self.accumulator_size = 1
+        self._tables: dict[str, list[np.ndarray]] = {}
+        self.state_size = 0
+        self.state_offsets: dict[str, int] = {}
         self.node: Node | None = None  # the node being prepared, for errors that name it
 
     def refuse(self, problem: str) -> QuantizationError:
@@ -172,6 +177,43 @@ class ProgramBuilder:
             self._mults.append(multiplier)
             self._shifts.append(shift)
         return offset
+
+    def table(self, name: str, values: np.ndarray) -> int:
+        """Append `values` to program table `name` (declared with ops.register_table, and in the
+        kernel's `tables`); returns their offset there, in elements. Values must fit its type."""
+        table = TABLES.get(name)
+        if table is None:
+            raise self.refuse(f"program table '{name}' is not registered")
+        values = np.asarray(values).reshape(-1)
+        info = np.iinfo(table.dtype)
+        if values.size and (values.min() < info.min or values.max() > info.max):
+            raise self.refuse(f"values for program table '{name}' do not fit {table.c_type}")
+        parts = self._tables.setdefault(name, [])
+        offset = sum(part.size for part in parts)
+        parts.append(values.astype(table.dtype))
+        return offset
+
+    def state(self, nbytes: int) -> int:
+        """Reserve `nbytes` of the persistent state region for the node being prepared (bytes that
+        outlive a call, zeroed by reset); planned apart from the arena, which each call reuses.
+        Returns the offset, 16-byte aligned."""
+        assert self.node is not None, "state belongs to a node"
+        where = f"node '{self.node.name}' ({self.node.op})"
+        offset = (self.state_size + 15) // 16 * 16
+        check_bytes(offset + nbytes, f"{where}: persistent state")
+        self.state_size = offset + nbytes
+        self.state_offsets[self.node.name] = offset
+        return offset
+
+    def tables_for(self, opcodes: set[int]) -> dict[str, np.ndarray]:
+        """Every table the kernels of `opcodes` declare (an unused one as one zero element)."""
+        names = sorted({t for op in opcodes for t in kernel_for(op).tables})
+        return {
+            n: np.concatenate(self._tables[n])
+            if n in self._tables
+            else np.zeros(1, TABLES[n].dtype)
+            for n in names
+        }
 
     def scratch(self, patch: int = 0, accumulators: int = 0) -> None:
         """Ask for kernel scratch space (shared by all steps, allocated once by the runtime)."""
@@ -365,4 +407,7 @@ def build_program(graph: Graph) -> Program:
         builder.patch_size,
         builder.accumulator_size,
         tuple(lengths),
+        builder.tables_for({int(row[0]) for row in rows[: len(steps)]}),
+        builder.state_size,
+        builder.state_offsets,
     )

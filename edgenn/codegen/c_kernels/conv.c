@@ -1,5 +1,5 @@
 /* Conv / depthwise conv, channels-last, im2col-free (row: CONV_ROW of ops/conv.py, whose fields
- * edgenn_rows.h names). Modes: GATHER (0): weights [O][KH][KW][C], rows zero-padded to a stride
+ * edgenn_registry.h names). Modes: GATHER (0): weights [O][KH][KW][C], rows zero-padded to a stride
  * of the stride field, with
  * -zp_in * sum(w) folded into the bias, so inside taps multiply raw int8 values and padding taps add
  * zp_in * w; OUTER (-1): weights [KH][KW][C][O] (few input channels); M > 0: depthwise with multiplier

@@ -2,7 +2,8 @@
  *
  * Each kernel takes the arena, the model's constant blobs and one program row: the same row of integer
  * fields the Python runtime's Numba kernel reads (computed once by the compiler, as TFLM's Prepare). The
- * integer path has no float, no malloc, no recursion and no state outside the arena.
+ * integer path has no float, no malloc, no recursion and no state outside the arena and the model's
+ * persistent state region.
  *
  * Assumes arithmetic right shift of negative signed integers (implementation-defined in C99; gcc and
  * clang shift arithmetically on every supported target) and two's-complement int32 wrap-around is never
@@ -14,20 +15,11 @@
 #include <stdint.h>
 
 #include "edgenn_config.h"
-#include "edgenn_rows.h"
+#include "edgenn_registry.h" /* generated: row fields, the context, the kernels */
 
 #if ((-1) >> 1) != -1
 #error "edgenn kernels need arithmetic right shifts of negative integers"
 #endif
-
-typedef struct {
-    int8_t *arena;
-    const int8_t *weights;
-    const int32_t *biases;
-    const int32_t *multipliers; /* Q31 multipliers */
-    const int32_t *shifts;      /* their power-of-two exponents */
-    const int32_t *tap_sums;    /* per (channel, tap) weight sums of GATHER convolutions */
-} edgenn_context;
 
 typedef void (*edgenn_kernel)(const edgenn_context *ctx, const int32_t *row);
 
@@ -106,22 +98,6 @@ static inline edgenn_layer edgenn_layer_of(const edgenn_context *ctx, const int3
     layer.shift = ctx->shifts + row[EDGENN_CONV_M];
     return layer;
 }
-
-/* ---- the kernels (one per program opcode) ---- */
-void edgenn_conv(const edgenn_context *ctx, const int32_t *row);
-void edgenn_fully_connected(const edgenn_context *ctx, const int32_t *row);
-void edgenn_binary(const edgenn_context *ctx, const int32_t *row);
-void edgenn_pool(const edgenn_context *ctx, const int32_t *row);
-void edgenn_requantize(const edgenn_context *ctx, const int32_t *row);
-void edgenn_leaky_relu(const edgenn_context *ctx, const int32_t *row);
-void edgenn_prelu(const edgenn_context *ctx, const int32_t *row);
-void edgenn_transpose(const edgenn_context *ctx, const int32_t *row);
-void edgenn_pad(const edgenn_context *ctx, const int32_t *row);
-void edgenn_concat(const edgenn_context *ctx, const int32_t *row);
-void edgenn_logistic_tanh(const edgenn_context *ctx, const int32_t *row);
-void edgenn_hard_swish(const edgenn_context *ctx, const int32_t *row);
-void edgenn_softmax(const edgenn_context *ctx, const int32_t *row);
-void edgenn_mean(const edgenn_context *ctx, const int32_t *row);
 
 /* gemmlowp fixed-point functions (edgenn_fixed_point.c): Softmax, Logistic, Tanh */
 int32_t edgenn_exp_on_negative_values(int32_t a, int integer_bits);
