@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import build_mixed_graph, mixed_graphs
+from builders import build_mixed_graph, int8_examples, mixed_graphs
 from conftest import MODELS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgenn.errors import QuantizationError
+from edgenn.errors import QuantizationError, UnsupportedOpError
 from edgenn.frontend.onnx import import_model, load_onnx
 from edgenn.ir import Graph
 from edgenn.passes import optimize
@@ -64,6 +64,20 @@ def test_torch_export_bit_exact_on_tflm(path: Path, rng: np.random.Generator) ->
     x = rng.uniform(-1, 1, (32, *graph.type_of(graph.inputs[0]).shape[1:])).astype(np.float32)
     fixed, xq = fixed_point(graph, x)
     assert differing(run_tflm(to_tflite(fixed), xq), Runtime(fixed).run(xq)) == (0, 0)
+
+
+@pytest.mark.parametrize("example", int8_examples(), ids=lambda ex: ex.name)
+def test_op_example_bit_exact_on_tflm(example, rng: np.random.Generator) -> None:  # type: ignore[no-untyped-def]
+    """Every op's own examples through the writer and TFLM: a new op's TFLite lowering is checked
+    by declaring examples, as its kernel is (against the spec) and its C (against the runtime)."""
+    from test_quantization import quantized_example
+
+    fixed, xq = quantized_example(example, rng, 16)
+    try:
+        model = to_tflite(fixed)
+    except (QuantizationError, UnsupportedOpError) as err:  # the writer's named refusal
+        pytest.skip(f"TFLite has no form for this case: {err}")
+    assert differing(run_tflm(model, xq), Runtime(fixed).run(xq)) == (0, 0)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -315,7 +315,6 @@ def _model_source(
     rows: np.ndarray,
     lengths: list[int],
 ) -> str:
-    upper = prefix.upper()
     row_arrays, calls = [], []
     for i, (node, row, width) in enumerate(zip(steps, rows, lengths)):
         kernel = C_KERNELS[int(row[0])][0]
