@@ -408,6 +408,49 @@ def hard_swish(node: Node, graph: Graph, x: np.ndarray) -> np.ndarray:
     return np.clip(shift_right_rounding(high16(r, pre, False), -out_e) + zo, -128, 127)
 
 
+def nearest_source(x: int, n_in: int, n_out: int, scale: float, attrs: dict) -> int:
+    """One output index's source index, from the ONNX Resize formulas (TFLite's for files read from
+    TFLite), evaluated in float32 one scalar at a time."""
+    f = np.float32
+    rule = attrs["coordinates"]
+    if attrs["convention"] == "tflite":
+        corners = rule == "align_corners" and n_out > 1
+        ratio = f(n_in - 1) / f(n_out - 1) if corners else f(n_in) / f(n_out)
+        v = (f(x) + (f(0.5) if rule == "half_pixel" else f(0))) * ratio
+        chosen = math.floor(v + f(0.5)) if rule == "align_corners" else math.floor(v)
+        return min(max(chosen, 0), n_in - 1)
+    s = f(scale)
+    if rule == "asymmetric":
+        v = f(x) / s
+    elif rule == "tf_half_pixel_for_nn":
+        v = (f(x) + f(0.5)) / s
+    elif rule == "align_corners":
+        v = f(0) if n_out == 1 else f(x) * f(n_in - 1) / f(n_out - 1)
+    elif rule == "pytorch_half_pixel" and n_out == 1:
+        v = f(0)
+    else:
+        v = (f(x) + f(0.5)) / s - f(0.5)
+    frac = float(v) - math.floor(float(v))
+    mode = attrs["nearest"]
+    if mode == "floor":
+        chosen = math.floor(v)
+    elif mode == "ceil":
+        chosen = math.ceil(v)
+    elif frac == 0.5:
+        chosen = math.ceil(v) if mode == "round_prefer_ceil" else math.floor(v)
+    else:
+        chosen = round(float(v))
+    return min(max(chosen, 0), n_in - 1)
+
+
+def resize(node: Node, x: np.ndarray) -> np.ndarray:
+    y = x
+    for axis, size, scale in zip(node.attrs["axes"], node.attrs["sizes"], node.attrs["scales"]):
+        picks = [nearest_source(i, y.shape[axis], size, scale, node.attrs) for i in range(size)]
+        y = np.take(y, picks, axis=axis)
+    return y
+
+
 def run_spec(graph: Graph, x: np.ndarray, single: bool = False) -> np.ndarray:
     """The graph's (single) output for int8 input x [N, ...]."""
     env = {graph.inputs[0]: x.astype(np.int64)}
@@ -453,6 +496,8 @@ def run_spec(graph: Graph, x: np.ndarray, single: bool = False) -> np.ndarray:
             )
         elif op == "Concat":
             y = np.concatenate(ins, axis=node.attrs["axis"])
+        elif op == "Resize":
+            y = resize(node, ins[0])
         else:
             raise NotImplementedError(op)
         env[node.outputs[0]] = y
