@@ -37,7 +37,10 @@ def bind_inputs(graph: Graph, feeds: Feeds) -> dict[str, np.ndarray]:
     for name in graph.inputs:
         want = graph.type_of(name)
         array = np.asarray(feeds[name])
-        if array.ndim != want.rank or array.shape[1:] != want.shape[1:] or array.shape[0] < 1:
+        if want.rank == 0:  # a scalar input has no batch axis
+            if array.ndim != 0:
+                raise InputError(f"input '{name}' has shape {array.shape}; expected a scalar")
+        elif array.ndim != want.rank or array.shape[1:] != want.shape[1:] or array.shape[0] < 1:
             raise InputError(
                 f"input '{name}' has shape {array.shape}; expected {('N', *want.shape[1:])} "
                 f"(model imported with N={want.shape[0]})"
