@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 LANES = 16  # int8 elements per vector step
@@ -68,7 +69,21 @@ def _loop_blocks(builder, prefix: str, names: tuple[str, ...], *counts):  # type
     return blocks
 
 
-def _block_dot_ir(pixels: int, rows: int):  # type: ignore[no-untyped-def]
+def _vnni_dot(builder, acc, u, w):  # type: ignore[no-untyped-def]
+    """acc + VPDPBUSD(u, w): four int32 lanes, each adding four unsigned x signed byte products
+    (the <4 x i32> operand form, which LLVM accepts on every version llvmlite ships)."""
+    lanes = ir.VectorType(ir.IntType(32), 4)
+    kind = ir.FunctionType(lanes, [lanes, lanes, lanes])
+    function = cgutils.get_or_insert_function(builder.module, kind, "llvm.x86.avx512.vpdpbusd.128")
+    return builder.call(function, [acc, builder.bitcast(u, lanes), builder.bitcast(w, lanes)])
+
+
+def _block_dot_ir(pixels: int, rows: int, vnni: bool = False):  # type: ignore[no-untyped-def]
+    """The block dot's LLVM IR. vnni: VPDPBUSD (x86 AVX-VNNI / AVX512-VNNI) on unsigned x signed
+    bytes: each input byte is offset by 128 (x ^ 0x80), and 128 * sum(w) is taken off again,
+    accumulated by the same instruction from a constant 0x80 input (one extra "pixel"); exact,
+    since the int32 sums cannot overflow."""
+
     def generate(context, builder, signature, args):  # type: ignore[no-untyped-def]
         x = context.make_array(signature.args[0])(context, builder, args[0]).data
         weights = context.make_array(signature.args[6])(context, builder, args[6]).data
@@ -77,27 +92,37 @@ def _block_dot_ir(pixels: int, rows: int):  # type: ignore[no-untyped-def]
         w_start, w_stride, out_start, out_step = args[7], args[8], args[10], args[11]
         i64, i32 = x_start.type, ir.IntType(32)
         bytes_t, wide_t = ir.VectorType(ir.IntType(8), LANES), ir.VectorType(i32, LANES)
-        sums_t, four_t = ir.VectorType(i32, LANES // 2), ir.VectorType(i32, 4)
+        sums_t = ir.VectorType(i32, LANES // 4 if vnni else LANES // 2)
+        four_t = ir.VectorType(i32, 4)
         zero, step_size = ir.Constant(sums_t, None), ir.Constant(i64, LANES)
+        offset = ir.Constant(bytes_t, [ir.Constant(ir.IntType(8), -128)] * LANES)
+        lanes = pixels + 1 if vnni else pixels  # accumulator sets: the correction's is the last
 
         def load(pointer, index):  # type: ignore[no-untyped-def]
             raw = builder.load(
                 builder.bitcast(builder.gep(pointer, [index]), bytes_t.as_pointer()), align=1
             )
-            return builder.sext(raw, wide_t)
+            return raw if vnni else builder.sext(raw, wide_t)
+
+        def accumulate(acc, x, w):  # type: ignore[no-untyped-def]
+            return (
+                _vnni_dot(builder, acc, x, w)
+                if vnni
+                else builder.add(acc, _pair_sums(builder, x, w))
+            )
 
         # a loop over the window's runs around a loop over vector steps within a run
         entry = builder.block
         start, inner, next_run, done = _loop_blocks(
             builder, "block_dot", ("run", "step", "next_run", "done"), runs, run_len
         )
-        zeros = [[zero] * rows for _ in range(pixels)]
+        zeros = [[zero] * rows for _ in range(lanes)]
 
         builder.position_at_end(start)
         run = builder.phi(i64)
         run.add_incoming(ir.Constant(i64, 0), entry)
-        run_sums = [[builder.phi(sums_t) for _ in range(rows)] for _ in range(pixels)]
-        for p in range(pixels):
+        run_sums = [[builder.phi(sums_t) for _ in range(rows)] for _ in range(lanes)]
+        for p in range(lanes):
             for r in range(rows):
                 run_sums[p][r].add_incoming(zero, entry)
         x_base = builder.add(x_start, builder.mul(run, run_stride))
@@ -107,8 +132,8 @@ def _block_dot_ir(pixels: int, rows: int):  # type: ignore[no-untyped-def]
         builder.position_at_end(inner)
         i = builder.phi(i64)
         i.add_incoming(ir.Constant(i64, 0), start)
-        sums = [[builder.phi(sums_t) for _ in range(rows)] for _ in range(pixels)]
-        for p in range(pixels):
+        sums = [[builder.phi(sums_t) for _ in range(rows)] for _ in range(lanes)]
+        for p in range(lanes):
             for r in range(rows):
                 sums[p][r].add_incoming(run_sums[p][r], start)
         x_at = builder.add(x_base, i)
@@ -116,15 +141,17 @@ def _block_dot_ir(pixels: int, rows: int):  # type: ignore[no-untyped-def]
             load(x, builder.add(x_at, builder.mul(pixel_step, ir.Constant(i64, p))))
             for p in range(pixels)
         ]
-        updated = [[None] * rows for _ in range(pixels)]
+        if vnni:  # unsigned inputs, and the constant input of the correction
+            inputs = [builder.xor(v, offset) for v in inputs] + [offset]
+        updated = [[None] * rows for _ in range(lanes)]
         for r in range(rows):
             row = builder.add(builder.mul(w_stride, ir.Constant(i64, r)), builder.add(w_base, i))
             w = load(weights, row)
-            for p in range(pixels):
-                updated[p][r] = builder.add(sums[p][r], _pair_sums(builder, inputs[p], w))
+            for p in range(lanes):
+                updated[p][r] = accumulate(sums[p][r], inputs[p], w)
         following = builder.add(i, step_size)
         i.add_incoming(following, inner)
-        for p in range(pixels):
+        for p in range(lanes):
             for r in range(rows):
                 sums[p][r].add_incoming(updated[p][r], inner)
         builder.cbranch(builder.icmp_signed("<", following, run_len), inner, next_run)
@@ -132,14 +159,14 @@ def _block_dot_ir(pixels: int, rows: int):  # type: ignore[no-untyped-def]
         builder.position_at_end(next_run)
         following_run = builder.add(run, ir.Constant(i64, 1))
         run.add_incoming(following_run, next_run)
-        for p in range(pixels):
+        for p in range(lanes):
             for r in range(rows):
                 run_sums[p][r].add_incoming(updated[p][r], next_run)
         builder.cbranch(builder.icmp_signed("<", following_run, runs), start, done)
 
         builder.position_at_end(done)
-        finals = [[builder.phi(sums_t) for _ in range(rows)] for _ in range(pixels)]
-        for p in range(pixels):
+        finals = [[builder.phi(sums_t) for _ in range(rows)] for _ in range(lanes)]
+        for p in range(lanes):
             for r in range(rows):
                 finals[p][r].add_incoming(zeros[p][r], entry)
                 finals[p][r].add_incoming(updated[p][r], next_run)
@@ -148,13 +175,26 @@ def _block_dot_ir(pixels: int, rows: int):  # type: ignore[no-untyped-def]
                 at = builder.add(out_start, builder.mul(out_step, ir.Constant(i64, p)))
                 at = builder.add(at, ir.Constant(i64, r))
                 target = builder.bitcast(builder.gep(out, [at]), four_t.as_pointer())
-                builder.store(_sum_four(builder, finals[p][r : r + 4]), target, align=4)
+                sums = finals[p][r : r + 4]
+                if vnni:  # take the offset's products off, widen to the 8 lanes _sum_four adds
+                    sums = [
+                        _widened(builder, builder.sub(v, c))
+                        for v, c in zip(sums, finals[-1][r : r + 4])
+                    ]
+                builder.store(_sum_four(builder, sums), target, align=4)
         return context.get_dummy_value()
 
     return generate
 
 
-def _block_dot_signature(pixels: int, rows: int):  # type: ignore[no-untyped-def]
+def _widened(builder, v):  # type: ignore[no-untyped-def]
+    """A 4-lane int32 vector as 8 lanes, the upper four zero."""
+    i32 = ir.IntType(32)
+    pick = ir.Constant(ir.VectorType(i32, 8), [ir.Constant(i32, j) for j in range(8)])
+    return builder.shuffle_vector(v, ir.Constant(v.type, None), pick)
+
+
+def _block_dot_signature(pixels: int, rows: int, vnni: bool = False):  # type: ignore[no-untyped-def]
     def typer(  # type: ignore[no-untyped-def]
         typingctx,
         x,
@@ -184,7 +224,7 @@ def _block_dot_signature(pixels: int, rows: int):  # type: ignore[no-untyped-def
             out_start,
             out_step,
         )
-        return signature, _block_dot_ir(pixels, rows)
+        return signature, _block_dot_ir(pixels, rows, vnni)
 
     return typer
 
@@ -196,19 +236,121 @@ def _block_dot_signature(pixels: int, rows: int):  # type: ignore[no-untyped-def
 block_dot_1x4 = intrinsic(_block_dot_signature(1, 4))
 block_dot_2x4 = intrinsic(_block_dot_signature(2, 4))
 block_dot_1x8 = intrinsic(_block_dot_signature(1, 8))  # one input: more rows per input load
+# the same on VPDPBUSD: only CPUs with AVX-VNNI or AVX512-VNNI compile or run these
+block_dot_1x4_vnni = intrinsic(_block_dot_signature(1, 4, vnni=True))
+block_dot_1x8_vnni = intrinsic(_block_dot_signature(1, 8, vnni=True))
 
 
 @njit(cache=True, inline="always")
-def dot_rows(vector, weights, offset, k, rows, out):  # type: ignore[no-untyped-def]
-    """out[o] = sum_i vector[i] * weights[offset + o*k + i] for o < rows (int32 sums)."""
+def dots_generic(
+    eight,
+    x,
+    x_start,
+    pixel_step,
+    run_stride,
+    run_len,
+    runs,
+    w,
+    w_start,
+    w_stride,
+    out,
+    out_start,
+    out_step,
+):  # type: ignore[no-untyped-def]
+    """block_dot_1x8 (eight true) or block_dot_1x4: the portable cores, for dot_rows."""
+    if eight:
+        block_dot_1x8(
+            x,
+            x_start,
+            pixel_step,
+            run_stride,
+            run_len,
+            runs,
+            w,
+            w_start,
+            w_stride,
+            out,
+            out_start,
+            out_step,
+        )
+    else:
+        block_dot_1x4(
+            x,
+            x_start,
+            pixel_step,
+            run_stride,
+            run_len,
+            runs,
+            w,
+            w_start,
+            w_stride,
+            out,
+            out_start,
+            out_step,
+        )
+
+
+@njit(cache=True, inline="always")
+def dots_vnni(
+    eight,
+    x,
+    x_start,
+    pixel_step,
+    run_stride,
+    run_len,
+    runs,
+    w,
+    w_start,
+    w_stride,
+    out,
+    out_start,
+    out_step,
+):  # type: ignore[no-untyped-def]
+    """The VPDPBUSD cores, for dot_rows on CPUs with VNNI."""
+    if eight:
+        block_dot_1x8_vnni(
+            x,
+            x_start,
+            pixel_step,
+            run_stride,
+            run_len,
+            runs,
+            w,
+            w_start,
+            w_stride,
+            out,
+            out_start,
+            out_step,
+        )
+    else:
+        block_dot_1x4_vnni(
+            x,
+            x_start,
+            pixel_step,
+            run_stride,
+            run_len,
+            runs,
+            w,
+            w_start,
+            w_stride,
+            out,
+            out_start,
+            out_step,
+        )
+
+
+@njit(cache=True, inline="always")
+def dot_rows(vector, weights, offset, k, rows, out, dots):  # type: ignore[no-untyped-def]
+    """out[o] = sum_i vector[i] * weights[offset + o*k + i] for o < rows (int32 sums), the blocks
+    by `dots` (dots_generic or dots_vnni: a compile-time choice, each caller compiles one)."""
     body = k - k % LANES
     o = 0
     while o + 2 * ROWS <= rows and body == k:
-        block_dot_1x8(vector, 0, 0, 0, k, 1, weights, offset + o * k, k, out, o, 0)
+        dots(True, vector, 0, 0, 0, k, 1, weights, offset + o * k, k, out, o, 0)
         o += 2 * ROWS
     while o + ROWS <= rows:
         base = offset + o * k
-        block_dot_1x4(vector, 0, 0, 0, body, 1, weights, base, k, out, o, 0)
+        dots(False, vector, 0, 0, 0, body, 1, weights, base, k, out, o, 0)
         for r in range(ROWS if body < k else 0):  # the last k % LANES elements
             a = np.int32(out[o + r])
             for i in range(body, k):

@@ -12,7 +12,7 @@ from edgenn.errors import InputError
 from edgenn.ir import Graph
 from edgenn.quant.fixed_point import ROUNDING_MODES
 from edgenn.quant.quantize import dequantize_array, quantize_array
-from edgenn.runtime.interpreter import dispatch_for, pack_state
+from edgenn.runtime.interpreter import dispatch_for, host_features, pack_state
 from edgenn.runtime.program import Program, build_program
 
 
@@ -85,7 +85,8 @@ class Runtime:
         self.arena = views["arena"]
         self.state = views["state"]  # persists across calls and samples until reset_state()
         # the model's own dispatch: only the kernels its rows use are compiled
-        features = None if cpu_features is None else frozenset(cpu_features)
+        # a variant runs only where the CPU has its feature: the request is narrowed to this machine's
+        features = None if cpu_features is None else frozenset(cpu_features) & host_features()
         self._kernels = dispatch_for(frozenset(int(op) for op in p.rows[:, 0]), features)
         self.input_types = [graph.type_of(n) for n in graph.inputs]
         self.output_types = [graph.type_of(n) for n in graph.outputs]
