@@ -1,6 +1,12 @@
 """An independent numpy model of the int8 spec (TFLite/TFLM integer semantics), written from the formulas,
 not from edgenn's kernels: whole-array int64 arithmetic, im2col convolutions, its own multiplier code.
-The runtime must agree with it bit for bit."""
+The runtime must agree with it bit for bit.
+
+16x8 layers (int16 activations, zero point 0, int8 weights) follow TFLite's int16 kernels: Conv and
+FullyConnected accumulate in int64 with an int64 bias and requantize with the 64-bit
+MultiplyByQuantizedMultiplier (the multiplier rounded to 16 bits, one rounding shift); Add/Sub
+rescale with a 15-bit left shift; Logistic/Tanh interpolate TFLite's published sigmoid table;
+everything else as int8 with int16 bounds. Softmax on int16 is not modelled here (TFLM checks it)."""
 
 from __future__ import annotations
 
@@ -49,6 +55,15 @@ def requantize(
     remainder = high & mask
     threshold = (mask >> 1) + (high < 0)
     return (high >> right) + (remainder > threshold)
+
+
+def requantize64(acc: np.ndarray, q: np.ndarray | int, shift: np.ndarray | int) -> np.ndarray:
+    """TFLite's MultiplyByQuantizedMultiplier for int64 accumulators (the same in both rounding
+    modes): the Q31 multiplier reduced to Q15 (saturating at 0x7FFF), then one rounding shift."""
+    acc, q, shift = (np.asarray(v, np.int64) for v in (acc, q, shift))
+    reduced = np.where(q < 0x7FFF0000, (q + (1 << 15)) >> 16, 0x7FFF)
+    total = 15 - shift
+    return (acc * reduced + (np.int64(1) << (total - 1))) >> total
 
 
 # ---- gemmlowp fixed point, vectorized (int64 arrays holding int32 values) ----
@@ -130,16 +145,31 @@ def sz(graph: Graph, name: str) -> tuple[float, int]:
     return qp.scale[0], qp.zero_point[0]
 
 
+def qrange(graph: Graph, name: str) -> tuple[int, int]:
+    """The integer range of a tensor's type: int8, or int16 for 16x8 activations."""
+    info = np.iinfo(graph.type_of(name).dtype.numpy)
+    return int(info.min), int(info.max)
+
+
+def is_wide(graph: Graph, node: Node) -> bool:
+    return any(
+        graph.type_of(n).dtype.value == "int16"
+        for n in (*node.inputs, *node.outputs)
+        if n and not graph.values[n].is_const
+    )
+
+
 def bounds(node: Node, graph: Graph, lo_real: float, hi_real: float) -> tuple[int, int]:
     scale, zp = sz(graph, node.outputs[0])
+    qmin, qmax = qrange(graph, node.outputs[0])
 
     def q(v: float) -> int:
         r = float(np.float32(v) / np.float32(scale))
         return zp + int(math.copysign(math.floor(abs(r) + 0.5), r))
 
     return (
-        -128 if lo_real == -math.inf else max(-128, q(lo_real)),
-        127 if hi_real == math.inf else min(127, q(hi_real)),
+        qmin if lo_real == -math.inf else max(qmin, q(lo_real)),
+        qmax if hi_real == math.inf else min(qmax, q(hi_real)),
     )
 
 
@@ -193,7 +223,10 @@ def conv(node: Node, graph: Graph, x: np.ndarray, single: bool) -> np.ndarray:
             for sw in graph.type_of(node.inputs[1]).qparams.scale
         ]
     )
-    y = requantize(acc, pairs[:, 0], pairs[:, 1], single) + zp_out
+    if is_wide(graph, node):
+        y = requantize64(acc, pairs[:, 0], pairs[:, 1]) + zp_out
+    else:
+        y = requantize(acc, pairs[:, 0], pairs[:, 1], single) + zp_out
     lo, hi = bounds(node, graph, *clip_attrs(node))
     y = np.clip(y, lo, hi)
     return y[:, 0] if one_d else y
@@ -211,7 +244,10 @@ def fully_connected(node: Node, graph: Graph, x: np.ndarray, single: bool) -> np
             for sw in graph.type_of(node.inputs[1]).qparams.scale
         ]
     )
-    y = requantize(acc, pairs[:, 0], pairs[:, 1], single) + zp_out
+    if is_wide(graph, node):
+        y = requantize64(acc, pairs[:, 0], pairs[:, 1]) + zp_out
+    else:
+        y = requantize(acc, pairs[:, 0], pairs[:, 1], single) + zp_out
     return np.clip(y, *bounds(node, graph, *clip_attrs(node)))
 
 
@@ -226,11 +262,12 @@ def binary(node: Node, graph: Graph, a: np.ndarray, b: np.ndarray, single: bool)
         y = requantize(va * vb, *multiplier(float(sa) * float(sb) / float(so)), single)
     else:
         twice = 2 * max(float(sa), float(sb))
-        ra = requantize(va << 20, *multiplier(float(sa) / twice), single)
-        rb = requantize(vb << 20, *multiplier(float(sb) / twice), single)
+        left = 15 if is_wide(graph, node) else 20  # headroom bits of TFLite's ADD/SUB
+        ra = requantize(va << left, *multiplier(float(sa) / twice), single)
+        rb = requantize(vb << left, *multiplier(float(sb) / twice), single)
         y = requantize(
             ra + rb if node.op == "Add" else ra - rb,
-            *multiplier(twice / (2**20 * float(so))),
+            *multiplier(twice / (2**left * float(so))),
             single,
         )
     return np.clip(y + zo, *bounds(node, graph, *clip_attrs(node)))
@@ -273,7 +310,7 @@ def pooling(node: Node, graph: Graph, x: np.ndarray, out_shape: tuple[int, ...])
         total = x.astype(np.int64).sum(axis=axes)
         count = int(np.prod([x.shape[i] for i in axes]))
         y = np.where(total >= 0, (total + count // 2) // count, -((-total + count // 2) // count))
-        return np.clip(y, -128, 127).reshape(out_shape)
+        return np.clip(y, *qrange(graph, node.outputs[0])).reshape(out_shape)
     if node.op in ("GlobalAveragePool", "GlobalMaxPool"):
         spatial = x.shape[1:-1]
         kernel, strides, dil, pads = (
@@ -318,7 +355,7 @@ def pooling(node: Node, graph: Graph, x: np.ndarray, out_shape: tuple[int, ...])
         y = np.where(total >= 0, (total + count // 2) // count, -((-total + count // 2) // count))
     else:
         y = np.where(mask, vals, -(10**9)).max(0)
-    y = np.clip(y, -128, 127)
+    y = np.clip(y, *qrange(graph, node.outputs[0]))
     return y.reshape(out_shape)
 
 
@@ -329,7 +366,7 @@ def unary(node: Node, graph: Graph, x: np.ndarray, single: bool) -> np.ndarray:
         alpha = float(np.float32(node.attrs.get("alpha", 0.01)))
         pos = requantize(v, *multiplier(float(si) / float(so)), single)
         neg = requantize(v, *multiplier(alpha * float(si) / float(so)), single)
-        return np.clip(np.where(v >= 0, pos, neg) + zo, -128, 127)
+        return np.clip(np.where(v >= 0, pos, neg) + zo, *qrange(graph, node.outputs[0]))
     lo_real, hi_real = {"Relu": (0.0, math.inf), "Requantize": (-math.inf, math.inf)}.get(
         node.op, (node.attrs.get("min", -math.inf), node.attrs.get("max", math.inf))
     )
@@ -350,7 +387,55 @@ def prelu(node: Node, graph: Graph, x: np.ndarray, single: bool) -> np.ndarray:
     return np.clip(np.where(v >= 0, pos, neg) + zo, -128, 127)
 
 
+def log2_of(x: float) -> tuple[int, bool]:
+    """TFLite's CheckedLog2 (float32): the nearest integer log2, and whether x is that power of 2."""
+    value = np.float32(np.log(np.float32(x))) * (np.float32(1) / np.float32(np.log(np.float32(2))))
+    nearest = np.float32(np.sign(value) * np.floor(np.abs(value) + np.float32(0.5)))
+    return int(nearest), bool(abs(float(value - nearest)) < 1e-3)
+
+
+def logistic_or_tanh16(node: Node, graph: Graph, x: np.ndarray) -> np.ndarray:
+    """TFLite's int16 Logistic/Tanh: the input brought to 3 integer bits (scaled by 3 * 2^12 s_in
+    through a 15-bit multiplier, or a bare shift for power-of-two scales), then the sigmoid table
+    (sigmoid(i / 24) in 0.16 fixed point) read with linear interpolation; tanh = 2 sigmoid(2x) - 1
+    reads it at twice the step."""
+    from edgenn.ops.wide import SIGMOID_TABLE_VALUES  # TFLite's published table (data, not code)
+
+    table = np.array(SIGMOID_TABLE_VALUES, np.int64)
+    s_in = sz(graph, node.inputs[0])[0]
+    tanh = node.op == "Tanh"
+    log2_in, power_of_two = log2_of(s_in)
+    shift = 12 + log2_in
+    if power_of_two and (shift in (0, 1) if tanh else shift == 0):
+        mult, shift = 3 << shift, 0
+    else:
+        real, shift = float(s_in) * 4096.0 * 3.0, 0
+        while real <= 32767.0 / 2.0 and shift <= 30:
+            real, shift = real * 2.0, shift + 1
+        mult = int(real)
+    v = x.astype(np.int64) * mult
+    v = (v + (1 << (shift - 1))) >> shift if shift > 0 else v
+    a = np.abs(v)
+    step = 8 if tanh else 9
+    k = a >> step
+    inside = k < 255
+    low = table[np.minimum(k, 254)]
+    high = table[np.minimum(k, 254) + 1]
+    interpolated = (low << step) + (a & ((1 << step) - 1)) * (high - low)
+    if tanh:
+        interpolated = np.where(inside, interpolated, 0xFFFF << 8)
+        value = np.where(
+            v >= 0, interpolated - (1 << 23) + (1 << 7), -interpolated + (1 << 23) + (1 << 7) - 1
+        )
+        return value >> 8
+    interpolated = np.where(inside, interpolated, 0x7FFF << 10)
+    value = np.where(v >= 0, interpolated + (1 << 9), (1 << 25) - interpolated + (1 << 9) - 1)
+    return value >> 10
+
+
 def logistic_or_tanh(node: Node, graph: Graph, x: np.ndarray, single: bool) -> np.ndarray:
+    if is_wide(graph, node):
+        return logistic_or_tanh16(node, graph, x)
     s_in, zp = sz(graph, node.inputs[0])
     mantissa, shift = math.frexp(float(s_in) * 2.0**27)
     q = int(math.floor(mantissa * 2**31 + 0.5))
@@ -452,7 +537,8 @@ def resize(node: Node, x: np.ndarray) -> np.ndarray:
 
 
 def run_spec(graph: Graph, x: np.ndarray, single: bool = False) -> np.ndarray:
-    """The graph's (single) output for int8 input x [N, ...]."""
+    """The graph's (single) output for integer input x [N, ...] (int8, or int16 where the model's
+    input is), in the output's type."""
     env = {graph.inputs[0]: x.astype(np.int64)}
     for node in graph.nodes:
         ins = [
@@ -476,6 +562,8 @@ def run_spec(graph: Graph, x: np.ndarray, single: bool = False) -> np.ndarray:
         elif op in ("Sigmoid", "Tanh"):
             y = logistic_or_tanh(node, graph, ins[0], single)
         elif op == "Softmax":
+            if is_wide(graph, node):
+                raise NotImplementedError("int16 Softmax (checked against TFLM instead)")
             y = softmax(node, graph, ins[0], single)
         elif op == "HardSwish":
             y = hard_swish(node, graph, ins[0])
@@ -501,4 +589,4 @@ def run_spec(graph: Graph, x: np.ndarray, single: bool = False) -> np.ndarray:
         else:
             raise NotImplementedError(op)
         env[node.outputs[0]] = y
-    return env[graph.outputs[0]].astype(np.int8)
+    return env[graph.outputs[0]].astype(graph.type_of(graph.outputs[0]).dtype.numpy)

@@ -145,7 +145,7 @@ def assert_runtime_matches_spec(fixed: Graph, xq: np.ndarray) -> None:
     for rounding in ("double", "single"):
         got = Runtime(fixed, rounding).run(xq)
         want = run_spec(fixed, xq, single=rounding == "single")
-        assert got.dtype == np.int8 and got.shape == want.shape
+        assert got.dtype == want.dtype and got.shape == want.shape
         assert int(np.count_nonzero(got != want)) == 0, rounding
 
 
@@ -181,6 +181,57 @@ def test_random_conv_stacks_match_spec(case: tuple) -> None:
         -1, 1, (16, *graph.type_of(graph.inputs[0]).shape[1:])
     )
     assert_runtime_matches_spec(*quantized(graph, x.astype(np.float32)))
+
+
+# ---- 16x8: int16 activations against the spec's int16 kernels ----
+
+
+def wide_softmax(fixed: Graph) -> bool:
+    """An int16 Softmax, which the spec leaves to TFLM."""
+    return any(
+        n.op == "Softmax" and fixed.type_of(n.inputs[0]).dtype.value == "int16" for n in fixed.nodes
+    )
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_int16_model_runtime_matches_spec(name: str) -> None:
+    from edgenn.quant.quantize import wide_capable
+
+    x = np.load(MODELS / f"{name}_test.npz")["x"][:300]
+    graph = optimize(load_onnx(MODELS / f"{name}.onnx"))
+    fixed = quantize_graph(graph, calibrate(graph, x), wide_capable(graph))
+    assert any(v.type.dtype.value == "int16" for v in fixed.values.values())
+    if wide_softmax(fixed):  # the output layer keeps int8 when it feeds an int16 softmax
+        fixed = quantize_graph(
+            graph,
+            calibrate(graph, x),
+            [
+                n
+                for n in wide_capable(graph)
+                if n not in {m.name for m in graph.nodes if m.op == "Softmax"}
+            ],
+        )
+    assert_runtime_matches_spec(fixed, quantize_array(x, fixed.type_of(fixed.inputs[0]).qparams))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mixed_graphs(), st.integers(0, 2**16))
+def test_random_mixed_precision_graphs_match_spec(case: tuple, mask: int) -> None:
+    """A random subset of layers promoted to 16x8, the int8/int16 boundaries included."""
+    from hypothesis import reject
+
+    from edgenn.quant.quantize import wide_capable
+
+    graph = optimize(import_model(build_mixed_graph(*case)))
+    x = np.random.default_rng(case[-1]).uniform(
+        -1, 1, (16, *graph.type_of(graph.inputs[0]).shape[1:])
+    )
+    wide = [name for i, name in enumerate(wide_capable(graph)) if mask >> (i % 16) & 1]
+    fixed = quantize_graph(graph, calibrate(graph, x.astype(np.float32)), wide)
+    if wide_softmax(fixed):
+        reject()
+    xq = quantize_array(x.astype(np.float32), fixed.type_of(fixed.inputs[0]).qparams)
+    assert_runtime_matches_spec(fixed, xq)
 
 
 # ---- accuracy, batching ----
