@@ -37,11 +37,13 @@ from edgenn.ops import (
 )
 from edgenn.ops.dot import (
     LANES,
+    ONE_BY_FOUR,
     OUTER_LANES,
     ROWS,
-    block_dot_1x4,
-    block_dot_2x4,
+    TWO_BY_FOUR,
     copy_bytes,
+    dots_generic,
+    dots_vnni,
     fill_bytes,
     pair_outer,
     requantize_channels,
@@ -395,14 +397,17 @@ def requantize_span(acc, count, arena, at, biases, mults, shifts, row, rounding)
 
 @njit(cache=True, inline="always")
 def window_dots(
-    src, start, pixel_step, run_stride, run_len, runs, pixels, weights, w, stride, oc, total
+    src, start, pixel_step, run_stride, run_len, runs, pixels, weights, w, stride, oc, total, dots
 ):  # type: ignore[no-untyped-def]
     """total[p * oc + o] = the window of pixel p (`runs` runs of `run_len` int8, run j from
-    src[start + p * pixel_step + j * run_stride]) times weight row o (weights[w + o * stride]...)."""
+    src[start + p * pixel_step + j * run_stride]) times weight row o (weights[w + o * stride]...),
+    the blocks by `dots` (ops/dot.py: dots_generic or dots_vnni)."""
+    shape = TWO_BY_FOUR if pixels == 2 else ONE_BY_FOUR
     o = 0
     while o + ROWS <= oc:
         row = w + o * stride
-        block = (
+        dots(
+            shape,
             src,
             start,
             pixel_step,
@@ -416,10 +421,6 @@ def window_dots(
             o,
             oc,
         )
-        if pixels == 2:
-            block_dot_2x4(*block)
-        else:
-            block_dot_1x4(*block)
         o += ROWS
     for o in range(oc - oc % ROWS, oc):  # rows past the last whole block
         for p in range(pixels):
@@ -449,6 +450,17 @@ def bordered_copy(arena, x, h, width, c, pt, pl, bh, bw, fill, image):  # type: 
 
 @njit(cache=True)
 def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+    conv_gather_with(row, arena, weights, biases, mults, shifts, rounding, patch, acc, dots_generic)
+
+
+@njit(cache=True)
+def conv_gather_vnni(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+    """The variant for CPUs with AVX-VNNI or AVX512-VNNI (VPDPBUSD); the same integers."""
+    conv_gather_with(row, arena, weights, biases, mults, shifts, rounding, patch, acc, dots_vnni)
+
+
+@njit(cache=True, inline="always")
+def conv_gather_with(row, arena, weights, biases, mults, shifts, rounding, patch, acc, dots):  # type: ignore[no-untyped-def]
     """GATHER mode, two output pixels at a time. When a row of window taps (KW * C) is whole vector
     steps, the input is copied once inside a border of its zero point and every window is read in
     place from that copy, one run per window row. Otherwise each window is gathered into the patch."""
@@ -487,6 +499,7 @@ def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch
                         stride,
                         oc,
                         sums,
+                        dots,
                     )
                 else:
                     for p in range(pixels):
@@ -496,7 +509,7 @@ def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch
                             arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, window
                         )
                     window_dots(
-                        patch, 0, stride, 0, stride, 1, pixels, weights, w, stride, oc, sums
+                        patch, 0, stride, 0, stride, 1, pixels, weights, w, stride, oc, sums, dots
                     )
                 ox += pixels
             at = y + (oy * ow + first) * oc
@@ -625,12 +638,15 @@ CONV_SPEC = OpSpec(
 )
 register(CONV_SPEC)
 # one kernel per mode, so a model compiles only the modes it uses; the C conv switches on the mode
+VNNI = {"avxvnni": conv_gather_vnni, "avx512vnni": conv_gather_vnni}
 CONV_GATHER, CONV_OUTER, CONV_DEPTHWISE = (
-    register_kernel(name, fn, CONV_ROW, c=("edgenn_conv", "conv.c"), c_only=("tap_sums",))
-    for name, fn in (
-        ("conv_gather", conv_gather_int8),
-        ("conv_outer", conv_outer_int8),
-        ("conv_depthwise", conv_depthwise_int8),
+    register_kernel(
+        name, fn, CONV_ROW, c=("edgenn_conv", "conv.c"), c_only=("tap_sums",), variants=variants
+    )
+    for name, fn, variants in (
+        ("conv_gather", conv_gather_int8, VNNI),
+        ("conv_outer", conv_outer_int8, None),
+        ("conv_depthwise", conv_depthwise_int8, None),
     )
 )
 

@@ -239,11 +239,13 @@ block_dot_1x8 = intrinsic(_block_dot_signature(1, 8))  # one input: more rows pe
 # the same on VPDPBUSD: only CPUs with AVX-VNNI or AVX512-VNNI compile or run these
 block_dot_1x4_vnni = intrinsic(_block_dot_signature(1, 4, vnni=True))
 block_dot_1x8_vnni = intrinsic(_block_dot_signature(1, 8, vnni=True))
+block_dot_2x4_vnni = intrinsic(_block_dot_signature(2, 4, vnni=True))
+ONE_BY_FOUR, ONE_BY_EIGHT, TWO_BY_FOUR = 0, 1, 2  # the block shapes a dots function computes
 
 
 @njit(cache=True, inline="always")
 def dots_generic(
-    eight,
+    shape,
     x,
     x_start,
     pixel_step,
@@ -257,8 +259,24 @@ def dots_generic(
     out_start,
     out_step,
 ):  # type: ignore[no-untyped-def]
-    """block_dot_1x8 (eight true) or block_dot_1x4: the portable cores, for dot_rows."""
-    if eight:
+    """The portable block dots by shape (ONE_BY_FOUR, ONE_BY_EIGHT, TWO_BY_FOUR), for the kernels
+    that take a dots function (dot_rows, window_dots)."""
+    if shape == TWO_BY_FOUR:
+        block_dot_2x4(
+            x,
+            x_start,
+            pixel_step,
+            run_stride,
+            run_len,
+            runs,
+            w,
+            w_start,
+            w_stride,
+            out,
+            out_start,
+            out_step,
+        )
+    elif shape == ONE_BY_EIGHT:
         block_dot_1x8(
             x,
             x_start,
@@ -292,7 +310,7 @@ def dots_generic(
 
 @njit(cache=True, inline="always")
 def dots_vnni(
-    eight,
+    shape,
     x,
     x_start,
     pixel_step,
@@ -306,8 +324,23 @@ def dots_vnni(
     out_start,
     out_step,
 ):  # type: ignore[no-untyped-def]
-    """The VPDPBUSD cores, for dot_rows on CPUs with VNNI."""
-    if eight:
+    """The VPDPBUSD block dots, for CPUs with VNNI (the same integers)."""
+    if shape == TWO_BY_FOUR:
+        block_dot_2x4_vnni(
+            x,
+            x_start,
+            pixel_step,
+            run_stride,
+            run_len,
+            runs,
+            w,
+            w_start,
+            w_stride,
+            out,
+            out_start,
+            out_step,
+        )
+    elif shape == ONE_BY_EIGHT:
         block_dot_1x8_vnni(
             x,
             x_start,
@@ -346,11 +379,11 @@ def dot_rows(vector, weights, offset, k, rows, out, dots):  # type: ignore[no-un
     body = k - k % LANES
     o = 0
     while o + 2 * ROWS <= rows and body == k:
-        dots(True, vector, 0, 0, 0, k, 1, weights, offset + o * k, k, out, o, 0)
+        dots(ONE_BY_EIGHT, vector, 0, 0, 0, k, 1, weights, offset + o * k, k, out, o, 0)
         o += 2 * ROWS
     while o + ROWS <= rows:
         base = offset + o * k
-        dots(False, vector, 0, 0, 0, body, 1, weights, base, k, out, o, 0)
+        dots(ONE_BY_FOUR, vector, 0, 0, 0, body, 1, weights, base, k, out, o, 0)
         for r in range(ROWS if body < k else 0):  # the last k % LANES elements
             a = np.int32(out[o + r])
             for i in range(body, k):
