@@ -120,3 +120,51 @@ def test_every_variant_this_cpu_runs_matches_the_spec() -> None:
             assert np.array_equal(np.asarray(got).reshape(want.shape), want), (fixed.name, choice)
     assert used, "no model uses a kernel with variants"
     print(f"variants checked: {sorted(map(sorted, choices))} on {used} models")
+
+
+PRECOMPILE_CHILD = """
+import sys
+from edgenn.ops import KERNELS
+from edgenn.runtime import Runtime
+from edgenn.runtime.interpreter import host_features
+from edgenn.serialize import load_graph
+
+runtime = Runtime(load_graph(sys.argv[1]))
+for op in sorted({int(op) for op in runtime.program.rows[:, 0]}):
+    kernel = next(k for k in KERNELS.values() if k.opcode == op)
+    stats = kernel.function_for(host_features())[1].stats
+    # compiled by the precompile children: this process only loaded it from the cache
+    print(kernel.name, sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
+"""
+
+
+def test_cold_start_compiles_kernels_in_children(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With an empty cache, the kernels are compiled by child processes with the signature the
+    dispatch calls them with, so the parent finds each one in the cache (a mismatch would compile
+    it again here: a cache miss)."""
+    import os
+    import subprocess
+    import sys
+
+    from test_codegen_c import fixed_model
+
+    from edgenn.runtime.precompile import workers
+    from edgenn.serialize import save_graph
+
+    if workers() < 2:
+        pytest.skip("one CPU: kernels compile in the process itself")
+    save_graph(fixed_model("digits_cnn")[0], tmp_path / "cnn.edgenn")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-c", PRECOMPILE_CHILD, str(tmp_path / "cnn.edgenn")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=3600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "compiling kernels (first run only)" in done.stderr
+    lines = [line.split() for line in done.stdout.splitlines()]
+    assert len(lines) >= 3
+    for name, hits, misses in lines:
+        assert (int(hits), int(misses)) == (1, 0), name

@@ -37,16 +37,16 @@ from edgenn.ops import (
 )
 from edgenn.ops.dot import (
     LANES,
-    ONE_BY_FOUR,
     OUTER_LANES,
     ROWS,
-    TWO_BY_FOUR,
     copy_bytes,
-    dots_generic,
-    dots_vnni,
     fill_bytes,
+    generic_1x4,
+    generic_2x4,
     pair_outer,
     requantize_channels,
+    vnni_1x4,
+    vnni_2x4,
 )
 from edgenn.ops.spatial import (
     auto_pads,
@@ -397,30 +397,58 @@ def requantize_span(acc, count, arena, at, biases, mults, shifts, row, rounding)
 
 @njit(cache=True, inline="always")
 def window_dots(
-    src, start, pixel_step, run_stride, run_len, runs, pixels, weights, w, stride, oc, total, dots
+    src,
+    start,
+    pixel_step,
+    run_stride,
+    run_len,
+    runs,
+    pixels,
+    weights,
+    w,
+    stride,
+    oc,
+    total,
+    two,
+    one,
 ):  # type: ignore[no-untyped-def]
     """total[p * oc + o] = the window of pixel p (`runs` runs of `run_len` int8, run j from
     src[start + p * pixel_step + j * run_stride]) times weight row o (weights[w + o * stride]...),
-    the blocks by `dots` (ops/dot.py: dots_generic or dots_vnni)."""
-    shape = TWO_BY_FOUR if pixels == 2 else ONE_BY_FOUR
+    the blocks by the two-pixel and one-pixel cores given (ops/dot.py: generic_2x4 and generic_1x4,
+    or the vnni_ ones)."""
     o = 0
     while o + ROWS <= oc:
         row = w + o * stride
-        dots(
-            shape,
-            src,
-            start,
-            pixel_step,
-            run_stride,
-            run_len,
-            runs,
-            weights,
-            row,
-            stride,
-            total,
-            o,
-            oc,
-        )
+        if pixels == 2:
+            two(
+                src,
+                start,
+                pixel_step,
+                run_stride,
+                run_len,
+                runs,
+                weights,
+                row,
+                stride,
+                total,
+                o,
+                oc,
+            )
+        else:
+            one(
+                src,
+                start,
+                pixel_step,
+                run_stride,
+                run_len,
+                runs,
+                weights,
+                row,
+                stride,
+                total,
+                o,
+                oc,
+            )
         o += ROWS
     for o in range(oc - oc % ROWS, oc):  # rows past the last whole block
         for p in range(pixels):
@@ -450,17 +478,21 @@ def bordered_copy(arena, x, h, width, c, pt, pl, bh, bw, fill, image):  # type: 
 
 @njit(cache=True)
 def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    conv_gather_with(row, arena, weights, biases, mults, shifts, rounding, patch, acc, dots_generic)
+    conv_gather_with(
+        row, arena, weights, biases, mults, shifts, rounding, patch, acc, generic_2x4, generic_1x4
+    )
 
 
 @njit(cache=True)
 def conv_gather_vnni(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     """The variant for CPUs with AVX-VNNI or AVX512-VNNI (VPDPBUSD); the same integers."""
-    conv_gather_with(row, arena, weights, biases, mults, shifts, rounding, patch, acc, dots_vnni)
+    conv_gather_with(
+        row, arena, weights, biases, mults, shifts, rounding, patch, acc, vnni_2x4, vnni_1x4
+    )
 
 
 @njit(cache=True, inline="always")
-def conv_gather_with(row, arena, weights, biases, mults, shifts, rounding, patch, acc, dots):  # type: ignore[no-untyped-def]
+def conv_gather_with(row, arena, weights, biases, mults, shifts, rounding, patch, acc, two, one):  # type: ignore[no-untyped-def]
     """GATHER mode, two output pixels at a time. When a row of window taps (KW * C) is whole vector
     steps, the input is copied once inside a border of its zero point and every window is read in
     place from that copy, one run per window row. Otherwise each window is gathered into the patch."""
@@ -499,7 +531,8 @@ def conv_gather_with(row, arena, weights, biases, mults, shifts, rounding, patch
                         stride,
                         oc,
                         sums,
-                        dots,
+                        two,
+                        one,
                     )
                 else:
                     for p in range(pixels):
@@ -509,7 +542,20 @@ def conv_gather_with(row, arena, weights, biases, mults, shifts, rounding, patch
                             arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, window
                         )
                     window_dots(
-                        patch, 0, stride, 0, stride, 1, pixels, weights, w, stride, oc, sums, dots
+                        patch,
+                        0,
+                        stride,
+                        0,
+                        stride,
+                        1,
+                        pixels,
+                        weights,
+                        w,
+                        stride,
+                        oc,
+                        sums,
+                        two,
+                        one,
                     )
                 ox += pixels
             at = y + (oy * ow + first) * oc

@@ -240,150 +240,53 @@ block_dot_1x8 = intrinsic(_block_dot_signature(1, 8))  # one input: more rows pe
 block_dot_1x4_vnni = intrinsic(_block_dot_signature(1, 4, vnni=True))
 block_dot_1x8_vnni = intrinsic(_block_dot_signature(1, 8, vnni=True))
 block_dot_2x4_vnni = intrinsic(_block_dot_signature(2, 4, vnni=True))
-ONE_BY_FOUR, ONE_BY_EIGHT, TWO_BY_FOUR = 0, 1, 2  # the block shapes a dots function computes
+
+
+# The block dots as functions a kernel takes as arguments (Numba compiles a caller once per
+# function it is given, so each kernel variant contains only the cores it names): the portable
+# ones, and the VPDPBUSD ones for CPUs with VNNI (the same integers).
+@njit(cache=True, inline="always")
+def generic_1x4(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step):  # type: ignore[no-untyped-def]
+    block_dot_1x4(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step)
 
 
 @njit(cache=True, inline="always")
-def dots_generic(
-    shape,
-    x,
-    x_start,
-    pixel_step,
-    run_stride,
-    run_len,
-    runs,
-    w,
-    w_start,
-    w_stride,
-    out,
-    out_start,
-    out_step,
-):  # type: ignore[no-untyped-def]
-    """The portable block dots by shape (ONE_BY_FOUR, ONE_BY_EIGHT, TWO_BY_FOUR), for the kernels
-    that take a dots function (dot_rows, window_dots)."""
-    if shape == TWO_BY_FOUR:
-        block_dot_2x4(
-            x,
-            x_start,
-            pixel_step,
-            run_stride,
-            run_len,
-            runs,
-            w,
-            w_start,
-            w_stride,
-            out,
-            out_start,
-            out_step,
-        )
-    elif shape == ONE_BY_EIGHT:
-        block_dot_1x8(
-            x,
-            x_start,
-            pixel_step,
-            run_stride,
-            run_len,
-            runs,
-            w,
-            w_start,
-            w_stride,
-            out,
-            out_start,
-            out_step,
-        )
-    else:
-        block_dot_1x4(
-            x,
-            x_start,
-            pixel_step,
-            run_stride,
-            run_len,
-            runs,
-            w,
-            w_start,
-            w_stride,
-            out,
-            out_start,
-            out_step,
-        )
+def generic_1x8(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step):  # type: ignore[no-untyped-def]
+    block_dot_1x8(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step)
 
 
 @njit(cache=True, inline="always")
-def dots_vnni(
-    shape,
-    x,
-    x_start,
-    pixel_step,
-    run_stride,
-    run_len,
-    runs,
-    w,
-    w_start,
-    w_stride,
-    out,
-    out_start,
-    out_step,
-):  # type: ignore[no-untyped-def]
-    """The VPDPBUSD block dots, for CPUs with VNNI (the same integers)."""
-    if shape == TWO_BY_FOUR:
-        block_dot_2x4_vnni(
-            x,
-            x_start,
-            pixel_step,
-            run_stride,
-            run_len,
-            runs,
-            w,
-            w_start,
-            w_stride,
-            out,
-            out_start,
-            out_step,
-        )
-    elif shape == ONE_BY_EIGHT:
-        block_dot_1x8_vnni(
-            x,
-            x_start,
-            pixel_step,
-            run_stride,
-            run_len,
-            runs,
-            w,
-            w_start,
-            w_stride,
-            out,
-            out_start,
-            out_step,
-        )
-    else:
-        block_dot_1x4_vnni(
-            x,
-            x_start,
-            pixel_step,
-            run_stride,
-            run_len,
-            runs,
-            w,
-            w_start,
-            w_stride,
-            out,
-            out_start,
-            out_step,
-        )
+def generic_2x4(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step):  # type: ignore[no-untyped-def]
+    block_dot_2x4(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step)
 
 
 @njit(cache=True, inline="always")
-def dot_rows(vector, weights, offset, k, rows, out, dots):  # type: ignore[no-untyped-def]
+def vnni_1x4(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step):  # type: ignore[no-untyped-def]
+    block_dot_1x4_vnni(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step)
+
+
+@njit(cache=True, inline="always")
+def vnni_1x8(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step):  # type: ignore[no-untyped-def]
+    block_dot_1x8_vnni(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step)
+
+
+@njit(cache=True, inline="always")
+def vnni_2x4(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step):  # type: ignore[no-untyped-def]
+    block_dot_2x4_vnni(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step)
+
+
+@njit(cache=True, inline="always")
+def dot_rows(vector, weights, offset, k, rows, out, dot_1x8, dot_1x4):  # type: ignore[no-untyped-def]
     """out[o] = sum_i vector[i] * weights[offset + o*k + i] for o < rows (int32 sums), the blocks
-    by `dots` (dots_generic or dots_vnni: a compile-time choice, each caller compiles one)."""
+    by the cores given (generic_* or vnni_*: a compile-time choice)."""
     body = k - k % LANES
     o = 0
     while o + 2 * ROWS <= rows and body == k:
-        dots(ONE_BY_EIGHT, vector, 0, 0, 0, k, 1, weights, offset + o * k, k, out, o, 0)
+        dot_1x8(vector, 0, 0, 0, k, 1, weights, offset + o * k, k, out, o, 0)
         o += 2 * ROWS
     while o + ROWS <= rows:
         base = offset + o * k
-        dots(ONE_BY_FOUR, vector, 0, 0, 0, body, 1, weights, base, k, out, o, 0)
+        dot_1x4(vector, 0, 0, 0, body, 1, weights, base, k, out, o, 0)
         for r in range(ROWS if body < k else 0):  # the last k % LANES elements
             a = np.int32(out[o + r])
             for i in range(body, k):

@@ -32,7 +32,14 @@ from edgenn.ops import (
     register_tflite_reader,
     row_layout,
 )
-from edgenn.ops.dot import dot_rows, dots_generic, dots_vnni, requantize_channels
+from edgenn.ops.dot import (
+    dot_rows,
+    generic_1x4,
+    generic_1x8,
+    requantize_channels,
+    vnni_1x4,
+    vnni_1x8,
+)
 from edgenn.ops.wide import prepare_fc16
 from edgenn.quant.fixed_point import (
     activation_bounds,
@@ -213,23 +220,29 @@ def prepare_fc_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
 
 @njit(cache=True)
 def fully_connected_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    fully_connected_with(row, arena, weights, biases, mults, shifts, rounding, acc, dots_generic)
+    fully_connected_with(
+        row, arena, weights, biases, mults, shifts, rounding, acc, generic_1x8, generic_1x4
+    )
 
 
 @njit(cache=True)
 def fully_connected_vnni(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     """The variant for CPUs with AVX-VNNI or AVX512-VNNI (VPDPBUSD); the same integers."""
-    fully_connected_with(row, arena, weights, biases, mults, shifts, rounding, acc, dots_vnni)
+    fully_connected_with(
+        row, arena, weights, biases, mults, shifts, rounding, acc, vnni_1x8, vnni_1x4
+    )
 
 
 @njit(cache=True, inline="always")
-def fully_connected_with(row, arena, weights, biases, mults, shifts, rounding, acc, dots):  # type: ignore[no-untyped-def]
+def fully_connected_with(
+    row, arena, weights, biases, mults, shifts, rounding, acc, dot_1x8, dot_1x4
+):  # type: ignore[no-untyped-def]
     f = FULLY_CONNECTED_ROW
     x, y, w, b, m = row[f.x], row[f.y], row[f.w], row[f.b], row[f.m]
     n, k, outs, zp_out, lo = row[f.n], row[f.k], row[f.outs], row[f.zp_out], row[f.lo]
     hi = row[f.hi]
     for s in range(n):
-        dot_rows(arena[x + s * k : x + (s + 1) * k], weights, w, k, outs, acc, dots)
+        dot_rows(arena[x + s * k : x + (s + 1) * k], weights, w, k, outs, acc, dot_1x8, dot_1x4)
         requantize_channels(
             acc[:outs],
             biases[b : b + outs],

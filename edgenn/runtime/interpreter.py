@@ -175,6 +175,9 @@ def dispatch_for(opcodes: frozenset[int], features: frozenset[str] | None = None
         path = _write_dispatch(path, source)
     if not _is_cached(path):
         print("compiling kernels (first run only)", file=sys.stderr, flush=True)
+        from edgenn.runtime.precompile import precompile
+
+        precompile(kernels, chosen)  # side by side in child processes, into the cache
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
