@@ -6,12 +6,14 @@ them side by side (one per CPU); the parent then loads them from the cache and c
 dispatch that links them. Children compile exactly the signature the generated dispatch calls a
 kernel with (every array C-contiguous, as `segment` views them).
 
-`python -m edgenn.runtime.precompile FEATURES KERNEL...` is what each child runs.
+`python -m edgenn.runtime.precompile FEATURES` is what each child runs: it compiles each kernel named
+on a line of its input, and answers each with a line.
 """
 
 from __future__ import annotations
 
 import os
+import selectors
 import subprocess
 import sys
 
@@ -62,31 +64,69 @@ def workers() -> int:
 
 
 def precompile(kernels: list[Kernel], features: frozenset[str]) -> None:
-    """Compile `kernels` into the cache in up to one child process per CPU (a no-op gain on one
-    CPU, so nothing is started there). A child that fails changes nothing: the dispatch then
-    compiles what is missing itself."""
+    """Compile `kernels` into the cache in up to one child process per CPU, each taking the next
+    kernel when it has finished one (nothing is started on one CPU, where it would gain nothing).
+    A child that fails changes nothing: the dispatch then compiles what is missing itself."""
     count = min(workers(), len(kernels))
     if count < 2:
         return
-    groups: list[list[str]] = [[] for _ in range(count)]
-    for i, kernel in enumerate(kernels):  # the heaviest (conv, fc) are registered early
-        groups[i % count].append(kernel.name)
+    waiting = [k.name for k in kernels]  # registration order: the heavy conv kernels come first
+    command = [sys.executable, "-m", "edgenn.runtime.precompile", ",".join(sorted(features))]
     children = [
         subprocess.Popen(
-            [sys.executable, "-m", "edgenn.runtime.precompile", ",".join(sorted(features)), *group],
-            stdout=subprocess.DEVNULL,
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
         )
-        for group in groups
+        for _ in range(count)
     ]
     try:
-        for child in children:
-            child.wait()
-    finally:  # interrupted: no orphan keeps compiling
+        _share(children, waiting)
+    finally:  # done, failed or interrupted: no child keeps running
         for child in children:
             if child.poll() is None:
                 child.kill()
+            child.wait()
+
+
+def _share(children: list[subprocess.Popen], waiting: list[str]) -> None:
+    """Hand each child a kernel name, and another each time it reports one done."""
+    with selectors.DefaultSelector() as selector:
+        for child in children:
+            selector.register(child.stdout, selectors.EVENT_READ, child)
+            _hand(child, waiting)
+        busy = len(children)
+        while busy:
+            for key, _ in selector.select():
+                child = key.data
+                if not child.stdout.readline():  # exited (or failed): it takes no more
+                    selector.unregister(child.stdout)
+                    busy -= 1
+                else:
+                    _hand(child, waiting)
+
+
+def _hand(child: subprocess.Popen, waiting: list[str]) -> None:
+    """The next kernel to this child, or the end of its work (it then exits)."""
+    try:
+        if waiting:
+            child.stdin.write(waiting.pop(0) + "\n")
+            child.stdin.flush()
+        else:
+            child.stdin.close()
+    except (BrokenPipeError, ValueError):  # the child is gone; the parent compiles the rest
+        pass
+
+
+def _serve(features: frozenset[str]) -> None:
+    """A child: compile each kernel named on stdin, and say so on stdout."""
+    for line in sys.stdin:
+        compile_kernels([line.strip()], features)
+        print("done", flush=True)
 
 
 if __name__ == "__main__":
-    compile_kernels(sys.argv[2:], frozenset(f for f in sys.argv[1].split(",") if f))
+    _serve(frozenset(f for f in sys.argv[1].split(",") if f))
