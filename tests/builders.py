@@ -366,3 +366,21 @@ def int8_examples() -> list:
         if spec.int8
         for ex in spec.examples()
     ]
+
+
+def mixed_precision(case: tuple, mask: int, samples: int):  # type: ignore[no-untyped-def]
+    """A random mixed graph (mixed_graphs) with the layers `mask` picks promoted to 16x8 (bit i % 16
+    of mask for the i-th layer that can be), quantized, and its quantized random inputs."""
+    from edgenn.frontend.onnx import import_model
+    from edgenn.passes import optimize
+    from edgenn.quant.calibrate import calibrate
+    from edgenn.quant.quantize import quantize_array, quantize_graph, wide_capable
+
+    graph = optimize(import_model(build_mixed_graph(*case)))
+    x = np.random.default_rng(case[-1]).uniform(
+        -1, 1, (samples, *graph.type_of(graph.inputs[0]).shape[1:])
+    )
+    x = x.astype(np.float32)
+    wide = [name for i, name in enumerate(wide_capable(graph)) if mask >> (i % 16) & 1]
+    fixed = quantize_graph(graph, calibrate(graph, x), wide)
+    return fixed, quantize_array(x, fixed.type_of(fixed.inputs[0]).qparams)

@@ -15,6 +15,7 @@ from builders import (
     conv_stacks,
     int8_examples,
     mixed_graphs,
+    mixed_precision,
     single_op_model,
 )
 from conftest import MODELS
@@ -201,16 +202,6 @@ def test_int16_model_runtime_matches_spec(name: str) -> None:
     graph = optimize(load_onnx(MODELS / f"{name}.onnx"))
     fixed = quantize_graph(graph, calibrate(graph, x), wide_capable(graph))
     assert any(v.type.dtype.value == "int16" for v in fixed.values.values())
-    if wide_softmax(fixed):  # the output layer keeps int8 when it feeds an int16 softmax
-        fixed = quantize_graph(
-            graph,
-            calibrate(graph, x),
-            [
-                n
-                for n in wide_capable(graph)
-                if n not in {m.name for m in graph.nodes if m.op == "Softmax"}
-            ],
-        )
     assert_runtime_matches_spec(fixed, quantize_array(x, fixed.type_of(fixed.inputs[0]).qparams))
 
 
@@ -220,17 +211,9 @@ def test_random_mixed_precision_graphs_match_spec(case: tuple, mask: int) -> Non
     """A random subset of layers promoted to 16x8, the int8/int16 boundaries included."""
     from hypothesis import reject
 
-    from edgenn.quant.quantize import wide_capable
-
-    graph = optimize(import_model(build_mixed_graph(*case)))
-    x = np.random.default_rng(case[-1]).uniform(
-        -1, 1, (16, *graph.type_of(graph.inputs[0]).shape[1:])
-    )
-    wide = [name for i, name in enumerate(wide_capable(graph)) if mask >> (i % 16) & 1]
-    fixed = quantize_graph(graph, calibrate(graph, x.astype(np.float32)), wide)
+    fixed, xq = mixed_precision(case, mask, 16)
     if wide_softmax(fixed):
         reject()
-    xq = quantize_array(x.astype(np.float32), fixed.type_of(fixed.inputs[0]).qparams)
     assert_runtime_matches_spec(fixed, xq)
 
 

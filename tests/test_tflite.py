@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import build_mixed_graph, int8_examples, mixed_graphs
+from builders import build_mixed_graph, int8_examples, mixed_graphs, mixed_precision
 from conftest import MODELS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -162,14 +162,6 @@ def test_int16_model_bit_exact_on_tflm(name: str) -> None:
 @given(mixed_graphs(), st.integers(0, 2**16))
 def test_random_mixed_precision_bit_exact_on_tflm(case: tuple, mask: int) -> None:
     """A random subset of layers promoted to 16x8: the int8/int16 boundaries included."""
-    from edgenn.quant.quantize import wide_capable
-
-    graph = optimize(import_model(build_mixed_graph(*case)))
-    x = np.random.default_rng(case[-1]).uniform(
-        -1, 1, (8, *graph.type_of(graph.inputs[0]).shape[1:])
-    )
-    wide = [name for i, name in enumerate(wide_capable(graph)) if mask >> (i % 16) & 1]
-    fixed = quantize_graph(graph, calibrate(graph, x.astype(np.float32)), wide)
-    xq = quantize_array(x.astype(np.float32), fixed.type_of(fixed.inputs[0]).qparams)
+    fixed, xq = mixed_precision(case, mask, 8)
     ours = Runtime(fixed).run(xq)
     assert differing(run_tflm(to_tflite(fixed), xq).reshape(ours.shape), ours) == (0, 0)

@@ -39,14 +39,14 @@ from edgenn.ops.dot import (
     LANES,
     OUTER_LANES,
     ROWS,
+    block_dot_1x4,
+    block_dot_1x4_vnni,
+    block_dot_2x4,
+    block_dot_2x4_vnni,
     copy_bytes,
     fill_bytes,
-    generic_1x4,
-    generic_2x4,
     pair_outer,
     requantize_channels,
-    vnni_1x4,
-    vnni_2x4,
 )
 from edgenn.ops.spatial import (
     auto_pads,
@@ -397,64 +397,25 @@ def requantize_span(acc, count, arena, at, biases, mults, shifts, row, rounding)
 
 @njit(cache=True, inline="always")
 def window_dots(
-    src,
-    start,
-    pixel_step,
-    run_stride,
-    run_len,
-    runs,
-    pixels,
-    weights,
-    w,
-    stride,
-    oc,
-    total,
-    two,
-    one,
+    src, start, step, run_stride, run_len, runs, pixels, weights, w, stride, oc, total, two, one
 ):  # type: ignore[no-untyped-def]
     """total[p * oc + o] = the window of pixel p (`runs` runs of `run_len` int8, run j from
-    src[start + p * pixel_step + j * run_stride]) times weight row o (weights[w + o * stride]...),
-    the blocks by the two-pixel and one-pixel cores given (ops/dot.py: generic_2x4 and generic_1x4,
-    or the vnni_ ones)."""
+    src[start + p * step + j * run_stride]) times weight row o (weights[w + o * stride]...), the
+    blocks by the two-pixel and one-pixel cores given (ops/dot.py: block_dot_2x4 and block_dot_1x4, or
+    their _vnni forms)."""
     o = 0
     while o + ROWS <= oc:
         row = w + o * stride
         if pixels == 2:
-            two(
-                src,
-                start,
-                pixel_step,
-                run_stride,
-                run_len,
-                runs,
-                weights,
-                row,
-                stride,
-                total,
-                o,
-                oc,
-            )
+            two(src, start, step, run_stride, run_len, runs, weights, row, stride, total, o, oc)
         else:
-            one(
-                src,
-                start,
-                pixel_step,
-                run_stride,
-                run_len,
-                runs,
-                weights,
-                row,
-                stride,
-                total,
-                o,
-                oc,
-            )
+            one(src, start, step, run_stride, run_len, runs, weights, row, stride, total, o, oc)
         o += ROWS
     for o in range(oc - oc % ROWS, oc):  # rows past the last whole block
         for p in range(pixels):
             a = np.int32(0)
             for j in range(runs):
-                first = start + p * pixel_step + j * run_stride
+                first = start + p * step + j * run_stride
                 taps = w + o * stride + j * run_len
                 for i in range(run_len):
                     a = np.int32(a + np.int32(src[first + i]) * np.int32(weights[taps + i]))
@@ -479,7 +440,17 @@ def bordered_copy(arena, x, h, width, c, pt, pl, bh, bw, fill, image):  # type: 
 @njit(cache=True)
 def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     conv_gather_with(
-        row, arena, weights, biases, mults, shifts, rounding, patch, acc, generic_2x4, generic_1x4
+        row,
+        arena,
+        weights,
+        biases,
+        mults,
+        shifts,
+        rounding,
+        patch,
+        acc,
+        block_dot_2x4,
+        block_dot_1x4,
     )
 
 
@@ -487,7 +458,17 @@ def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch
 def conv_gather_vnni(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     """The variant for CPUs with AVX-VNNI or AVX512-VNNI (VPDPBUSD); the same integers."""
     conv_gather_with(
-        row, arena, weights, biases, mults, shifts, rounding, patch, acc, vnni_2x4, vnni_1x4
+        row,
+        arena,
+        weights,
+        biases,
+        mults,
+        shifts,
+        rounding,
+        patch,
+        acc,
+        block_dot_2x4_vnni,
+        block_dot_1x4_vnni,
     )
 
 

@@ -236,49 +236,18 @@ def _block_dot_signature(pixels: int, rows: int, vnni: bool = False):  # type: i
 block_dot_1x4 = intrinsic(_block_dot_signature(1, 4))
 block_dot_2x4 = intrinsic(_block_dot_signature(2, 4))
 block_dot_1x8 = intrinsic(_block_dot_signature(1, 8))  # one input: more rows per input load
-# the same on VPDPBUSD: only CPUs with AVX-VNNI or AVX512-VNNI compile or run these
+# the same on VPDPBUSD: only CPUs with AVX-VNNI or AVX512-VNNI compile or run these. Kernels take
+# the cores they use as arguments (Numba compiles a caller once per core it is given, so each
+# kernel variant holds only the cores it names).
 block_dot_1x4_vnni = intrinsic(_block_dot_signature(1, 4, vnni=True))
 block_dot_1x8_vnni = intrinsic(_block_dot_signature(1, 8, vnni=True))
 block_dot_2x4_vnni = intrinsic(_block_dot_signature(2, 4, vnni=True))
 
 
-# The block dots as functions a kernel takes as arguments (Numba compiles a caller once per
-# function it is given, so each kernel variant contains only the cores it names): the portable
-# ones, and the VPDPBUSD ones for CPUs with VNNI (the same integers).
-@njit(cache=True, inline="always")
-def generic_1x4(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step):  # type: ignore[no-untyped-def]
-    block_dot_1x4(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step)
-
-
-@njit(cache=True, inline="always")
-def generic_1x8(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step):  # type: ignore[no-untyped-def]
-    block_dot_1x8(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step)
-
-
-@njit(cache=True, inline="always")
-def generic_2x4(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step):  # type: ignore[no-untyped-def]
-    block_dot_2x4(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step)
-
-
-@njit(cache=True, inline="always")
-def vnni_1x4(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step):  # type: ignore[no-untyped-def]
-    block_dot_1x4_vnni(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step)
-
-
-@njit(cache=True, inline="always")
-def vnni_1x8(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step):  # type: ignore[no-untyped-def]
-    block_dot_1x8_vnni(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step)
-
-
-@njit(cache=True, inline="always")
-def vnni_2x4(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step):  # type: ignore[no-untyped-def]
-    block_dot_2x4_vnni(x, x0, step, stride, run, runs, w, w0, w_stride, out, out0, out_step)
-
-
 @njit(cache=True, inline="always")
 def dot_rows(vector, weights, offset, k, rows, out, dot_1x8, dot_1x4):  # type: ignore[no-untyped-def]
     """out[o] = sum_i vector[i] * weights[offset + o*k + i] for o < rows (int32 sums), the blocks
-    by the cores given (generic_* or vnni_*: a compile-time choice)."""
+    by the cores given (block_dot_1x8 and block_dot_1x4, or their _vnni forms)."""
     body = k - k % LANES
     o = 0
     while o + 2 * ROWS <= rows and body == k:

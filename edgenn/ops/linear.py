@@ -33,12 +33,12 @@ from edgenn.ops import (
     row_layout,
 )
 from edgenn.ops.dot import (
+    block_dot_1x4,
+    block_dot_1x4_vnni,
+    block_dot_1x8,
+    block_dot_1x8_vnni,
     dot_rows,
-    generic_1x4,
-    generic_1x8,
     requantize_channels,
-    vnni_1x4,
-    vnni_1x8,
 )
 from edgenn.ops.wide import prepare_fc16
 from edgenn.quant.fixed_point import (
@@ -221,7 +221,7 @@ def prepare_fc_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
 @njit(cache=True)
 def fully_connected_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     fully_connected_with(
-        row, arena, weights, biases, mults, shifts, rounding, acc, generic_1x8, generic_1x4
+        row, arena, weights, biases, mults, shifts, rounding, acc, block_dot_1x8, block_dot_1x4
     )
 
 
@@ -229,7 +229,16 @@ def fully_connected_int8(row, arena, weights, biases, mults, shifts, rounding, p
 def fully_connected_vnni(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     """The variant for CPUs with AVX-VNNI or AVX512-VNNI (VPDPBUSD); the same integers."""
     fully_connected_with(
-        row, arena, weights, biases, mults, shifts, rounding, acc, vnni_1x8, vnni_1x4
+        row,
+        arena,
+        weights,
+        biases,
+        mults,
+        shifts,
+        rounding,
+        acc,
+        block_dot_1x8_vnni,
+        block_dot_1x4_vnni,
     )
 
 
