@@ -439,37 +439,13 @@ def bordered_copy(arena, x, h, width, c, pt, pl, bh, bw, fill, image):  # type: 
 
 @njit(cache=True)
 def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    conv_gather_with(
-        row,
-        arena,
-        weights,
-        biases,
-        mults,
-        shifts,
-        rounding,
-        patch,
-        acc,
-        block_dot_2x4,
-        block_dot_1x4,
-    )
+    conv_gather_with(row, arena, weights, biases, mults, shifts, rounding, patch, acc, block_dot_2x4, block_dot_1x4)  # fmt: skip
 
 
 @njit(cache=True)
 def conv_gather_vnni(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     """The variant for CPUs with AVX-VNNI or AVX512-VNNI (VPDPBUSD); the same integers."""
-    conv_gather_with(
-        row,
-        arena,
-        weights,
-        biases,
-        mults,
-        shifts,
-        rounding,
-        patch,
-        acc,
-        block_dot_2x4_vnni,
-        block_dot_1x4_vnni,
-    )
+    conv_gather_with(row, arena, weights, biases, mults, shifts, rounding, patch, acc, block_dot_2x4_vnni, block_dot_1x4_vnni)  # fmt: skip
 
 
 @njit(cache=True, inline="always")

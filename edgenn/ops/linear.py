@@ -228,18 +228,7 @@ def fully_connected_int8(row, arena, weights, biases, mults, shifts, rounding, p
 @njit(cache=True)
 def fully_connected_vnni(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
     """The variant for CPUs with AVX-VNNI or AVX512-VNNI (VPDPBUSD); the same integers."""
-    fully_connected_with(
-        row,
-        arena,
-        weights,
-        biases,
-        mults,
-        shifts,
-        rounding,
-        acc,
-        block_dot_1x8_vnni,
-        block_dot_1x4_vnni,
-    )
+    fully_connected_with(row, arena, weights, biases, mults, shifts, rounding, acc, block_dot_1x8_vnni, block_dot_1x4_vnni)  # fmt: skip
 
 
 @njit(cache=True, inline="always")
