@@ -67,10 +67,10 @@ def precompile(kernels: list[Kernel], features: frozenset[str]) -> None:
     """Compile `kernels` into the cache in up to one child process per CPU, each taking the next
     kernel when it has finished one (nothing is started on one CPU, where it would gain nothing).
     A child that fails changes nothing: the dispatch then compiles what is missing itself."""
-    count = min(workers(), len(kernels))
+    waiting = [k.name for k in kernels if not _in_cache(k, features)]  # heavy conv kernels first
+    count = min(workers(), len(waiting))
     if count < 2:
         return
-    waiting = [k.name for k in kernels]  # registration order: the heavy conv kernels come first
     command = [sys.executable, "-m", "edgenn.runtime.precompile", ",".join(sorted(features))]
     children = [
         subprocess.Popen(
@@ -90,6 +90,16 @@ def precompile(kernels: list[Kernel], features: frozenset[str]) -> None:
             if child.poll() is None:
                 child.kill()
             child.wait()
+
+
+def _in_cache(kernel: Kernel, features: frozenset[str]) -> bool:
+    """Whether Numba's cache holds this kernel variant already (its index file exists; Numba
+    checks it against the source when loading). Unknown: say no, and let a child load it."""
+    try:
+        index = kernel.function_for(features)[1]._cache._cache_file._index_path
+    except AttributeError:  # another Numba's internals
+        return False
+    return os.path.exists(index)
 
 
 def _share(children: list[subprocess.Popen], waiting: list[str]) -> None:
