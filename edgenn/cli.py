@@ -235,6 +235,26 @@ def inspect(model: Path, as_json: bool, raw: bool, batch_size: int) -> None:
     help="Device the C code is for (targets/*.toml): checks RAM and flash, picks the DSP path.",
 )
 @click.option("--force", is_flag=True, help="Write the C code even if it does not fit --target.")
+@click.option(
+    "--c-prefix",
+    default=None,
+    metavar="NAME",
+    help="Prefix of the C code's public symbols (default: from the model's file name).",
+)
+@click.option(
+    "--c-arena",
+    type=click.Choice(["static", "caller"]),
+    default="static",
+    show_default=True,
+    help="The C arena: a static array, or the caller's (<name>_invoke takes it).",
+)
+@click.option(
+    "--c-layout",
+    type=click.Choice(["model", "nhwc"]),
+    default="model",
+    show_default=True,
+    help="C input/output layout: the model file's, or channels-last (no transpose in the arena).",
+)
 def convert(
     model: Path,
     outdir: Path,
@@ -244,6 +264,9 @@ def convert(
     float_io: bool,
     target: str | None,
     force: bool,
+    c_prefix: str | None,
+    c_arena: str,
+    c_layout: str,
 ) -> None:
     """Quantize MODEL (ONNX) to an int8 fixed-point model: OUTDIR/model.edgenn and OUTDIR/report.json.
     An int8 .tflite (or .edgenn) model is taken as it is, e.g. to generate C from it."""
@@ -252,6 +275,8 @@ def convert(
     from edgenn.sim.targets import load_target
 
     check_output_folder(outdir)  # these checks are cheap: before a calibration that is not
+    c_options = {"prefix": c_prefix, "arena": c_arena, "layout": c_layout}
+    _check_c_options(c_options, emits)
     profile = load_target(target) if target and "c" in emits else None
     converted, fixed = _fixed_point(model, {**calib_args, "data": data})
     if converted is None and "c" not in emits and "tflite" not in emits:
@@ -263,7 +288,9 @@ def convert(
         if converted is not None
         else fixed_point_report(fixed, model)
     )
-    c_sources = _c_sources(fixed, model, profile, force, report) if "c" in emits else None
+    c_sources = (
+        _c_sources(fixed, model, profile, force, report, c_options) if "c" in emits else None
+    )
     tflite_bytes = None
     if "tflite" in emits:  # lowered before anything is written, so an unmappable op writes nothing
         from edgenn.codegen.tflite import to_tflite
@@ -283,19 +310,43 @@ def convert(
     click.echo(f"wrote {', '.join(map(str, written))}")
 
 
-def _c_sources(fixed: Any, model: Path, profile: Any, force: bool, report: dict[str, Any]):  # type: ignore[no-untyped-def]
+def _check_c_options(options: dict[str, Any], emits: tuple[str, ...]) -> None:
+    """The --c-* options only mean something with --emit c; a prefix is checked before any work."""
+    from edgenn.codegen.c import checked_prefix
+
+    given = {"prefix": None, "arena": "static", "layout": "model"}
+    if "c" not in emits and options != given:
+        raise InputError("--c-prefix, --c-arena and --c-layout apply to --emit c")
+    if options["prefix"] is not None:
+        checked_prefix(options["prefix"])
+
+
+def _c_sources(  # type: ignore[no-untyped-def]
+    fixed: Any, model: Path, profile: Any, force: bool, report: dict[str, Any], options: dict
+):
     """Generate (not yet write) the C code, checked against the target profile (if any) first."""
     from edgenn.codegen.c import check_fits, check_fits_early, generate_c
+    from edgenn.passes.io_layout import changed_io, channels_last_io
     from edgenn.runtime.program import build_program
 
-    program = build_program(fixed)
+    graph = channels_last_io(fixed) if options["layout"] == "nhwc" else fixed
+    program = build_program(graph)
     if profile is not None and not force:
-        check_fits_early(program, fixed, profile)
-    sources = generate_c(fixed, model.stem, dsp=profile.dsp if profile else True, program=program)
+        check_fits_early(program, graph, profile)
+    sources = generate_c(
+        graph,
+        model.stem,
+        dsp=profile.dsp if profile else True,
+        program=program,
+        prefix=options["prefix"],
+        arena=options["arena"],
+    )
     if profile is not None and not force:
-        check_fits(sources, fixed, profile)
+        check_fits(sources, graph, profile)
     report["c"] = {
         "name": sources.name,
+        "arena": options["arena"],
+        "channels_last_io": changed_io(fixed, graph),
         "target": profile.name if profile else None,
         "arena_bytes": sources.arena_bytes,
         "constant_bytes": sources.flash_data_bytes,
@@ -329,10 +380,12 @@ def _print_report(report: dict[str, Any]) -> None:
     if "c" in report:
         c = report["c"]
         click.echo(
-            f"C code: {len(c['files'])} files, arena {c['arena_bytes']:,} B, "
-            f"constants {c['constant_bytes']:,} B"
+            f"C code: {len(c['files'])} files, prefix {c['name']}, arena {c['arena_bytes']:,} B "
+            f"({c['arena']}), constants {c['constant_bytes']:,} B"
             + (f", target {c['target']}" if c["target"] else "")
         )
+        for old, new in c["channels_last_io"].items():
+            click.echo(f"C input/output '{old}' is channels-last: '{new}'")
     evaluation = report.get("evaluation", {})
     if "int8_accuracy" in evaluation:
         click.echo(

@@ -12,6 +12,7 @@ sources the model uses (from edgenn/codegen/c_kernels/).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgenn.errors import FootprintError, UnsupportedOpError
+from edgenn.errors import FootprintError, InputError, UnsupportedOpError
 from edgenn.ir import DType, Graph, Node
 from edgenn.ops import KERNELS, TABLES, Table, kernel_for
 from edgenn.ops.conv import CONV_GATHER, CONV_ROW
@@ -102,11 +103,29 @@ INT32 = np.iinfo(np.int32)
 
 
 def c_identifier(text: str, fallback: str = "model") -> str:
-    """A valid, harmless C identifier from any name: [a-z0-9_], not starting with a digit."""
-    ident = re.sub(r"[^0-9a-zA-Z_]+", "_", text).strip("_").lower()[:48].rstrip("_")
+    """A valid, harmless C identifier from any name: [a-z0-9_], not starting with a digit, at most
+    48 characters. Names that are not already one (upper case, other characters, too long) get a
+    short hash of the whole name, so two names never share a prefix (`Model` and `model`)."""
+    ident = re.sub(r"[^0-9a-zA-Z_]+", "_", text).strip("_").lower()[:40].rstrip("_")
     if not ident:
         ident = fallback
-    return f"m_{ident}" if ident[0].isdigit() else ident
+    ident = f"m_{ident}" if ident[0].isdigit() else ident
+    if ident != text:
+        ident += "_" + hashlib.sha256(text.encode()).hexdigest()[:6]
+    return ident
+
+
+PREFIX_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,47}")
+
+
+def checked_prefix(prefix: str) -> str:
+    """A C prefix given by the user (--c-prefix): lower-case C identifier characters, 48 at most."""
+    if not PREFIX_PATTERN.fullmatch(prefix) or prefix.startswith("edgenn"):
+        raise InputError(
+            f"C prefix '{c_comment(prefix)}' must be 1-48 of [a-z0-9_], not start with a digit or "
+            "'edgenn' (the kernel library's names)"
+        )
+    return prefix
 
 
 def c_comment(text: str) -> str:
@@ -157,17 +176,26 @@ def _array(ctype: str, name: str, values: np.ndarray, per_line: int = 16) -> str
     return f"{ctype} {name}[{len(flat)}] = {{\n    {body}\n}};\n"
 
 
+ARENAS = ("static", "caller")
+
+
 def generate_c(
     graph: Graph,
     name: str,
     rounding: str = "double",
     dsp: bool = False,
     program: Program | None = None,
+    prefix: str | None = None,
+    arena: str = "static",
 ) -> CSources:
     """The C sources of a fixed-point graph (int8 activations only). rounding: TFLM's double rounding
     or single; dsp: use the Cortex-M DSP extension (SMLAD) where the compiler reports it; program:
-    the graph's program when the caller built it already."""
-    prefix = c_identifier(name)
+    the graph's program when the caller built it already; prefix: of every public symbol (default:
+    from the name); arena: "static" (one static buffer, placed by EDGENN_ARENA_SECTION) or "caller"
+    (`<prefix>_invoke` takes it)."""
+    if arena not in ARENAS:
+        raise InputError(f"arena must be one of {', '.join(ARENAS)}, got '{arena}'")
+    prefix = checked_prefix(prefix) if prefix is not None else c_identifier(name)
     program = program or build_program(graph)
     check_supported(graph, program)
     steps = kernel_steps(graph)
@@ -178,10 +206,10 @@ def generate_c(
         kernels.append(FIXED_POINT)
     files = {f: (KERNEL_DIR / f).read_text() for f in (*COMMON, *kernels)}
     files[f"{prefix}_weights.c"] = _weights_source(prefix, program, tap_sums)
-    files[f"{prefix}_model.h"] = _header(prefix, graph, program, name)
+    files[f"{prefix}_model.h"] = _header(prefix, graph, program, name, arena)
     files["edgenn_config.h"] = _config(rounding, dsp)
     files[REGISTRY_HEADER] = registry_header()
-    files[f"{prefix}_model.c"] = _model_source(prefix, graph, program, steps, rows, lengths)
+    files[f"{prefix}_model.c"] = _model_source(prefix, graph, program, steps, rows, lengths, arena)
     flash_data = program.weights.size + 4 * (
         program.biases.size + 2 * program.multipliers.size + tap_sums.size + sum(lengths)
     )
@@ -247,7 +275,7 @@ def _qparams(graph: Graph, names: tuple[str, ...]) -> tuple[float, int]:
     return float(qp.scale[0]), int(qp.zero_point[0])
 
 
-def _header(prefix: str, graph: Graph, program: Program, name: str) -> str:
+def _header(prefix: str, graph: Graph, program: Program, name: str, arena: str) -> str:
     upper = prefix.upper()
     guard = f"{upper}_MODEL_H"
     in_scale, in_zp = _qparams(graph, graph.inputs)
@@ -258,30 +286,50 @@ def _header(prefix: str, graph: Graph, program: Program, name: str) -> str:
             shape = "x".join(map(str, graph.type_of(tensor).shape))
             shapes.append(f" * {kind} {c_comment(tensor)}: int8 [{shape}]")
     shape_lines = "\n".join(shapes)
+    if arena == "caller":
+        arena_doc = f"yours: {upper}_ARENA_ALIGN-aligned, passed to {prefix}_invoke"
+        invoke_doc = (
+            "/* Runs the model once: int8 in, int8 out, in the caller's arena of at least\n"
+            f" * {upper}_ARENA_SIZE bytes aligned to {upper}_ARENA_ALIGN (models that never run at\n"
+            " * the same time can share one, sized for the largest). Returns 0. */\n"
+            f"int {prefix}_invoke(const int8_t *input, int8_t *output, int8_t *arena);"
+        )
+    else:
+        arena_doc = "a static array; -DEDGENN_ARENA_SECTION='\".name\"' places it in a section"
+        invoke_doc = (
+            "/* Runs the model once: int8 in, int8 out. Returns 0. */\n"
+            f"int {prefix}_invoke(const int8_t *input, int8_t *output);"
+        )
     return f"""/* {c_comment(name)}: int8 inference in plain C99, made by edgenn.
 {shape_lines}
- * Several inputs (outputs) are passed concatenated in this order. Activations live in one static
- * arena of {upper}_ARENA_SIZE bytes; weights are const.
- * Build: compile every .c file of this folder with your application (C99), e.g.
+ * Several inputs (outputs) are passed concatenated in this order. Activations live in one arena
+ * of {upper}_ARENA_SIZE bytes ({arena_doc}); weights are const.
+ * Build: compile every .c file of this folder with your application (C99 or C++), e.g.
  *   cc -std=c99 -O2 -c *.c
- * On a Cortex-M with the DSP extension the SMLAD path is used unless -DEDGENN_USE_DSP=0.
+ * Several models in one image: compile every model's folder; the kernel files they share are
+ * identical and weak, so the linker keeps one copy. On a Cortex-M with the DSP extension the
+ * SMLAD path is used unless -DEDGENN_USE_DSP=0.
  */
 #ifndef {guard}
 #define {guard}
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {{
+#endif
+
 #define {upper}_INPUT_SIZE {int(program.input_sizes.sum())}
 #define {upper}_OUTPUT_SIZE {int(program.output_sizes.sum())}
 #define {upper}_ARENA_SIZE {max(program.plan.size, 16)}
+#define {upper}_ARENA_ALIGN 16 /* bytes: the arena's start must be a multiple */
 #define {upper}_STATE_SIZE {program.state_size} /* persistent state, kept between calls */
 #define {upper}_INPUT_SCALE {in_scale!r}f
 #define {upper}_INPUT_ZERO_POINT {in_zp}
 #define {upper}_OUTPUT_SCALE {out_scale!r}f
 #define {upper}_OUTPUT_ZERO_POINT {out_zp}
 
-/* Runs the model once: int8 in, int8 out. Returns 0. */
-int {prefix}_invoke(const int8_t *input, int8_t *output);
+{invoke_doc}
 
 /* Zeroes the persistent state (a stream starts again); does nothing for a stateless model. */
 void {prefix}_reset_state(void);
@@ -303,6 +351,10 @@ static inline void {prefix}_dequantize_output(const int8_t *q, float *y) {{
     }}
 }}
 
+#ifdef __cplusplus
+}}
+#endif
+
 #endif
 """
 
@@ -314,6 +366,7 @@ def _model_source(
     steps: list[Node],
     rows: np.ndarray,
     lengths: list[int],
+    arena: str = "static",
 ) -> str:
     row_arrays, calls = [], []
     for i, (node, row, width) in enumerate(zip(steps, rows, lengths)):
@@ -341,13 +394,10 @@ def _model_source(
 #include "{prefix}_model.h"
 #include "edgenn_kernels.h"
 
-{_context_source(prefix, program)}
+{_context_source(prefix, program, arena)}
 
 {chr(10).join(row_arrays)}
-int {prefix}_invoke(const int8_t *input, int8_t *output) {{
-{body}
-    return 0;
-}}
+{_invoke_source(prefix, arena, body)}
 
 void {prefix}_reset_state(void) {{
 {"    memset(state, 0, sizeof state);" if program.state_size else "    /* a stateless model */"}
@@ -355,17 +405,31 @@ void {prefix}_reset_state(void) {{
 """
 
 
-def _context_source(prefix: str, program: Program) -> str:
-    """The static arena, the persistent state (for a stateful model) and the context every kernel
-    receives, in edgenn_registry.h's field order (tables this model does not use are null)."""
+def _invoke_source(prefix: str, arena: str, body: str) -> str:
+    if arena == "static":
+        head = f"int {prefix}_invoke(const int8_t *input, int8_t *output) {{"
+        return f"{head}\n{body}\n    return 0;\n}}"
+    head = f"int {prefix}_invoke(const int8_t *input, int8_t *output, int8_t *arena) {{"
+    context = f"    const edgenn_context context = {prefix}_context(arena);"
+    return f"{head}\n{context}\n{body}\n    return 0;\n}}"
+
+
+def _context_source(prefix: str, program: Program, arena: str = "static") -> str:
+    """The static arena (unless the caller owns it), the persistent state (for a stateful model)
+    and the context every kernel receives, in edgenn_registry.h's field order (tables this model
+    does not use are null)."""
     upper = prefix.upper()
     externs = [f"extern const int8_t {prefix}_weights[];"]
     externs += [f"extern const int32_t {prefix}_{n}[];" for n in SHARED_BLOBS[1:]]
     externs += [f"extern const {TABLES[n].c_type} {prefix}_{n}[];" for n in sorted(program.tables)]
-    buffers = [("arena", f"{upper}_ARENA_SIZE")]
+    buffers = [("arena", f"{upper}_ARENA_SIZE")] if arena == "static" else []
     if program.state_size:
         buffers.append(("state", f"{upper}_STATE_SIZE"))
-    aligned = [f"static int8_t {b}[{size}] __attribute__((aligned(16)));" for b, size in buffers]
+    place = "EDGENN_ARENA_PLACE "
+    aligned = [
+        f"static int8_t {b}[{size}] {place if b == 'arena' else ''}__attribute__((aligned(16)));"
+        for b, size in buffers
+    ]
     plain = [f"static int8_t {b}[{size}];" for b, size in buffers]
     fields = ["arena", "state" if program.state_size else "0 /* a stateless model */"]
     fields += [f"{prefix}_{n}" for n in SHARED_BLOBS]
@@ -374,19 +438,23 @@ def _context_source(prefix: str, program: Program) -> str:
         for t in _tables()
     ]
     body = "".join(f"    {f},\n" for f in fields)
-    return "\n".join(
-        [
-            *externs,
-            "",
-            "#if defined(__GNUC__)",
-            *aligned,
-            "#else",
-            *plain,
-            "#endif",
-            "",
-            f"static const edgenn_context context = {{\n{body}}};",
-        ]
-    )
+    if arena == "static":
+        context = f"static const edgenn_context context = {{\n{body}}};"
+    else:  # built per call around the caller's arena (C99: a function returning the struct)
+        context = (
+            f"static edgenn_context {prefix}_context(int8_t *arena) {{\n"
+            f"    edgenn_context context = {{\n    {body.replace(chr(10) + '    ', chr(10) + '        ')}    }};\n"
+            "    return context;\n}"
+        )
+    storage = ["#if defined(__GNUC__)", *aligned, "#else", *plain, "#endif", ""] if buffers else []
+    placement = [
+        "#if defined(__GNUC__) && defined(EDGENN_ARENA_SECTION)",
+        "#define EDGENN_ARENA_PLACE __attribute__((section(EDGENN_ARENA_SECTION)))",
+        "#else",
+        "#define EDGENN_ARENA_PLACE",
+        "#endif",
+    ]
+    return "\n".join([*externs, "", *(placement if arena == "static" else []), *storage, context])
 
 
 SHARED_BLOBS = ("weights", "biases", "multipliers", "shifts", "tap_sums")
@@ -405,8 +473,17 @@ def _row_legend(row: np.ndarray) -> str:
     return "\n".join([*lines, line])
 
 
+def library_symbols() -> list[str]:
+    """Every function the kernel library defines for the models (kernels and fixed-point helpers)."""
+    pattern = re.compile(r"^EDGENN_SHARED \w+ (edgenn_\w+)\(", re.M)
+    return sorted({m for f in KERNEL_DIR.glob("*.c") for m in pattern.findall(f.read_text())})
+
+
 def _config(rounding: str, dsp: bool) -> str:
-    single = "#define EDGENN_SINGLE_ROUNDING\n" if rounding == "single" else ""
+    single = ""
+    if rounding == "single":  # other arithmetic, other names: never merged with double rounding
+        renames = "".join(f"#define {n} {n}_single_rounding\n" for n in library_symbols())
+        single = "#define EDGENN_SINGLE_ROUNDING\n" + renames
     return f"""/* Build choices of this model, made by edgenn: the requantization rounding (TFLM's double rounding
  * unless EDGENN_SINGLE_ROUNDING) and the Cortex-M DSP path, on by the target profile (override with
  * -DEDGENN_USE_DSP=0); both paths give the same integers. */

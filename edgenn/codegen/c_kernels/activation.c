@@ -4,7 +4,7 @@
 
 enum { INPUT_INTEGER_BITS = 4 };
 
-void edgenn_leaky_relu(const edgenn_context *ctx, const int32_t *p) {
+EDGENN_SHARED void edgenn_leaky_relu(const edgenn_context *ctx, const int32_t *p) {
     const int8_t *x = ctx->arena + p[EDGENN_LEAKY_RELU_X];
     int8_t *y = ctx->arena + p[EDGENN_LEAKY_RELU_Y];
     const int32_t n = p[EDGENN_LEAKY_RELU_N], zp_in = p[EDGENN_LEAKY_RELU_ZP_IN];
@@ -18,7 +18,7 @@ void edgenn_leaky_relu(const edgenn_context *ctx, const int32_t *p) {
     }
 }
 
-void edgenn_prelu(const edgenn_context *ctx, const int32_t *p) {
+EDGENN_SHARED void edgenn_prelu(const edgenn_context *ctx, const int32_t *p) {
     const int8_t *x = ctx->arena + p[EDGENN_PRELU_X];
     const int8_t *alpha = ctx->weights + p[EDGENN_PRELU_ALPHA];
     int8_t *y = ctx->arena + p[EDGENN_PRELU_Y];
@@ -46,7 +46,7 @@ void edgenn_prelu(const edgenn_context *ctx, const int32_t *p) {
     }
 }
 
-void edgenn_logistic_tanh(const edgenn_context *ctx, const int32_t *p) {
+EDGENN_SHARED void edgenn_logistic_tanh(const edgenn_context *ctx, const int32_t *p) {
     const int8_t *x = ctx->arena + p[EDGENN_LOGISTIC_TANH_X];
     int8_t *y = ctx->arena + p[EDGENN_LOGISTIC_TANH_Y];
     const int32_t n = p[EDGENN_LOGISTIC_TANH_N], zp_in = p[EDGENN_LOGISTIC_TANH_ZP_IN];
@@ -93,7 +93,7 @@ static int32_t saturating_left_shift16(int32_t v, int32_t amount) {
     return edgenn_clamp(v * (1 << amount), -32768, 32767);
 }
 
-void edgenn_hard_swish(const edgenn_context *ctx, const int32_t *p) {
+EDGENN_SHARED void edgenn_hard_swish(const edgenn_context *ctx, const int32_t *p) {
     const int8_t *x = ctx->arena + p[EDGENN_HARD_SWISH_X];
     int8_t *y = ctx->arena + p[EDGENN_HARD_SWISH_Y];
     const int32_t n = p[EDGENN_HARD_SWISH_N], zp_in = p[EDGENN_HARD_SWISH_ZP_IN];

@@ -75,7 +75,7 @@ static int8_t requantized(const edgenn_layer *l, const int32_t *p, int32_t o, in
                          p[EDGENN_CONV_LO], p[EDGENN_CONV_HI]);
 }
 
-void edgenn_conv(const edgenn_context *ctx, const int32_t *p) {
+EDGENN_SHARED void edgenn_conv(const edgenn_context *ctx, const int32_t *p) {
     const edgenn_layer l = edgenn_layer_of(ctx, p);
     const int32_t oh = p[EDGENN_CONV_OH], ow = p[EDGENN_CONV_OW], oc = p[EDGENN_CONV_OC];
     const int32_t kh = p[EDGENN_CONV_KH], kw = p[EDGENN_CONV_KW];

@@ -23,6 +23,16 @@
 
 typedef void (*edgenn_kernel)(const edgenn_context *ctx, const int32_t *row);
 
+/* The kernel library is shared by every model in an image: each model folder carries a copy, and
+ * its definitions are weak, so the linker keeps one of the identical copies. Models built with
+ * other arithmetic (single rounding) get other names (edgenn_config.h), so copies that differ are
+ * never merged. A compiler without weak symbols: compile one folder's kernel files only. */
+#if defined(__GNUC__) || defined(__clang__)
+#define EDGENN_SHARED __attribute__((weak))
+#else
+#define EDGENN_SHARED
+#endif
+
 /* ---- fixed-point helpers (TFLite / gemmlowp) ---- */
 
 static inline int32_t edgenn_clamp(int32_t x, int32_t lo, int32_t hi) {

@@ -5,7 +5,7 @@
 
 enum { ADD = 0, SUB = 1, MUL = 2, LEFT_SHIFT = 20 };
 
-void edgenn_binary(const edgenn_context *ctx, const int32_t *p) {
+EDGENN_SHARED void edgenn_binary(const edgenn_context *ctx, const int32_t *p) {
     const int8_t *first =
         (p[EDGENN_BINARY_A_CONST] ? ctx->weights : ctx->arena) + p[EDGENN_BINARY_A];
     const int8_t *second =

@@ -47,7 +47,7 @@ static const int32_t EXP_BARREL[7][2] = {
     {2, 39332535},    {3, 720401},      {4, 242},
 }; /* exp(-2^k) in Q0.31 */
 
-int32_t edgenn_exp_on_negative_values(int32_t a, int integer_bits) {
+EDGENN_SHARED int32_t edgenn_exp_on_negative_values(int32_t a, int integer_bits) {
     const int fractional_bits = 31 - integer_bits;
     const int32_t one_quarter = (int32_t)1 << (fractional_bits - 2);
     const int32_t mask = one_quarter - 1;
@@ -81,11 +81,11 @@ static int32_t reciprocal_half_denominator(int32_t a) {
     return x;
 }
 
-int32_t edgenn_one_over_one_plus_x(int32_t a) {
+EDGENN_SHARED int32_t edgenn_one_over_one_plus_x(int32_t a) {
     return srmbypot(reciprocal_half_denominator(a), 1);
 }
 
-int32_t edgenn_logistic_q31(int32_t a, int integer_bits) {
+EDGENN_SHARED int32_t edgenn_logistic_q31(int32_t a, int integer_bits) {
     int32_t magnitude, positive;
     if (a == 0) {
         return 1 << 30;
@@ -96,7 +96,7 @@ int32_t edgenn_logistic_q31(int32_t a, int integer_bits) {
     return a > 0 ? positive : INT32_MAX - positive;
 }
 
-int32_t edgenn_tanh_q31(int32_t a, int integer_bits) {
+EDGENN_SHARED int32_t edgenn_tanh_q31(int32_t a, int integer_bits) {
     int32_t negative, t;
     if (a == 0) {
         return 0;

@@ -9,7 +9,7 @@ static int8_t requantized(const edgenn_layer *l, const int32_t *p, int32_t o, in
                          p[EDGENN_FULLY_CONNECTED_HI]);
 }
 
-void edgenn_fully_connected(const edgenn_context *ctx, const int32_t *p) {
+EDGENN_SHARED void edgenn_fully_connected(const edgenn_context *ctx, const int32_t *p) {
     const edgenn_layer l = edgenn_layer_of(ctx, p);
     const int32_t n = p[EDGENN_FULLY_CONNECTED_N], k = p[EDGENN_FULLY_CONNECTED_K];
     const int32_t outs = p[EDGENN_FULLY_CONNECTED_OUTS];

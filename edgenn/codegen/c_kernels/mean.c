@@ -2,7 +2,7 @@
  * multiplier already carries the division by the pixel count. */
 #include "edgenn_kernels.h"
 
-void edgenn_mean(const edgenn_context *ctx, const int32_t *p) {
+EDGENN_SHARED void edgenn_mean(const edgenn_context *ctx, const int32_t *p) {
     const int8_t *x = ctx->arena + p[EDGENN_MEAN_X];
     int8_t *y = ctx->arena + p[EDGENN_MEAN_Y];
     const int32_t n = p[EDGENN_MEAN_N], c = p[EDGENN_MEAN_C], zp_in = p[EDGENN_MEAN_ZP_IN];

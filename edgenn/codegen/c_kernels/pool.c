@@ -31,7 +31,7 @@ static int32_t pool_channel(const int8_t *x, const int32_t *p, int32_t oy, int32
     return total;
 }
 
-void edgenn_pool(const edgenn_context *ctx, const int32_t *p) {
+EDGENN_SHARED void edgenn_pool(const edgenn_context *ctx, const int32_t *p) {
     const int8_t *x = ctx->arena + p[EDGENN_POOL_X];
     int8_t *y = ctx->arena + p[EDGENN_POOL_Y];
     const int32_t c = p[EDGENN_POOL_C], oh = p[EDGENN_POOL_OH], ow = p[EDGENN_POOL_OW];

@@ -2,7 +2,7 @@
  * (row of ops/quantization.py: requantize_row). */
 #include "edgenn_kernels.h"
 
-void edgenn_requantize(const edgenn_context *ctx, const int32_t *p) {
+EDGENN_SHARED void edgenn_requantize(const edgenn_context *ctx, const int32_t *p) {
     const int8_t *x = ctx->arena + p[EDGENN_REQUANTIZE_X];
     int8_t *y = ctx->arena + p[EDGENN_REQUANTIZE_Y];
     const int32_t n = p[EDGENN_REQUANTIZE_N], zp_in = p[EDGENN_REQUANTIZE_ZP_IN];

@@ -5,7 +5,7 @@
  * innermost table names both bytes of every element. */
 #include "edgenn_kernels.h"
 
-void edgenn_resize_nearest(const edgenn_context *ctx, const int32_t *p) {
+EDGENN_SHARED void edgenn_resize_nearest(const edgenn_context *ctx, const int32_t *p) {
     const int8_t *x = ctx->arena + p[EDGENN_RESIZE_X];
     int8_t *y = ctx->arena + p[EDGENN_RESIZE_Y];
     const int32_t d1 = p[EDGENN_RESIZE_D1], d2 = p[EDGENN_RESIZE_D2], d3 = p[EDGENN_RESIZE_D3];

@@ -2,7 +2,7 @@
  * blockwise copies (inputs already share the output's quantization parameters). */
 #include "edgenn_kernels.h"
 
-void edgenn_transpose(const edgenn_context *ctx, const int32_t *p) {
+EDGENN_SHARED void edgenn_transpose(const edgenn_context *ctx, const int32_t *p) {
     const int8_t *x = ctx->arena + p[EDGENN_TRANSPOSE_X];
     int8_t *y = ctx->arena + p[EDGENN_TRANSPOSE_Y];
     const int32_t *dims = p + EDGENN_TRANSPOSE_D0, *perm = p + EDGENN_TRANSPOSE_P0;
@@ -26,7 +26,7 @@ void edgenn_transpose(const edgenn_context *ctx, const int32_t *p) {
     }
 }
 
-void edgenn_pad(const edgenn_context *ctx, const int32_t *p) {
+EDGENN_SHARED void edgenn_pad(const edgenn_context *ctx, const int32_t *p) {
     const int8_t *x = ctx->arena + p[EDGENN_PAD_X];
     int8_t *y = ctx->arena + p[EDGENN_PAD_Y];
     const int32_t o1 = p[EDGENN_PAD_O1], o2 = p[EDGENN_PAD_O2], o3 = p[EDGENN_PAD_O3];
@@ -49,7 +49,7 @@ void edgenn_pad(const edgenn_context *ctx, const int32_t *p) {
     }
 }
 
-void edgenn_concat(const edgenn_context *ctx, const int32_t *p) {
+EDGENN_SHARED void edgenn_concat(const edgenn_context *ctx, const int32_t *p) {
     const int32_t outer = p[EDGENN_CONCAT_OUTER], out_block = p[EDGENN_CONCAT_BLOCK];
     const int32_t count = p[EDGENN_CONCAT_COUNT];
     int32_t o, k, i;

@@ -16,7 +16,7 @@ static int leading_zeros(uint32_t v) {
     return n;
 }
 
-void edgenn_softmax(const edgenn_context *ctx, const int32_t *p) {
+EDGENN_SHARED void edgenn_softmax(const edgenn_context *ctx, const int32_t *p) {
     const int32_t outer = p[EDGENN_SOFTMAX_OUTER], depth = p[EDGENN_SOFTMAX_DEPTH];
     const int32_t diff_min = p[EDGENN_SOFTMAX_DIFF_MIN];
     const int32_t q = ctx->multipliers[p[EDGENN_SOFTMAX_M]];
