@@ -340,6 +340,7 @@ def _c_sources(  # type: ignore[no-untyped-def]
         program=program,
         prefix=options["prefix"],
         arena=options["arena"],
+        cpu_flags=[f for f in profile.cflags if f.startswith("-m")] if profile else (),
     )
     if profile is not None and not force:
         check_fits(sources, graph, profile)

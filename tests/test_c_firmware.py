@@ -163,3 +163,71 @@ def test_cli_c_options(tmp_path: Path) -> None:
     refused = run_cli("convert", str(MODELS / "digits_cnn.onnx"), "-o", str(tmp_path / "x"), "--c-prefix", "t")  # fmt: skip
     assert refused.returncode == 2 and "apply to --emit c" in refused.stderr
     assert not (tmp_path / "x").exists()
+
+
+def two_model_project(tmp_path: Path, samples: int = 8) -> tuple[Path, np.ndarray, np.ndarray]:
+    """Both models' folders (caller arenas, prefixes cnn and mlp) beside main.cpp and its inputs;
+    the expected outputs, one row per sample."""
+    cnn, cnn_x = fixed_model("digits_cnn")
+    mlp, mlp_x = fixed_model("digits_mlp")
+    for name, fixed in (("cnn", cnn), ("mlp", mlp)):
+        write_folder(tmp_path / name, generate_c(fixed, name, prefix=name, arena="caller").files)
+    (tmp_path / "inputs.h").write_text(
+        f"#define SAMPLES {samples}\n"
+        + c_array("cnn_inputs", cnn_x[:samples])
+        + c_array("mlp_inputs", mlp_x[:samples])
+    )
+    (tmp_path / "main.cpp").write_text(MAIN)
+    want_cnn = Runtime(cnn).run(cnn_x[:samples]).reshape(samples, -1)
+    want_mlp = Runtime(mlp).run(mlp_x[:samples]).reshape(samples, -1)
+    return tmp_path, want_cnn, want_mlp
+
+
+def check_program_output(program: Path, want_cnn: np.ndarray, want_mlp: np.ndarray) -> None:
+    lines = subprocess.run([str(program)], capture_output=True, text=True, check=True).stdout
+    rows = [list(map(int, line.split())) for line in lines.splitlines()]
+    assert np.array_equal(np.array(rows[0::2]), want_cnn)
+    assert np.array_equal(np.array(rows[1::2]), want_mlp)
+
+
+CMAKE_PROJECT = """cmake_minimum_required(VERSION 3.13)
+project(two_models LANGUAGES C CXX)
+add_subdirectory(cnn)
+add_subdirectory(mlp)
+add_executable(two_models main.cpp)
+target_include_directories(two_models PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+target_compile_options(two_models PRIVATE -Wall -Wextra -Werror)
+target_link_libraries(two_models PRIVATE cnn mlp)
+"""
+
+
+@needs_cxx
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not installed")
+def test_generated_cmake_files_build_a_two_model_program(tmp_path: Path) -> None:
+    project, want_cnn, want_mlp = two_model_project(tmp_path / "project")
+    (project / "CMakeLists.txt").write_text(CMAKE_PROJECT)
+    build = tmp_path / "build"
+    subprocess.run(["cmake", "-S", str(project), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release"], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(["cmake", "--build", str(build)], check=True, capture_output=True)
+    check_program_output(build / "two_models", want_cnn, want_mlp)
+
+
+MAKEFILE = """include cnn/cnn.mk
+include mlp/mlp.mk
+OBJS := $(patsubst %.c,%.o,$(CNN_SRCS) $(MLP_SRCS))
+two_models: main.cpp $(OBJS)
+\tg++ -std=c++11 -Wall -Wextra -Werror -Icnn -Imlp -I. main.cpp $(OBJS) -o $@
+cnn/%.o: cnn/%.c
+\tgcc $(CNN_CFLAGS) -O2 -Wall -Wextra -Werror -c $< -o $@
+mlp/%.o: mlp/%.c
+\tgcc $(MLP_CFLAGS) -O2 -Wall -Wextra -Werror -c $< -o $@
+"""
+
+
+@needs_cxx
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_generated_makefile_fragments_build_a_two_model_program(tmp_path: Path) -> None:
+    project, want_cnn, want_mlp = two_model_project(tmp_path)
+    (project / "Makefile").write_text(MAKEFILE)
+    subprocess.run(["make", "-C", str(project), "two_models"], check=True, capture_output=True)
+    check_program_output(project / "two_models", want_cnn, want_mlp)

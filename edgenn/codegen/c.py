@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,12 +188,13 @@ def generate_c(
     program: Program | None = None,
     prefix: str | None = None,
     arena: str = "static",
+    cpu_flags: Sequence[str] = (),
 ) -> CSources:
     """The C sources of a fixed-point graph (int8 activations only). rounding: TFLM's double rounding
     or single; dsp: use the Cortex-M DSP extension (SMLAD) where the compiler reports it; program:
     the graph's program when the caller built it already; prefix: of every public symbol (default:
     from the name); arena: "static" (one static buffer, placed by EDGENN_ARENA_SECTION) or "caller"
-    (`<prefix>_invoke` takes it)."""
+    (`<prefix>_invoke` takes it); cpu_flags: the target's -m flags, for the build snippets."""
     if arena not in ARENAS:
         raise InputError(f"arena must be one of {', '.join(ARENAS)}, got '{arena}'")
     prefix = checked_prefix(prefix) if prefix is not None else c_identifier(name)
@@ -210,6 +212,9 @@ def generate_c(
     files["edgenn_config.h"] = _config(rounding, dsp)
     files[REGISTRY_HEADER] = registry_header()
     files[f"{prefix}_model.c"] = _model_source(prefix, graph, program, steps, rows, lengths, arena)
+    sources = sorted(f for f in files if f.endswith(".c"))
+    files["CMakeLists.txt"] = _cmake(prefix, sources, cpu_flags)
+    files[f"{prefix}.mk"] = _makefile(prefix, sources, cpu_flags)
     flash_data = program.weights.size + 4 * (
         program.biases.size + 2 * program.multipliers.size + tap_sums.size + sum(lengths)
     )
@@ -496,6 +501,42 @@ def _config(rounding: str, dsp: bool) -> str:
 #define EDGENN_ARM_DSP
 #endif
 #endif
+"""
+
+
+def _cmake(prefix: str, sources: list[str], cpu_flags: Sequence[str]) -> str:
+    upper = prefix.upper()
+    files = "\n".join(f"    ${{CMAKE_CURRENT_LIST_DIR}}/{f}" for f in sources)
+    flags = ";".join(cpu_flags)
+    return f"""# {prefix}: the model as a static library, made by edgenn. In your project:
+#   add_subdirectory(path/to/this/folder)
+#   target_link_libraries(your_app PRIVATE {prefix})
+# Several models: add each folder; their shared kernels are weak, the linker keeps one copy.
+cmake_minimum_required(VERSION 3.13)
+project({prefix} LANGUAGES C)
+
+# the target profile's CPU flags (a toolchain file that sets them already makes these redundant)
+set({upper}_CPU_FLAGS "{flags}" CACHE STRING "CPU flags for the {prefix} sources")
+
+add_library({prefix} STATIC
+{files}
+)
+target_include_directories({prefix} PUBLIC ${{CMAKE_CURRENT_LIST_DIR}})
+set_target_properties({prefix} PROPERTIES C_STANDARD 99 C_STANDARD_REQUIRED ON)
+target_compile_options({prefix} PRIVATE ${{{upper}_CPU_FLAGS}})
+"""
+
+
+def _makefile(prefix: str, sources: list[str], cpu_flags: Sequence[str]) -> str:
+    upper = prefix.upper()
+    return f"""# {prefix}: Makefile fragment made by edgenn. In your Makefile:
+#   include path/to/this/folder/{prefix}.mk
+#   SRCS += $({upper}_SRCS)
+#   CFLAGS += $({upper}_CFLAGS)
+# Each source includes its own folder's headers first, so several models' fragments can be included.
+{upper}_DIR := $(dir $(lastword $(MAKEFILE_LIST)))
+{upper}_SRCS := $(addprefix $({upper}_DIR),{" ".join(sources)})
+{upper}_CFLAGS := -std=c99 -I$({upper}_DIR) {" ".join(cpu_flags)}
 """
 
 
