@@ -231,3 +231,20 @@ def test_generated_makefile_fragments_build_a_two_model_program(tmp_path: Path) 
     (project / "Makefile").write_text(MAKEFILE)
     subprocess.run(["make", "-C", str(project), "two_models"], check=True, capture_output=True)
     check_program_output(project / "two_models", want_cnn, want_mlp)
+
+
+@pytest.mark.parametrize("precision", ["int16", "auto"])
+def test_c_with_16x8_precision_is_refused_before_calibration(
+    tmp_path: Path, precision: str
+) -> None:
+    from conftest import MODELS, run_cli
+
+    out = tmp_path / "out"
+    done = run_cli(
+        "convert", str(MODELS / "digits_cnn.onnx"), "-o", str(out), "--emit", "c",
+        "--precision", precision,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "16x8 layers have no C kernels" in done.stderr and "(Conv)" in done.stderr
+    assert "calibrating" not in done.stderr + done.stdout  # refused before the work
+    assert "Traceback" not in done.stderr and not out.exists()

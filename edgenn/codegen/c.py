@@ -143,6 +143,28 @@ class CSources:
     flash_data_bytes: int  # const blobs and rows
 
 
+WIDE_C_KERNELS = False  # the 16x8 (int16 activation) kernels have no C versions yet
+
+
+def check_precision_for_c(graph: Graph, precision: str) -> None:
+    """Before calibration: refuse a precision that would make layers the C code cannot run, naming
+    them (int16 promotes every layer that can be 16x8; auto may promote any of them)."""
+    if precision == "int8" or WIDE_C_KERNELS:
+        return
+    from edgenn.quant.quantize import wide_capable
+
+    layers = wide_capable(graph)
+    if not layers:
+        return
+    ops = {n.name: n.op for n in graph.nodes}
+    named = ", ".join(f"'{c_comment(n)}' ({ops.get(n, '?')})" for n in layers[:5])
+    more = f" and {len(layers) - 5} more" if len(layers) > 5 else ""
+    raise UnsupportedOpError(
+        f"--emit c with --precision {precision}: 16x8 layers have no C kernels yet, and "
+        f"{len(layers)} layer(s) could become 16x8: {named}{more}; use --precision int8 for C"
+    )
+
+
 def kernel_steps(graph: Graph) -> list[Node]:
     return [n for n in graph.nodes if runs_kernel(n.op)]
 
