@@ -142,12 +142,6 @@ def _fixed_point(model: Path, calib: dict[str, Any]):  # type: ignore[no-untyped
     return converted, converted.fixed_graph
 
 
-def _is_fixed_file(model: Path) -> bool:
-    from edgenn.serialize import is_edgenn_file
-
-    return _is_tflite(model) or is_edgenn_file(model)
-
-
 def _is_tflite(model: Path) -> bool:
     """A TFLite file by its identifier, or by its name (so a damaged one is reported as TFLite)."""
     if not model.is_file():
@@ -284,10 +278,6 @@ def convert(
     c_options = {"prefix": c_prefix, "arena": c_arena, "layout": c_layout}
     _check_c_options(c_options, emits)
     profile = load_target(target) if target and "c" in emits else None
-    if "c" in emits and calib_args["precision"] != "int8" and not _is_fixed_file(model):
-        from edgenn.codegen.c import check_precision_for_c
-
-        check_precision_for_c(_float_graph(model, 1, optimized=True), calib_args["precision"])
     converted, fixed = _fixed_point(model, {**calib_args, "data": data})
     if converted is None and "c" not in emits and "tflite" not in emits:
         raise InputError(

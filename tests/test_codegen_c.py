@@ -24,7 +24,7 @@ from edgenn.frontend.onnx import import_model, load_onnx
 from edgenn.ir import Graph
 from edgenn.passes import optimize
 from edgenn.quant.calibrate import calibrate
-from edgenn.quant.quantize import quantize_graph, wide_capable
+from edgenn.quant.quantize import quantize_array, quantize_graph, wide_capable
 from edgenn.runtime import Runtime
 from edgenn.sim.targets import load_target
 from edgenn.sim.toolchain import build_harness, missing_tools, run_harness
@@ -256,12 +256,56 @@ def test_c_uses_the_runtime_arena_plan() -> None:
     assert f"DIGITS_MLP_ARENA_SIZE {runtime.arena_bytes}" in sources.files["digits_mlp_model.h"]
 
 
-def test_int16_layers_are_named_as_unsupported() -> None:
-    graph = optimize(load_onnx(MODELS / "digits_mlp.onnx"))
-    x = np.load(MODELS / "digits_mlp_test.npz")["x"][:64]
-    fixed = quantize_graph(graph, calibrate(graph, x), wide_capable(graph)[:1])
-    with pytest.raises(UnsupportedOpError, match=r"no C kernel .*16x8"):
-        generate_c(fixed, "mixed")
+@cache
+def wide_model(name: str) -> tuple[Graph, np.ndarray]:
+    """The bundled model with every layer that can be 16x8 promoted, and 48 test inputs."""
+    x = np.load(MODELS / f"{name}_test.npz")["x"][:48]
+    graph = optimize(load_onnx(MODELS / f"{name}.onnx"))
+    fixed = quantize_graph(graph, calibrate(graph, x), wide_capable(graph))
+    assert any(v.type.dtype.value == "int16" for v in fixed.values.values())
+    return fixed, quantize_array(x, fixed.type_of(fixed.inputs[0]).qparams)
+
+
+@needs_cc
+@pytest.mark.parametrize("name", BUNDLED)
+def test_16x8_model_c_matches_runtime_on_host(name: str, tmp_path: Path) -> None:
+    fixed, xq = wide_model(name)
+    assert_same(c_outputs(fixed, xq, tmp_path), runtime_outputs(fixed, xq))
+
+
+@needs_arm
+@pytest.mark.parametrize("name", BUNDLED)
+def test_16x8_model_c_on_cortex_m4_qemu(name: str, tmp_path: Path) -> None:
+    fixed, xq = wide_model(name)
+    got = c_outputs(fixed, xq[::4], tmp_path, "cortex-m4-qemu", extra=())
+    assert_same(got, runtime_outputs(fixed, xq[::4]))
+
+
+CONFORMANCE = Path(__file__).parent / "data" / "conformance"
+
+
+@needs_cc
+@pytest.mark.parametrize("name", ["mlp_16x8", "residual_logits_16x8"])
+def test_c_of_16x8_tflite_made_by_the_tensorflow_converter(name: str, tmp_path: Path) -> None:
+    """16x8 files from TensorFlow's converter (int16 inputs and outputs) in C, against the runtime
+    (which tests/test_conformance.py holds to TFLM)."""
+    from edgenn.frontend.tflite import read_tflite
+
+    graph = read_tflite((CONFORMANCE / f"{name}.tflite").read_bytes(), name)
+    x = np.load(CONFORMANCE / f"{name}_inputs.npy")
+    assert x.dtype == np.int16
+    as_bytes = np.ascontiguousarray(x).reshape(len(x), -1).view(np.int8)
+    want = np.ascontiguousarray(Runtime(graph).run(x)).reshape(len(x), -1).view(np.int8)
+    assert_same(c_outputs(graph, as_bytes, tmp_path), want)
+
+
+def test_16x8_layers_without_c_kernels_are_named() -> None:
+    """16x8 Softmax, Logistic and Tanh (in files made elsewhere) have no C kernels yet."""
+    from edgenn.frontend.tflite import read_tflite
+
+    graph = read_tflite((CONFORMANCE / "depthwise_16x8.tflite").read_bytes(), "depthwise_16x8")
+    with pytest.raises(UnsupportedOpError, match=r"no C kernel .*Tanh, 16x8.*Sigmoid, 16x8"):
+        generate_c(graph, "mixed")
 
 
 TINY_BOARD = """

@@ -88,6 +88,7 @@ CONTEXT_FIELDS = (
     "    const int32_t *multipliers; /* Q31 multipliers */",
     "    const int32_t *shifts;      /* their power-of-two exponents */",
     "    const int32_t *tap_sums;    /* per (channel, tap) weight sums of GATHER convolutions */",
+    "    const int64_t *wide;        /* 64-bit constants: 16x8 biases (the multiplier blob) */",
 )
 
 
@@ -141,28 +142,6 @@ class CSources:
     program: Program
     arena_bytes: int
     flash_data_bytes: int  # const blobs and rows
-
-
-WIDE_C_KERNELS = False  # the 16x8 (int16 activation) kernels have no C versions yet
-
-
-def check_precision_for_c(graph: Graph, precision: str) -> None:
-    """Before calibration: refuse a precision that would make layers the C code cannot run, naming
-    them (int16 promotes every layer that can be 16x8; auto may promote any of them)."""
-    if precision == "int8" or WIDE_C_KERNELS:
-        return
-    from edgenn.quant.quantize import wide_capable
-
-    layers = wide_capable(graph)
-    if not layers:
-        return
-    ops = {n.name: n.op for n in graph.nodes}
-    named = ", ".join(f"'{c_comment(n)}' ({ops.get(n, '?')})" for n in layers[:5])
-    more = f" and {len(layers) - 5} more" if len(layers) > 5 else ""
-    raise UnsupportedOpError(
-        f"--emit c with --precision {precision}: 16x8 layers have no C kernels yet, and "
-        f"{len(layers)} layer(s) could become 16x8: {named}{more}; use --precision int8 for C"
-    )
 
 
 def kernel_steps(graph: Graph) -> list[Node]:
@@ -237,8 +216,10 @@ def generate_c(
     sources = sorted(f for f in files if f.endswith(".c"))
     files["CMakeLists.txt"] = _cmake(prefix, sources, cpu_flags)
     files[f"{prefix}.mk"] = _makefile(prefix, sources, cpu_flags)
-    flash_data = program.weights.size + 4 * (
-        program.biases.size + 2 * program.multipliers.size + tap_sums.size + sum(lengths)
+    flash_data = (
+        program.weights.size
+        + 4 * (program.biases.size + 2 * program.multipliers.size + tap_sums.size + sum(lengths))
+        + 8 * _wide_blob(program).size
     )
     return CSources(prefix, files, program, max(program.plan.size, 16), flash_data)
 
@@ -275,7 +256,9 @@ def _has_padding(row: np.ndarray) -> bool:
 
 
 def _weights_source(prefix: str, program: Program, tap_sums: np.ndarray) -> str:
-    mults = _int32_values(program.multipliers, "a multiplier")
+    # the multiplier blob also holds 16x8 layers' int64 constants: the int32 view keeps the Q31
+    # multipliers (0 where an int64 constant sits), the int64 view (wide) holds everything
+    mults = np.where(np.abs(program.multipliers) <= INT32.max, program.multipliers, 0)
     shifts = _int32_values(program.shifts, "a shift")
     return (
         f"/* {prefix}: constant data (int8 weights, int32 biases, Q31 multipliers and shifts), made by "
@@ -289,11 +272,22 @@ def _weights_source(prefix: str, program: Program, tap_sums: np.ndarray) -> str:
         + _array("const int32_t", f"{prefix}_shifts", shifts)
         + "\n"
         + _array("const int32_t", f"{prefix}_tap_sums", tap_sums)
+        + "\n"
+        + _array("const int64_t", f"{prefix}_wide", _wide_blob(program), 8)
         + "".join(
             "\n" + _array(f"const {TABLES[name].c_type}", f"{prefix}_{name}", values)
             for name, values in sorted(program.tables.items())
         )
     )
+
+
+def _wide_blob(program: Program) -> np.ndarray:
+    """The multiplier blob as int64 constants, for programs with 16x8 kernels (else one zero)."""
+    wide = any(kernel_for(int(op)).name in WIDE_KERNELS for op in program.rows[:, 0])
+    return program.multipliers.astype(np.int64) if wide else np.zeros(1, np.int64)
+
+
+WIDE_KERNELS = {"conv16", "fc16"}  # the C kernels that read 64-bit constants (ctx->wide)
 
 
 def _qparams(graph: Graph, names: tuple[str, ...]) -> tuple[float, int]:
@@ -310,9 +304,17 @@ def _header(prefix: str, graph: Graph, program: Program, name: str, arena: str) 
     shapes = []
     for kind, names in (("input", graph.inputs), ("output", graph.outputs)):
         for tensor in names:
-            shape = "x".join(map(str, graph.type_of(tensor).shape))
-            shapes.append(f" * {kind} {c_comment(tensor)}: int8 [{shape}]")
+            t = graph.type_of(tensor)
+            shape = "x".join(map(str, t.shape))
+            shapes.append(f" * {kind} {c_comment(tensor)}: {t.dtype.value} [{shape}]")
     shape_lines = "\n".join(shapes)
+    helpers = (
+        _float_helpers(prefix)
+        if _int8_io(graph)
+        else (
+            "/* int16 inputs or outputs (16x8): sizes count bytes, two per element; no float helpers */\n\n"
+        )
+    )
     if arena == "caller":
         arena_doc = f"yours: {upper}_ARENA_ALIGN-aligned, passed to {prefix}_invoke"
         invoke_doc = (
@@ -361,7 +363,21 @@ extern "C" {{
 /* Zeroes the persistent state (a stream starts again); does nothing for a stateless model. */
 void {prefix}_reset_state(void);
 
-/* Float convenience (outside the integer path): q = clamp(round(x / scale) + zero_point). */
+{helpers}#ifdef __cplusplus
+}}
+#endif
+
+#endif
+"""
+
+
+def _int8_io(graph: Graph) -> bool:
+    return all(graph.type_of(n).dtype == DType.INT8 for n in (*graph.inputs, *graph.outputs))
+
+
+def _float_helpers(prefix: str) -> str:
+    upper = prefix.upper()
+    return f"""/* Float convenience (outside the integer path): q = clamp(round(x / scale) + zero_point). */
 static inline void {prefix}_quantize_input(const float *x, int8_t *q) {{
     int i;
     for (i = 0; i < {upper}_INPUT_SIZE; i++) {{
@@ -378,11 +394,6 @@ static inline void {prefix}_dequantize_output(const int8_t *q, float *y) {{
     }}
 }}
 
-#ifdef __cplusplus
-}}
-#endif
-
-#endif
 """
 
 
@@ -447,7 +458,8 @@ def _context_source(prefix: str, program: Program, arena: str = "static") -> str
     does not use are null)."""
     upper = prefix.upper()
     externs = [f"extern const int8_t {prefix}_weights[];"]
-    externs += [f"extern const int32_t {prefix}_{n}[];" for n in SHARED_BLOBS[1:]]
+    externs += [f"extern const int32_t {prefix}_{n}[];" for n in SHARED_BLOBS[1:-1]]
+    externs.append(f"extern const int64_t {prefix}_wide[];")
     externs += [f"extern const {TABLES[n].c_type} {prefix}_{n}[];" for n in sorted(program.tables)]
     buffers = [("arena", f"{upper}_ARENA_SIZE")] if arena == "static" else []
     if program.state_size:
@@ -484,7 +496,7 @@ def _context_source(prefix: str, program: Program, arena: str = "static") -> str
     return "\n".join([*externs, "", *(placement if arena == "static" else []), *storage, context])
 
 
-SHARED_BLOBS = ("weights", "biases", "multipliers", "shifts", "tap_sums")
+SHARED_BLOBS = ("weights", "biases", "multipliers", "shifts", "tap_sums", "wide")
 
 
 def _row_legend(row: np.ndarray) -> str:

@@ -445,7 +445,9 @@ LEAKY_RELU_ROW = row_layout("leaky_relu", "x y n zp_in zp_out m")
 LEAKY_RELU = register_kernel(
     "leaky_relu", leaky_relu_int8, LEAKY_RELU_ROW, c=("edgenn_leaky_relu", "activation.c")
 )
-LEAKY_RELU16 = register_kernel("leaky_relu16", leaky_relu16, LEAKY_RELU_ROW)
+LEAKY_RELU16 = register_kernel(
+    "leaky_relu16", leaky_relu16, LEAKY_RELU_ROW, c=("edgenn_leaky_relu16", "activation.c")
+)
 PRELU_ROW = row_layout(
     "prelu",
     "x alpha y d0 d1 d2 d3 x_s0 x_s1 x_s2 x_s3 a_s0 a_s1 a_s2 a_s3 zp_in zp_alpha zp_out m",

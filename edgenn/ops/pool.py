@@ -476,7 +476,7 @@ POOL_MAX = register_kernel("pool_max", pool_max_int8, POOL_ROW, c=("edgenn_pool"
 POOL_AVERAGE = register_kernel(
     "pool_average", pool_average_int8, POOL_ROW, c=("edgenn_pool", "pool.c")
 )
-POOL16 = register_kernel("pool16", pool16, POOL_ROW)
+POOL16 = register_kernel("pool16", pool16, POOL_ROW, c=("edgenn_pool16", "pool.c"))
 
 
 # ---- TFLite: how the writer lowers these ops ----

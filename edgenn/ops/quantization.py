@@ -161,7 +161,12 @@ REQUANTIZE_ROW = row_layout("requantize", "x y n zp_in zp_out m lo hi wide_in wi
 REQUANTIZE = register_kernel(
     "requantize", requantize_int8, REQUANTIZE_ROW, c=("edgenn_requantize", "requantize.c")
 )
-REQUANTIZE_WIDE = register_kernel("requantize_wide", requantize_wide, REQUANTIZE_ROW)
+REQUANTIZE_WIDE = register_kernel(
+    "requantize_wide",
+    requantize_wide,
+    REQUANTIZE_ROW,
+    c=("edgenn_requantize_wide", "requantize.c"),
+)
 
 
 # ---- TFLite ----

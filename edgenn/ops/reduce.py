@@ -248,7 +248,7 @@ register(
 # ---- integer kernels: row layouts and registration (opcodes come from the registry) ----
 MEAN_ROW = row_layout("mean", "x y n c zp_in zp_out m")
 MEAN = register_kernel("mean", mean_int8, MEAN_ROW, c=("edgenn_mean", "mean.c"))
-MEAN16 = register_kernel("mean16", mean16, MEAN_ROW)
+MEAN16 = register_kernel("mean16", mean16, MEAN_ROW, c=("edgenn_mean16", "mean.c"))
 
 
 # ---- TFLite: how the writer lowers these ops ----

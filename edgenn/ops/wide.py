@@ -342,13 +342,13 @@ def logistic_tanh16(row, arena, weights, biases, mults, shifts, rounding, patch,
 CONV16_ROW = row_layout(
     "conv16", "x y w b m h width c oh ow oc kh kw sh sw dh dw pad_top pad_left lo hi depth_mult"
 )
-CONV16 = register_kernel("conv16", conv16, CONV16_ROW)
+CONV16 = register_kernel("conv16", conv16, CONV16_ROW, c=("edgenn_conv16", "wide.c"))
 FC16_ROW = row_layout("fc16", "x y w b m n k outs lo hi")
-FC16 = register_kernel("fc16", fc16, FC16_ROW)
+FC16 = register_kernel("fc16", fc16, FC16_ROW, c=("edgenn_fc16", "wide.c"))
 BINARY16_ROW = row_layout(
     "binary16",
     "a b y d0 d1 d2 d3 a_s0 a_s1 a_s2 a_s3 b_s0 b_s1 b_s2 b_s3 mode m lo hi size_a size_b",
 )
-BINARY16 = register_kernel("binary16", binary16, BINARY16_ROW)
+BINARY16 = register_kernel("binary16", binary16, BINARY16_ROW, c=("edgenn_binary16", "wide.c"))
 LOGISTIC_TANH16_ROW = row_layout("logistic_tanh16", "x y n multiplier shift tanh table")
 LOGISTIC_TANH16 = register_kernel("logistic_tanh16", logistic_tanh16, LOGISTIC_TANH16_ROW)

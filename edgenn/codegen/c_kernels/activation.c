@@ -18,6 +18,20 @@ EDGENN_SHARED void edgenn_leaky_relu(const edgenn_context *ctx, const int32_t *p
     }
 }
 
+EDGENN_SHARED void edgenn_leaky_relu16(const edgenn_context *ctx, const int32_t *p) {
+    const int16_t *x = (const int16_t *)(const void *)(ctx->arena + p[EDGENN_LEAKY_RELU_X]);
+    int16_t *y = (int16_t *)(void *)(ctx->arena + p[EDGENN_LEAKY_RELU_Y]);
+    const int32_t n = p[EDGENN_LEAKY_RELU_N], zp_in = p[EDGENN_LEAKY_RELU_ZP_IN];
+    const int32_t zp_out = p[EDGENN_LEAKY_RELU_ZP_OUT], m = p[EDGENN_LEAKY_RELU_M];
+    int32_t i;
+    for (i = 0; i < n; i++) {
+        const int32_t v = x[i] - zp_in;
+        const int32_t k = v >= 0 ? m : m + 1;
+        const int32_t out = edgenn_mbqm(v, ctx->multipliers[k], ctx->shifts[k]) + zp_out;
+        y[i] = (int16_t)edgenn_clamp(out, -32768, 32767);
+    }
+}
+
 EDGENN_SHARED void edgenn_prelu(const edgenn_context *ctx, const int32_t *p) {
     const int8_t *x = ctx->arena + p[EDGENN_PRELU_X];
     const int8_t *alpha = ctx->weights + p[EDGENN_PRELU_ALPHA];
