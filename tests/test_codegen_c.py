@@ -231,6 +231,8 @@ def test_generated_c_is_deterministic() -> None:
     again = generate_c(convert(MODELS / "digits_cnn.onnx").fixed_graph, "digits_cnn").files
     assert first == again
     assert set(first) == {
+        "CMakeLists.txt",
+        "digits_cnn.mk",
         "conv.c",
         "digits_cnn_model.c",
         "digits_cnn_model.h",

@@ -210,7 +210,7 @@ def generate_c(
     files = {f: (KERNEL_DIR / f).read_text() for f in (*COMMON, *kernels)}
     files[f"{prefix}_weights.c"] = _weights_source(prefix, program, tap_sums)
     files[f"{prefix}_model.h"] = _header(prefix, graph, program, name, arena)
-    files["edgenn_config.h"] = _config(rounding, dsp)
+    files["edgenn_config.h"] = _config(rounding, dsp, _uses_wide(program))
     files[REGISTRY_HEADER] = registry_header()
     files[f"{prefix}_model.c"] = _model_source(prefix, graph, program, steps, rows, lengths, arena)
     sources = sorted(f for f in files if f.endswith(".c"))
@@ -283,11 +283,11 @@ def _weights_source(prefix: str, program: Program, tap_sums: np.ndarray) -> str:
 
 def _wide_blob(program: Program) -> np.ndarray:
     """The multiplier blob as int64 constants, for programs with 16x8 kernels (else one zero)."""
-    wide = any(kernel_for(int(op)).name in WIDE_KERNELS for op in program.rows[:, 0])
+    wide = any(kernel_for(int(op)).name in WIDE_CONSTANTS for op in program.rows[:, 0])
     return program.multipliers.astype(np.int64) if wide else np.zeros(1, np.int64)
 
 
-WIDE_KERNELS = {"conv16", "fc16"}  # the C kernels that read 64-bit constants (ctx->wide)
+WIDE_CONSTANTS = {"conv16", "fc16"}  # the C kernels that read 64-bit constants (ctx->wide)
 
 
 def _qparams(graph: Graph, names: tuple[str, ...]) -> tuple[float, int]:
@@ -518,7 +518,16 @@ def library_symbols() -> list[str]:
     return sorted({m for f in KERNEL_DIR.glob("*.c") for m in pattern.findall(f.read_text())})
 
 
-def _config(rounding: str, dsp: bool) -> str:
+def _uses_wide(program: Program) -> bool:
+    """Whether the program runs 16x8 kernels (their C is compiled only then)."""
+    return any(kernel_for(int(op)).name in WIDE_C for op in program.rows[:, 0])
+
+
+# the 16x8 kernels with C: compiled under EDGENN_WIDE (those in family files) or from wide.c
+WIDE_C = {"conv16", "fc16", "binary16", "pool16", "requantize_wide", "mean16", "leaky_relu16"}
+
+
+def _config(rounding: str, dsp: bool, wide: bool = False) -> str:
     single = ""
     if rounding == "single":  # other arithmetic, other names: never merged with double rounding
         renames = "".join(f"#define {n} {n}_single_rounding\n" for n in library_symbols())
@@ -528,7 +537,7 @@ def _config(rounding: str, dsp: bool) -> str:
  * -DEDGENN_USE_DSP=0); both paths give the same integers. */
 #ifndef EDGENN_CONFIG_H
 #define EDGENN_CONFIG_H
-{single}#ifndef EDGENN_USE_DSP
+{single}{"#define EDGENN_WIDE" + chr(10) if wide else ""}#ifndef EDGENN_USE_DSP
 #define EDGENN_USE_DSP {int(dsp)}
 #endif
 #if EDGENN_USE_DSP && defined(__ARM_FEATURE_DSP)

@@ -155,12 +155,12 @@ def _model_address_range(program: Path, objects: Sequence[Path], target: Target)
     defined: set[str] = set()
     for obj in objects:
         listing = _call([target.nm_tool, "--defined-only", str(obj)], "listing symbols", 60).stdout
-        defined.update(f[-1] for f in map(str.split, listing.splitlines()) if f[-2] in "tT")
+        defined.update(f[-1] for f in map(str.split, listing.splitlines()) if f[-2] in "tTwW")
     listing = _call([target.nm_tool, "-S", "--defined-only", str(program)], "listing symbols", 60)
     spans = [
         (int(f[0], 16), int(f[0], 16) + int(f[1], 16))
         for f in map(str.split, listing.stdout.splitlines())
-        if len(f) == 4 and f[2] in "tT" and f[3] in defined
+        if len(f) == 4 and f[2] in "tTwW" and f[3] in defined  # kernels are weak (W)
     ]
     if not spans:
         raise ToolchainError(f"no model code found in {program.name}")

@@ -18,6 +18,7 @@ EDGENN_SHARED void edgenn_leaky_relu(const edgenn_context *ctx, const int32_t *p
     }
 }
 
+#ifdef EDGENN_WIDE /* 16x8 models only: no flash for int8 ones */
 EDGENN_SHARED void edgenn_leaky_relu16(const edgenn_context *ctx, const int32_t *p) {
     const int16_t *x = (const int16_t *)(const void *)(ctx->arena + p[EDGENN_LEAKY_RELU_X]);
     int16_t *y = (int16_t *)(void *)(ctx->arena + p[EDGENN_LEAKY_RELU_Y]);
@@ -31,6 +32,7 @@ EDGENN_SHARED void edgenn_leaky_relu16(const edgenn_context *ctx, const int32_t 
         y[i] = (int16_t)edgenn_clamp(out, -32768, 32767);
     }
 }
+#endif
 
 EDGENN_SHARED void edgenn_prelu(const edgenn_context *ctx, const int32_t *p) {
     const int8_t *x = ctx->arena + p[EDGENN_PRELU_X];

@@ -18,6 +18,7 @@ EDGENN_SHARED void edgenn_mean(const edgenn_context *ctx, const int32_t *p) {
     }
 }
 
+#ifdef EDGENN_WIDE /* 16x8 models only: no flash for int8 ones */
 EDGENN_SHARED void edgenn_mean16(const edgenn_context *ctx, const int32_t *p) {
     const int16_t *x = (const int16_t *)(const void *)(ctx->arena + p[EDGENN_MEAN_X]);
     int16_t *y = (int16_t *)(void *)(ctx->arena + p[EDGENN_MEAN_Y]);
@@ -34,3 +35,4 @@ EDGENN_SHARED void edgenn_mean16(const edgenn_context *ctx, const int32_t *p) {
                                       32767);
     }
 }
+#endif

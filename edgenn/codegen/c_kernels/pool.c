@@ -50,6 +50,7 @@ EDGENN_SHARED void edgenn_pool(const edgenn_context *ctx, const int32_t *p) {
     }
 }
 
+#ifdef EDGENN_WIDE /* 16x8 models only: no flash for int8 ones */
 /* the int16 pool shares the int8 row; like the Numba kernel it clamps to the int16 range */
 EDGENN_SHARED void edgenn_pool16(const edgenn_context *ctx, const int32_t *p) {
     const int16_t *x = (const int16_t *)(const void *)(ctx->arena + p[EDGENN_POOL_X]);
@@ -66,3 +67,4 @@ EDGENN_SHARED void edgenn_pool16(const edgenn_context *ctx, const int32_t *p) {
         }
     }
 }
+#endif

@@ -16,6 +16,7 @@ EDGENN_SHARED void edgenn_requantize(const edgenn_context *ctx, const int32_t *p
     }
 }
 
+#ifdef EDGENN_WIDE /* 16x8 models only: no flash for int8 ones */
 /* Requantize where either side is int16 (the boundaries of 16x8 layers); same arithmetic. */
 EDGENN_SHARED void edgenn_requantize_wide(const edgenn_context *ctx, const int32_t *p) {
     const int8_t *x = ctx->arena + p[EDGENN_REQUANTIZE_X];
@@ -39,3 +40,4 @@ EDGENN_SHARED void edgenn_requantize_wide(const edgenn_context *ctx, const int32
         }
     }
 }
+#endif
