@@ -475,22 +475,7 @@ def conv_gather_with(row, arena, weights, biases, mults, shifts, rounding, patch
                 sums = acc[(ox - first) * oc : (ox - first + pixels) * oc]
                 if in_place:
                     start = (oy * sh * bw + ox * sw) * c
-                    window_dots(
-                        patch,
-                        start,
-                        step,
-                        rows_apart,
-                        run,
-                        kh,
-                        pixels,
-                        weights,
-                        w,
-                        stride,
-                        oc,
-                        sums,
-                        two,
-                        one,
-                    )
+                    window_dots(patch, start, step, rows_apart, run, kh, pixels, weights, w, stride, oc, sums, two, one)  # fmt: skip
                 else:
                     for p in range(pixels):
                         window = patch[p * stride : (p + 1) * stride]
@@ -498,22 +483,7 @@ def conv_gather_with(row, arena, weights, biases, mults, shifts, rounding, patch
                         gather_window(
                             arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, window
                         )
-                    window_dots(
-                        patch,
-                        0,
-                        stride,
-                        0,
-                        stride,
-                        1,
-                        pixels,
-                        weights,
-                        w,
-                        stride,
-                        oc,
-                        sums,
-                        two,
-                        one,
-                    )
+                    window_dots(patch, 0, stride, 0, stride, 1, pixels, weights, w, stride, oc, sums, two, one)  # fmt: skip
                 ox += pixels
             at = y + (oy * ow + first) * oc
             requantize_span(acc, ox - first, arena, at, biases, mults, shifts, row, rounding)
