@@ -469,6 +469,13 @@ def eval_command(
 @click.option(
     "--dequantize", is_flag=True, help="With --backend int8: write float outputs instead of int8."
 )
+@click.option(
+    "--repeat",
+    default=0,
+    type=click.IntRange(min=0),
+    help="With --backend int8: also time N single-sample runs of the first input and print "
+    "their latency statistics.",
+)
 @calib_options
 def run(
     model: Path,
@@ -476,6 +483,7 @@ def run(
     output: Path,
     backend: str | None,
     dequantize: bool,
+    repeat: int,
     calib_args: dict[str, Any],
 ) -> None:
     """Run MODEL on the given inputs (any batch size) and save its outputs."""
@@ -496,7 +504,7 @@ def run(
 
         results = run_reference(_float_graph(model, 1, optimized=False), arrays)
     else:
-        results = _run_int8(model, arrays, dequantize, calib_args)
+        results = _run_int8(model, arrays, dequantize, calib_args, repeat)
     save_arrays(output, results)
     shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))} {v.dtype}" for k, v in results.items())
     click.echo(f"wrote {output} ({shapes})")
@@ -504,6 +512,33 @@ def run(
     if labels is not None and first.ndim == 2 and len(labels) == len(first):
         accuracy = float(np.mean(first.argmax(axis=1) == labels))
         click.echo(f"top-1 accuracy {accuracy:.4f} on {len(labels)} labelled samples ({backend})")
+
+
+@cli.command()
+@click.argument("models", nargs=-1, type=click.Path(path_type=Path))
+def precompile(models: tuple[Path, ...]) -> None:
+    """Compile edgenn's kernels into Numba's cache now (after installing, e.g. on a Raspberry Pi),
+    so that no later first run waits for them; with MODELS (.edgenn or .tflite files), also their
+    dispatches, so that those models start at once."""
+    import time
+
+    from edgenn.ops import KERNELS
+    from edgenn.runtime import Runtime
+    from edgenn.runtime.interpreter import host_features, refresh_kernel_cache
+    from edgenn.runtime.precompile import compile_kernels
+    from edgenn.runtime.precompile import precompile as compile_in_children
+
+    start = time.perf_counter()
+    refresh_kernel_cache()
+    kernels, features = list(KERNELS.values()), host_features()
+    compile_in_children(kernels, features)
+    compile_kernels([k.name for k in kernels], features)  # what the children left: from the cache
+    click.echo(f"{len(kernels)} kernels compiled in {time.perf_counter() - start:.1f} s")
+    for model in models:
+        _, fixed = _fixed_point(model, {})
+        begin = time.perf_counter()
+        Runtime(fixed)
+        click.echo(f"{model}: ready in {time.perf_counter() - begin:.1f} s")
 
 
 @cli.command()
@@ -626,7 +661,7 @@ def footprint(
 
 
 def _run_int8(
-    model: Path, arrays: list[np.ndarray], dequantize: bool, calib: dict[str, Any]
+    model: Path, arrays: list[np.ndarray], dequantize: bool, calib: dict[str, Any], repeat: int = 0
 ) -> dict[str, np.ndarray]:
     """int8 inputs run as they are; float inputs are quantized with the model's input parameters."""
     from edgenn.quant.quantize import dequantize_array
@@ -639,7 +674,12 @@ def _run_int8(
         check_inputs(load_onnx(model), arrays)
     _, fixed = _fixed_point(model, calib)
     runtime = Runtime(fixed)
-    outputs = runtime.run(*runtime.quantize(*arrays))
+    quantized = runtime.quantize(*arrays)
+    outputs = runtime.run(*quantized)
+    if repeat:
+        if len(quantized) != 1:
+            raise InputError("--repeat times models with one input")
+        click.echo(str(runtime.session().latency(repeat, quantized[0][0])))
     outputs = outputs if isinstance(outputs, list) else [outputs]
     if dequantize:
         outputs = [dequantize_array(o, t.qparams) for o, t in zip(outputs, runtime.output_types)]  # type: ignore[arg-type]

@@ -93,6 +93,12 @@ class Runtime:
         self._in_width = int(p.input_sizes.sum())
         self._out_width = int(p.output_sizes.sum())
 
+    def session(self):  # type: ignore[no-untyped-def]
+        """A one-sample-at-a-time session with preallocated buffers (a sensor or camera loop)."""
+        from edgenn.runtime.session import Session
+
+        return Session(self)
+
     def reset_state(self) -> None:
         """Zero the persistent state (a stream starts again); stateless models have none."""
         self.state[...] = 0
