@@ -100,7 +100,9 @@ def install_checkout(root: Path, log) -> None:  # type: ignore[no-untyped-def]
     source = root / "opt/edgenn-src"
     if source.exists():
         shutil.rmtree(source)
-    ignore = shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "build", ".ci-venv", "*.nb[ic]")
+    ignore = shutil.ignore_patterns(
+        ".git", "__pycache__", "*.egg-info", "build", ".ci-venv", "*.nb[ic]"
+    )
     shutil.copytree(REPO, source, ignore=ignore)
     chroot(root, ["/opt/venv/bin/pip", "install", "-q", "--no-index", "--no-deps",
                   "--no-build-isolation", "/opt/edgenn-src"], log)  # fmt: skip
@@ -186,7 +188,10 @@ def bundled_jobs(work: Path) -> list[dict]:
         fixed = convert(onnx_path).fixed_graph
         save_graph(fixed, work / f"{onnx_path.stem}.edgenn")
         x = np.load(REPO / "models" / f"{onnx_path.stem}_test.npz")["x"]
-        np.save(work / f"{onnx_path.stem}.npy", quantize_array(x, fixed.type_of(fixed.inputs[0]).qparams))
+        np.save(
+            work / f"{onnx_path.stem}.npy",
+            quantize_array(x, fixed.type_of(fixed.inputs[0]).qparams),
+        )
         jobs.append({"file": f"{onnx_path.stem}.edgenn", "inputs": f"{onnx_path.stem}.npy"})
     return jobs
 
@@ -244,7 +249,9 @@ def check(root: Path = DEFAULT_ROOT, log=print) -> dict:  # type: ignore[no-unty
     for cpu, qemu_cpu in CPUS.items():
         env = {"NUMBA_CPU_NAME": cpu, "QEMU_CPU": qemu_cpu}
         start = time.perf_counter()
-        timings = json.loads(chroot(root, ["/opt/venv/bin/python", "/work/runner.py", "/work", cpu], log, env))
+        timings = json.loads(
+            chroot(root, ["/opt/venv/bin/python", "/work/runner.py", "/work", cpu], log, env)
+        )
         wall = time.perf_counter() - start
         for job in jobs:
             got = np.load(work / f"{job['file']}.{cpu}.npy")
