@@ -245,3 +245,27 @@ def test_c_with_16x8_precision(tmp_path: Path, precision: str) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert (out / "c" / "digits_cnn_model.c").is_file()
+
+
+@needs_cc
+def test_every_16x8_c_kernel_on_a_residual_block(tmp_path: Path) -> None:
+    """Conv, LeakyRelu, Add, pooling, dense and the int8/int16 boundaries, all 16x8, in C."""
+    from test_codegen_c import c_outputs
+
+    from edgenn.ops import kernel_for
+    from edgenn.quant.quantize import wide_capable
+
+    s = Stack((1, 4, 6, 6), seed=1)
+    h = s.op("LeakyRelu", [s.conv("input", 4, 8, (3, 3), pads=[1, 1, 1, 1])], alpha=0.1)
+    h = s.op("LeakyRelu", [s.op("Add", [h, s.op("Relu", [s.conv(h, 8, 8, (1, 1))])])], alpha=0.2)
+    model = s.model(s.gemm(s.op("Flatten", [s.op("GlobalAveragePool", [h])]), 8, 3))
+    graph = optimize(import_model(model, batch_size=1))
+    x = np.random.default_rng(0).uniform(-1, 1, (12, 4, 6, 6)).astype(np.float32)
+    fixed = quantize_graph(graph, calibrate(graph, x), wide_capable(graph))
+    xq = quantize_array(x, fixed.type_of(fixed.inputs[0]).qparams)
+    runtime = Runtime(fixed)
+    used = {kernel_for(int(op)).name for op in runtime.program.rows[:, 0]}
+    assert {"conv16", "leaky_relu16", "binary16", "pool16", "fc16", "requantize_wide"} <= used
+    want = np.ascontiguousarray(runtime.run(xq)).reshape(len(xq), -1).view(np.int8)
+    got = c_outputs(fixed, np.ascontiguousarray(xq).reshape(len(xq), -1).view(np.int8), tmp_path)
+    assert np.array_equal(got, want)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import Stack, build_mixed_graph, int8_examples, mixed_graphs
+from builders import Stack, build_mixed_graph, int8_examples, mixed_graphs, mixed_precision
 from conftest import MODELS
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_cli import run_cli
 from test_quantization import quantized, quantized_example
 from test_tflite_reader import fixed_model as reader_fixed_model
@@ -281,6 +282,21 @@ def test_16x8_model_c_on_cortex_m4_qemu(name: str, tmp_path: Path) -> None:
     fixed, xq = wide_model(name)
     got = c_outputs(fixed, xq[::4], tmp_path, "cortex-m4-qemu", extra=())
     assert_same(got, runtime_outputs(fixed, xq[::4]))
+
+
+@needs_cc
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mixed_graphs(), st.integers(0, 2**16))
+def test_random_mixed_precision_c_matches_runtime(case: tuple, mask: int) -> None:
+    """Random subsets of layers promoted to 16x8 (LeakyRelu, Add, pooling, the int8/int16
+    boundaries...) in C, against the runtime."""
+    import tempfile
+
+    fixed, xq = mixed_precision(case, mask, 8)
+    as_bytes = np.ascontiguousarray(xq).reshape(len(xq), -1).view(np.int8)
+    want = np.ascontiguousarray(Runtime(fixed).run(xq)).reshape(len(xq), -1).view(np.int8)
+    with tempfile.TemporaryDirectory() as tmp:
+        assert_same(c_outputs(fixed, as_bytes, Path(tmp), extra=()), want)
 
 
 CONFORMANCE = Path(__file__).parent / "data" / "conformance"

@@ -4,6 +4,12 @@
 
 enum { INPUT_INTEGER_BITS = 4 };
 
+/* LeakyRelu of one value: s_in/s_out at and above the zero point, alpha * s_in/s_out below */
+static int32_t leaky(const edgenn_context *ctx, int32_t x, int32_t zp_in, int32_t zp_out, int32_t m) {
+    const int32_t v = x - zp_in, k = v >= 0 ? m : m + 1;
+    return edgenn_mbqm(v, ctx->multipliers[k], ctx->shifts[k]) + zp_out;
+}
+
 EDGENN_SHARED void edgenn_leaky_relu(const edgenn_context *ctx, const int32_t *p) {
     const int8_t *x = ctx->arena + p[EDGENN_LEAKY_RELU_X];
     int8_t *y = ctx->arena + p[EDGENN_LEAKY_RELU_Y];
@@ -11,10 +17,7 @@ EDGENN_SHARED void edgenn_leaky_relu(const edgenn_context *ctx, const int32_t *p
     const int32_t zp_out = p[EDGENN_LEAKY_RELU_ZP_OUT], m = p[EDGENN_LEAKY_RELU_M];
     int32_t i;
     for (i = 0; i < n; i++) {
-        const int32_t v = x[i] - zp_in;
-        const int32_t k = v >= 0 ? m : m + 1;
-        const int32_t out = edgenn_mbqm(v, ctx->multipliers[k], ctx->shifts[k]) + zp_out;
-        y[i] = (int8_t)edgenn_clamp(out, -128, 127);
+        y[i] = (int8_t)edgenn_clamp(leaky(ctx, x[i], zp_in, zp_out, m), -128, 127);
     }
 }
 
@@ -26,10 +29,7 @@ EDGENN_SHARED void edgenn_leaky_relu16(const edgenn_context *ctx, const int32_t 
     const int32_t zp_out = p[EDGENN_LEAKY_RELU_ZP_OUT], m = p[EDGENN_LEAKY_RELU_M];
     int32_t i;
     for (i = 0; i < n; i++) {
-        const int32_t v = x[i] - zp_in;
-        const int32_t k = v >= 0 ? m : m + 1;
-        const int32_t out = edgenn_mbqm(v, ctx->multipliers[k], ctx->shifts[k]) + zp_out;
-        y[i] = (int16_t)edgenn_clamp(out, -32768, 32767);
+        y[i] = (int16_t)edgenn_clamp(leaky(ctx, x[i], zp_in, zp_out, m), -32768, 32767);
     }
 }
 #endif
