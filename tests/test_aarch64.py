@@ -18,7 +18,10 @@ LACKS = aarch64_emulated.missing()
 
 @pytest.mark.skipif(bool(LACKS), reason=f"cannot emulate aarch64 here: {', '.join(LACKS)}")
 def test_aarch64_outputs_and_conversions_equal_x86() -> None:
-    report = aarch64_emulated.check()
+    try:
+        report = aarch64_emulated.check()
+    except aarch64_emulated.RootUnavailableError as err:  # the machine, not edgenn: say so, visibly
+        pytest.skip(str(err)[:300])
     print(report)
     comparisons = report["comparisons"]
     assert {c["cpu"] for c in comparisons} == set(aarch64_emulated.CPUS)

@@ -87,12 +87,19 @@ def build_root(root: Path, log) -> float:  # type: ignore[no-untyped-def]
     return time.perf_counter() - start
 
 
+class RootUnavailableError(RuntimeError):
+    """The arm64 root could not be built here (no Debian mirror or package index reachable...)."""
+
+
 def ensure_root(root: Path, log) -> tuple[float, bool]:  # type: ignore[no-untyped-def]
     """(seconds, built): the cached root when it holds these versions, else a new one."""
     marker = root / MARKER
     if marker.is_file() and json.loads(marker.read_text()) == versions():
         return 0.0, False
-    return build_root(root, log), True
+    try:
+        return build_root(root, log), True
+    except (RuntimeError, OSError) as err:
+        raise RootUnavailableError(f"building the arm64 root failed: {err}") from None
 
 
 def install_checkout(root: Path, log) -> None:  # type: ignore[no-untyped-def]
