@@ -57,7 +57,7 @@ def debian_mirror() -> str:
                 url = words[1] if words[0] == "URIs:" else words[-3]
                 if url.startswith("http") and "security" not in url:
                     return url
-    return "http://deb.debian.org/debian"
+    raise RootUnavailableError("no Debian mirror in apt's sources; set EDGENN_DEBIAN_MIRROR")
 
 
 def versions() -> dict[str, str]:
@@ -234,7 +234,7 @@ def check(root: Path = DEFAULT_ROOT, log=print) -> dict:  # type: ignore[no-unty
     seconds, built = ensure_root(root, log)
     report["root"] = {"built": built, "seconds": round(seconds, 1)}
     install_checkout(root, log)
-    work = root / "work"
+    work = root / "edgenn-work"
     if work.exists():
         shutil.rmtree(work)
     work.mkdir()
@@ -247,7 +247,12 @@ def check(root: Path = DEFAULT_ROOT, log=print) -> dict:  # type: ignore[no-unty
         env = {"NUMBA_CPU_NAME": cpu, "QEMU_CPU": qemu_cpu}
         start = time.perf_counter()
         timings = json.loads(
-            chroot(root, ["/opt/venv/bin/python", "/work/runner.py", "/work", cpu], log, env)
+            chroot(
+                root,
+                ["/opt/venv/bin/python", "/edgenn-work/runner.py", "/edgenn-work", cpu],
+                log,
+                env,
+            )
         )
         wall = time.perf_counter() - start
         for job in jobs:
@@ -262,7 +267,7 @@ def check(root: Path = DEFAULT_ROOT, log=print) -> dict:  # type: ignore[no-unty
         report.setdefault("run_seconds", {})[cpu] = round(wall, 1)
         (work / "asm.py").write_text(ASSEMBLY)
         report.setdefault("assembly", {})[cpu] = chroot(
-            root, ["/opt/venv/bin/python", "/work/asm.py"], log, env
+            root, ["/opt/venv/bin/python", "/edgenn-work/asm.py"], log, env
         ).strip()
     report["convert"] = convert_identical(root, work, log)
     return report
@@ -276,7 +281,7 @@ def convert_identical(root: Path, work: Path, log) -> dict:  # type: ignore[no-u
         subprocess.run([sys.executable, "-m", "edgenn", "convert", str(REPO / "models" / f"{model}.onnx"),
                         "-o", str(here), "--emit", "tflite"], check=True, capture_output=True)  # fmt: skip
         chroot(root, ["/opt/venv/bin/python", "-m", "edgenn", "convert",
-                      f"/opt/edgenn-src/models/{model}.onnx", "-o", "/work/convert", "--emit", "tflite"],
+                      f"/opt/edgenn-src/models/{model}.onnx", "-o", "/edgenn-work/convert", "--emit", "tflite"],
                log, {"NUMBA_CPU_NAME": "cortex-a72", "QEMU_CPU": "cortex-a72"})  # fmt: skip
         return {
             name: (here / name).read_bytes() == (work / "convert" / name).read_bytes()
