@@ -528,14 +528,14 @@ def precompile(models: tuple[Path, ...]) -> None:
     from edgenn.runtime.precompile import compile_kernels
     from edgenn.runtime.precompile import precompile as compile_in_children
 
+    graphs = [(model, _fixed_point(model, {})[1]) for model in models]  # bad files first
     start = time.perf_counter()
     refresh_kernel_cache()
     kernels, features = list(KERNELS.values()), host_features()
     compile_in_children(kernels, features)
     compile_kernels([k.name for k in kernels], features)  # what the children left: from the cache
     click.echo(f"{len(kernels)} kernels compiled in {time.perf_counter() - start:.1f} s")
-    for model in models:
-        _, fixed = _fixed_point(model, {})
+    for model, fixed in graphs:
         begin = time.perf_counter()
         Runtime(fixed)
         click.echo(f"{model}: ready in {time.perf_counter() - begin:.1f} s")
