@@ -10,9 +10,16 @@ Backends (all single-threaded):
 - litert: the LiteRT interpreter (default XNNPACK kernels) on edgenn's own .tflite export of the same
   fixed-point graph, so both run the identical int8 model.
 
-Latency: median of single-sample calls after warm-up. Throughput: batches of 256, samples per second.
-Also the wall time of a fresh process that loads a .edgenn file and produces one result, with the JIT
-cache warm and cold.
+A .tflite file (int8 made elsewhere, e.g. the MLPerf Tiny models) is read into edgenn's fixed-point
+graph and timed beside LiteRT running that same file; onnxruntime has no model to run then.
+
+Honest on a shared machine: the backends alternate in short rounds (the order rotated each round), and
+every ratio is the ratio of the backends' medians over the rounds, printed with the spread of the
+per-round ratios. Latency: median of single-sample calls after warm-up. Throughput: batches of 256,
+samples per second; edgenn runs a batch sample by sample through one arena (no batched GEMM), LiteRT
+one invoke over an input resized to the batch. The CPU and the kernel path each of edgenn's kernels
+took are reported. Also (unless skipped) the wall time of a fresh process that loads a .edgenn file and
+produces one result, with the JIT cache warm and cold.
 """
 
 from __future__ import annotations
@@ -24,18 +31,68 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgenn.compile import Converted, accuracy, convert
+from edgenn.compile import accuracy, convert
 from edgenn.errors import InputError
+from edgenn.ir import Graph
 from edgenn.quant.quantize import quantize_array
 from edgenn.runtime import Runtime
 from edgenn.serialize import save_graph
 
 BATCH = 256
+ROUNDS = 5
+
+
+@dataclass
+class Timed:
+    """A backend as the rounds see it: one sample, and one batch of BATCH."""
+
+    name: str
+    one: Callable[[], object]
+    batch: Callable[[], object]
+
+
+def alternate(timed: list[Timed], rounds: int, seconds: float) -> dict[str, dict[str, list[float]]]:
+    """Per-round median latency (us) and throughput (samples/s) of every backend, the backends taking
+    turns in each round (the order rotated), `seconds` per backend and mode in all."""
+    share = seconds / rounds
+    measured: dict[str, dict[str, list[float]]] = {
+        t.name: {"latency_us": [], "throughput_sps": []} for t in timed
+    }
+    for r in range(rounds):
+        for t in timed[r % len(timed) :] + timed[: r % len(timed)]:
+            m = measured[t.name]
+            m["latency_us"].append(median_latency_us(t.one, share, warmup=20))
+            m["throughput_sps"].append(throughput_sps(t.batch, BATCH, share))
+    return measured
+
+
+def ratio(ours: list[float], theirs: list[float]) -> dict[str, float]:
+    """The ratio of medians, and the lowest and highest per-round ratio (the spread)."""
+    per_round = [a / b for a, b in zip(ours, theirs)]
+    return {
+        "ratio": float(np.median(ours) / np.median(theirs)),
+        "low": min(per_round),
+        "high": max(per_round),
+    }
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else the platform's processor string."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def median_latency_us(call: Callable[[], object], seconds: float = 1.0, warmup: int = 50) -> float:
@@ -43,7 +100,7 @@ def median_latency_us(call: Callable[[], object], seconds: float = 1.0, warmup: 
         call()
     times = []
     end = time.perf_counter() + seconds
-    while time.perf_counter() < end or len(times) < 200:
+    while time.perf_counter() < end or len(times) < 50:
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
@@ -64,29 +121,18 @@ def _batch(x: np.ndarray, n: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([x] * reps)[:n])
 
 
-def bench_edgenn(
-    converted: Converted, x: np.ndarray, labels: np.ndarray | None, seconds: float
-) -> dict[str, Any]:
-    runtime = Runtime(converted.fixed_graph)
-    qp = converted.fixed_graph.type_of(converted.fixed_graph.inputs[0]).qparams
-    assert qp is not None
-    xq = quantize_array(x, qp).reshape(len(x), -1)
+def edgenn_backend(fixed: Graph, xq: np.ndarray) -> tuple[Timed, Runtime]:
+    runtime = Runtime(fixed)
+    flat = np.ascontiguousarray(xq.reshape(len(xq), -1)).view(np.int8)
     width = int(runtime.program.output_sizes.sum())
-    one, one_out = np.ascontiguousarray(xq[:1]), np.empty((1, width), np.int8)
-    batch, batch_out = _batch(xq, BATCH), np.empty((BATCH, width), np.int8)
-    result = {
-        "latency_us": median_latency_us(lambda: runtime.run_flat(one, one_out), seconds),
-        "throughput_sps": throughput_sps(
-            lambda: runtime.run_flat(batch, batch_out), BATCH, seconds
-        ),
-        "arena_bytes": runtime.arena_bytes,
-        "scratch_bytes": runtime.scratch_bytes,
-    }
-    if labels is not None:
-        out = runtime.run_float(x)
-        assert isinstance(out, np.ndarray)
-        result["accuracy"] = accuracy(out, labels)
-    return result
+    one, one_out = np.ascontiguousarray(flat[:1]), np.empty((1, width), np.int8)
+    batch, batch_out = _batch(flat, BATCH), np.empty((BATCH, width), np.int8)
+    timed = Timed(
+        "edgenn",
+        lambda: runtime.run_flat(one, one_out),
+        lambda: runtime.run_flat(batch, batch_out),
+    )
+    return timed, runtime
 
 
 def _ort_session(model: bytes | str):  # type: ignore[no-untyped-def]
@@ -99,19 +145,16 @@ def _ort_session(model: bytes | str):  # type: ignore[no-untyped-def]
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
-def bench_ort(
-    model: bytes | str, x: np.ndarray, labels: np.ndarray | None, seconds: float
-) -> dict[str, Any]:
+def ort_backend(
+    name: str, model: bytes | str, x: np.ndarray, labels: np.ndarray | None
+) -> tuple[Timed, dict[str, Any]]:
     session = _ort_session(model)
-    name = session.get_inputs()[0].name
-    one, batch = {name: np.ascontiguousarray(x[:1])}, {name: _batch(x, BATCH)}
-    result = {
-        "latency_us": median_latency_us(lambda: session.run(None, one), seconds),
-        "throughput_sps": throughput_sps(lambda: session.run(None, batch), BATCH, seconds),
-    }
+    source = session.get_inputs()[0].name
+    one, batch = {source: np.ascontiguousarray(x[:1])}, {source: _batch(x, BATCH)}
+    extra = {}
     if labels is not None:
-        result["accuracy"] = accuracy(session.run(None, {name: x})[0], labels)
-    return result
+        extra["accuracy"] = accuracy(session.run(None, {source: x})[0], labels)
+    return Timed(name, lambda: session.run(None, one), lambda: session.run(None, batch)), extra
 
 
 def ort_qdq_model(model: Path, calibration: np.ndarray, folder: Path) -> str:
@@ -145,9 +188,9 @@ def ort_qdq_model(model: Path, calibration: np.ndarray, folder: Path) -> str:
     return str(out)
 
 
-def bench_litert(
-    model: bytes, xq: np.ndarray, labels: np.ndarray | None, out_qp: Any, seconds: float
-) -> dict[str, Any]:
+def litert_backend(
+    model: bytes, xq: np.ndarray, labels: np.ndarray | None, out_qp: Any
+) -> tuple[Timed, dict[str, Any]]:
     """LiteRT with its default kernels (XNNPACK), one thread: set + invoke + get per sample, and one
     invoke over a batch resized to 256."""
     from edgenn.interop import litert_interpreter
@@ -172,19 +215,15 @@ def bench_litert(
         batched.invoke()
         return batched.get_tensor(target)
 
-    result = {
-        "latency_us": median_latency_us(invoke_one, seconds),
-        "throughput_sps": throughput_sps(invoke_batch, BATCH, seconds),
-        "kernels": "default (XNNPACK)",
-    }
+    extra: dict[str, Any] = {"kernels": "default (XNNPACK)"}
     if labels is not None:
         outputs = []
         for i in range(len(xq)):
             single.set_tensor(source, np.ascontiguousarray(xq[i : i + 1]))
             single.invoke()
             outputs.append(single.get_tensor(target).copy())
-        result["accuracy"] = accuracy(dequantize_array(np.concatenate(outputs), out_qp), labels)
-    return result
+        extra["accuracy"] = accuracy(dequantize_array(np.concatenate(outputs), out_qp), labels)
+    return Timed("litert", invoke_one, invoke_batch), extra
 
 
 def fresh_process_seconds(fixed_model: Path, cache_dir: str | None) -> float:
@@ -195,7 +234,7 @@ def fresh_process_seconds(fixed_model: Path, cache_dir: str | None) -> float:
         "from edgenn.runtime import Runtime\n"
         f"g = load_graph({str(fixed_model)!r})\n"
         "t = g.type_of(g.inputs[0])\n"
-        "Runtime(g).run(np.zeros((1, *t.shape[1:]), np.int8))\n"
+        "Runtime(g).run(np.zeros((1, *t.shape[1:]), t.dtype.numpy))\n"
     )
     env = dict(os.environ)
     if cache_dir is not None:
@@ -205,88 +244,163 @@ def fresh_process_seconds(fixed_model: Path, cache_dir: str | None) -> float:
     return time.perf_counter() - start
 
 
+def first_result_seconds(fixed: Graph, folder: Path) -> dict[str, float]:
+    path = folder / "model.edgenn"
+    save_graph(fixed, path)
+    fresh_process_seconds(path, None)  # fill the regular cache
+    return {
+        "warm_jit_cache": round(fresh_process_seconds(path, None), 3),
+        "cold_jit_cache": round(fresh_process_seconds(path, str(folder / "empty_cache")), 3),
+    }
+
+
+def tflite_inputs(fixed: Graph, data: Path | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Integer inputs for a .tflite model: the data file's (floats quantized with the model's input
+    parameters), else 256 seeded random samples over the input type's range."""
+    from edgenn.compile import load_dataset
+
+    t = fixed.type_of(fixed.inputs[0])
+    if t.qparams is None:
+        raise InputError("the benchmark times .tflite files with integer inputs")
+    if data is None:
+        info = np.iinfo(t.dtype.numpy)
+        rng = np.random.default_rng(0)
+        shape = (256, *t.shape[1:])
+        return rng.integers(info.min, info.max + 1, shape).astype(t.dtype.numpy), None
+    x, labels = load_dataset(data)
+    x = np.asarray(x)
+    if np.issubdtype(x.dtype, np.floating):
+        x = quantize_array(x.astype(np.float32), t.qparams)
+    return x.astype(t.dtype.numpy).reshape(len(x), *t.shape[1:]), labels
+
+
 def run_bench(
-    model: Path, data: Path | None = None, seconds: float = 1.0, **calib: Any
+    model: Path,
+    data: Path | None = None,
+    seconds: float = 1.0,
+    rounds: int = ROUNDS,
+    cold: bool = True,
+    **calib: Any,
 ) -> dict[str, Any]:
     from edgenn.codegen.tflite import to_tflite
     from edgenn.compile import bundled_test_set, load_dataset
+    from edgenn.frontend.tflite import is_tflite_file, load_tflite
 
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise InputError("the benchmark needs onnxruntime: pip install 'edgenn[bench]'") from None
-    converted = convert(model, **calib)
-    if len(converted.float_graph.inputs) != 1:
-        raise InputError(f"{model}: the benchmark times one-input models")
-    calib_x = next(iter(converted.data.values()))
-    source = data or bundled_test_set(model)
-    if source is not None:
-        x, labels = load_dataset(source)
-        x = x.astype(np.float32)
-    else:
-        x, labels = calib_x, None
-    results: dict[str, Any] = {"model": str(model), "samples": len(x), "batch": BATCH, "threads": 1}
-    backends: dict[str, Any] = {}
-    backends["edgenn"] = bench_edgenn(converted, x, labels, seconds)
-    backends["ort_float"] = bench_ort(str(model), x, labels, seconds)
+    timed: list[Timed] = []
+    extras: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        backends["ort_int8_qdq"] = bench_ort(
-            ort_qdq_model(model, calib_x, folder), x, labels, seconds
-        )
-        fixed = converted.fixed_graph
-        in_qp, out_qp = (
-            fixed.type_of(fixed.inputs[0]).qparams,
-            fixed.type_of(fixed.outputs[0]).qparams,
-        )
-        backends["litert"] = bench_litert(
-            to_tflite(fixed), quantize_array(x, in_qp), labels, out_qp, seconds
-        )
-        fixed_path = folder / "model.edgenn"
-        save_graph(converted.fixed_graph, fixed_path)
-        fresh_process_seconds(fixed_path, None)  # fill the regular cache
-        results["first_result_seconds"] = {
-            "warm_jit_cache": round(fresh_process_seconds(fixed_path, None), 3),
-            "cold_jit_cache": round(
-                fresh_process_seconds(fixed_path, str(folder / "empty_cache")), 3
-            ),
+        if is_tflite_file(model):
+            fixed = load_tflite(model)
+            if len(fixed.inputs) != 1:
+                raise InputError(f"{model}: the benchmark times one-input models")
+            xq, labels = tflite_inputs(fixed, data)
+            ours, runtime = edgenn_backend(fixed, xq)
+            timed.append(ours)
+            out_qp = fixed.type_of(fixed.outputs[0]).qparams
+            theirs, extras["litert"] = litert_backend(model.read_bytes(), xq, labels, out_qp)
+            timed.append(theirs)
+            if labels is not None:
+                extras["edgenn"] = {"accuracy": accuracy(runtime.run_float(xq), labels)}
+        else:
+            try:
+                import onnxruntime  # noqa: F401
+            except ImportError:
+                raise InputError(
+                    "the benchmark needs onnxruntime: pip install 'edgenn[bench]'"
+                ) from None
+            converted = convert(model, **calib)
+            if len(converted.float_graph.inputs) != 1:
+                raise InputError(f"{model}: the benchmark times one-input models")
+            fixed = converted.fixed_graph
+            calib_x = next(iter(converted.data.values()))
+            source = data or bundled_test_set(model)
+            if source is not None:
+                x, labels = load_dataset(source)
+                x = x.astype(np.float32)
+            else:
+                x, labels = calib_x, None
+            in_qp = fixed.type_of(fixed.inputs[0]).qparams
+            out_qp = fixed.type_of(fixed.outputs[0]).qparams
+            assert in_qp is not None
+            xq = quantize_array(x, in_qp)
+            ours, runtime = edgenn_backend(fixed, xq)
+            timed.append(ours)
+            if labels is not None:
+                out = runtime.run_float(x)
+                assert isinstance(out, np.ndarray)
+                extras["edgenn"] = {"accuracy": accuracy(out, labels)}
+            backend, extras["ort_float"] = ort_backend("ort_float", str(model), x, labels)
+            timed.append(backend)
+            qdq = ort_qdq_model(model, calib_x, folder)
+            backend, extras["ort_int8_qdq"] = ort_backend("ort_int8_qdq", qdq, x, labels)
+            timed.append(backend)
+            backend, extras["litert"] = litert_backend(to_tflite(fixed), xq, labels, out_qp)
+            timed.append(backend)
+        measured = alternate(timed, rounds, seconds)
+        results: dict[str, Any] = {
+            "model": str(model),
+            "samples": len(xq),
+            "batch": BATCH,
+            "threads": 1,
+            "rounds": rounds,
+            "cpu": cpu_name(),
+            "edgenn_kernels": runtime.kernel_paths,
+            "edgenn_batch_mode": "sample by sample through one arena",
+            "arena_bytes": runtime.arena_bytes,
+        }
+        if cold:
+            results["first_result_seconds"] = first_result_seconds(fixed, folder)
+    backends: dict[str, Any] = {}
+    for t in timed:
+        m = measured[t.name]
+        backends[t.name] = {
+            "latency_us": float(np.median(m["latency_us"])),
+            "throughput_sps": float(np.median(m["throughput_sps"])),
+            "rounds": m,
+            **extras.get(t.name, {}),
         }
     results["backends"] = backends
-    ours = backends["edgenn"]
-    results["latency_ratio_vs_litert"] = ours["latency_us"] / backends["litert"]["latency_us"]
-    results["throughput_ratio_vs_litert"] = (
-        ours["throughput_sps"] / backends["litert"]["throughput_sps"]
-    )
-    results["latency_ratio_vs_ort_float"] = ours["latency_us"] / backends["ort_float"]["latency_us"]
-    results["latency_ratio_vs_ort_int8"] = (
-        ours["latency_us"] / backends["ort_int8_qdq"]["latency_us"]
-    )
-    results["throughput_ratio_vs_ort_int8"] = (
-        ours["throughput_sps"] / backends["ort_int8_qdq"]["throughput_sps"]
-    )
+    ours_m = measured["edgenn"]
+    for other in [t.name for t in timed[1:]]:
+        key = {"litert": "litert", "ort_float": "ort_float", "ort_int8_qdq": "ort_int8"}[other]
+        theirs_m = measured[other]
+        latency = ratio(ours_m["latency_us"], theirs_m["latency_us"])
+        throughput = ratio(ours_m["throughput_sps"], theirs_m["throughput_sps"])
+        results[f"latency_ratio_vs_{key}"] = latency["ratio"]
+        results[f"latency_spread_vs_{key}"] = [latency["low"], latency["high"]]
+        results[f"throughput_ratio_vs_{key}"] = throughput["ratio"]
+        results[f"throughput_spread_vs_{key}"] = [throughput["low"], throughput["high"]]
     return results
 
 
 def format_bench(results: dict[str, Any]) -> str:
     lines = [
-        f"{results['model']}: {results['samples']} samples, batch {results['batch']}, 1 thread",
+        f"{results['model']}: {results['samples']} samples, batch {results['batch']}, 1 thread, "
+        f"{results['rounds']} alternating rounds",
+        f"CPU: {results['cpu']}",
         f"{'backend':<14} {'latency us':>11} {'throughput/s':>13} {'accuracy':>9}",
     ]
     for name, r in results["backends"].items():
         acc = f"{r['accuracy']:.4f}" if "accuracy" in r else "n/a"
         lines.append(f"{name:<14} {r['latency_us']:>11.1f} {r['throughput_sps']:>13,.0f} {acc:>9}")
-    lines.append(
-        f"latency ratio edgenn / LiteRT: {results['latency_ratio_vs_litert']:.2f}, "
-        f"/ ort float: {results['latency_ratio_vs_ort_float']:.2f}, "
-        f"/ ort int8: {results['latency_ratio_vs_ort_int8']:.2f}"
-    )
-    lines.append(
-        f"throughput ratio edgenn / ort int8: {results['throughput_ratio_vs_ort_int8']:.2f}, "
-        f"/ LiteRT: {results['throughput_ratio_vs_litert']:.2f}"
-    )
-    first = results["first_result_seconds"]
-    lines.append(
-        f"fresh process to first result: {first['warm_jit_cache']:.2f} s (warm JIT cache), "
-        f"{first['cold_jit_cache']:.2f} s (cold)"
-    )
+    names = {"litert": "LiteRT", "ort_float": "ort float", "ort_int8": "ort int8"}
+    for key, label in names.items():
+        if f"latency_ratio_vs_{key}" not in results:
+            continue
+        low, high = results[f"latency_spread_vs_{key}"]
+        t_low, t_high = results[f"throughput_spread_vs_{key}"]
+        lines.append(
+            f"edgenn / {label}: latency {results[f'latency_ratio_vs_{key}']:.2f} "
+            f"(rounds {low:.2f}-{high:.2f}), throughput "
+            f"{results[f'throughput_ratio_vs_{key}']:.2f} (rounds {t_low:.2f}-{t_high:.2f})"
+        )
+    paths = ", ".join(f"{k} {v}" for k, v in sorted(results["edgenn_kernels"].items()))
+    lines.append(f"edgenn kernels: {paths}; batches run {results['edgenn_batch_mode']}")
+    if "first_result_seconds" in results:
+        first = results["first_result_seconds"]
+        lines.append(
+            f"fresh process to first result: {first['warm_jit_cache']:.2f} s (warm JIT cache), "
+            f"{first['cold_jit_cache']:.2f} s (cold)"
+        )
     return "\n".join(lines)

@@ -554,7 +554,17 @@ def precompile(models: tuple[Path, ...]) -> None:
     default=1.0,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
-    help="Measuring time per backend and mode.",
+    help="Measuring time per backend and mode, over all rounds.",
+)
+@click.option(
+    "--rounds",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1, max=1000),
+    help="Rounds in which the backends take turns; ratios are of the medians over the rounds.",
+)
+@click.option(
+    "--no-cold", is_flag=True, help="Skip the fresh-process (cold and warm cache) timing."
 )
 @calib_options
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
@@ -562,18 +572,17 @@ def bench(
     model: Path,
     data: Path | None,
     seconds: float,
+    rounds: int,
+    no_cold: bool,
     calib_args: dict[str, Any],
     as_json: bool,
 ) -> None:
-    """Latency and throughput of edgenn's int8 runtime beside onnxruntime (float and int8), one thread."""
+    """Latency and throughput of edgenn's int8 runtime beside LiteRT and onnxruntime (float and int8),
+    one thread, in alternating rounds. MODEL is an ONNX file, or an int8 .tflite file (timed beside
+    LiteRT running that file)."""
     from edgenn.bench import format_bench, run_bench
 
-    results = run_bench(
-        model,
-        data,
-        seconds,
-        **calib_args,
-    )
+    results = run_bench(model, data, seconds, rounds, not no_cold, **calib_args)
     click.echo(json.dumps(results, indent=2) if as_json else format_bench(results))
 
 

@@ -93,7 +93,12 @@ CONTEXT_FIELDS = (
 
 
 def _tables() -> list[Table]:
-    return [TABLES[name] for name in sorted(TABLES)]
+    return [TABLES[name] for name in sorted(TABLES) if not TABLES[name].host_only]
+
+
+def _c_tables(program: Program) -> dict[str, np.ndarray]:
+    """The program's tables that generated C holds (host-only layouts are left out)."""
+    return {n: v for n, v in sorted(program.tables.items()) if not TABLES[n].host_only}
 
 
 def row_fields(opcode: int) -> tuple[str, ...]:
@@ -276,7 +281,7 @@ def _weights_source(prefix: str, program: Program, tap_sums: np.ndarray) -> str:
         + _array("const int64_t", f"{prefix}_wide", _wide_blob(program), 8)
         + "".join(
             "\n" + _array(f"const {TABLES[name].c_type}", f"{prefix}_{name}", values)
-            for name, values in sorted(program.tables.items())
+            for name, values in _c_tables(program).items()
         )
     )
 
@@ -460,7 +465,7 @@ def _context_source(prefix: str, program: Program, arena: str = "static") -> str
     externs = [f"extern const int8_t {prefix}_weights[];"]
     externs += [f"extern const int32_t {prefix}_{n}[];" for n in SHARED_BLOBS[1:-1]]
     externs.append(f"extern const int64_t {prefix}_wide[];")
-    externs += [f"extern const {TABLES[n].c_type} {prefix}_{n}[];" for n in sorted(program.tables)]
+    externs += [f"extern const {TABLES[n].c_type} {prefix}_{n}[];" for n in _c_tables(program)]
     buffers = [("arena", f"{upper}_ARENA_SIZE")] if arena == "static" else []
     if program.state_size:
         buffers.append(("state", f"{upper}_STATE_SIZE"))
@@ -473,7 +478,7 @@ def _context_source(prefix: str, program: Program, arena: str = "static") -> str
     fields = ["arena", "state" if program.state_size else "0 /* a stateless model */"]
     fields += [f"{prefix}_{n}" for n in SHARED_BLOBS]
     fields += [
-        f"{prefix}_{t.name}" if t.name in program.tables else f"0 /* no {t.name} */"
+        f"{prefix}_{t.name}" if t.name in _c_tables(program) else f"0 /* no {t.name} */"
         for t in _tables()
     ]
     body = "".join(f"    {f},\n" for f in fields)

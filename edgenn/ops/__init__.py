@@ -119,11 +119,13 @@ class Table:
     blobs (int8 weights, int32 biases, int64 multipliers and shifts): a resize's source indices, a
     sparse layer's indices, a spiking layer's thresholds. Prepare appends to it with
     `ProgramBuilder.table(name, values)`; a kernel declaring it receives it as an argument after the
-    shared ones, and the C kernels read it as `ctx-><name>`."""
+    shared ones, and the C kernels read it as `ctx-><name>`. A host-only table (the weights laid
+    out for a host vector core) is never written into generated C."""
 
     name: str
     dtype: Any  # a numpy integer type: np.int8, np.int16 or np.int32 (C has no 64-bit tables)
     doc: str
+    host_only: bool = False
 
     @property
     def c_type(self) -> str:
@@ -133,14 +135,14 @@ class Table:
 TABLES: dict[str, Table] = {}
 
 
-def register_table(name: str, dtype: Any, doc: str) -> Table:
+def register_table(name: str, dtype: Any, doc: str, host_only: bool = False) -> Table:
     if name in TABLES or name in SHARED_SEGMENTS:
         raise GraphError(f"program table '{name}' registered twice")
     if np.dtype(dtype) not in (np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.int32)):
         raise GraphError(f"program table '{name}': {np.dtype(dtype)} is not int8, int16 or int32")
     if not name.isidentifier() or name != name.lower():
         raise GraphError(f"program table '{name}' must be a lower-case identifier")
-    TABLES[name] = Table(name, dtype, doc)
+    TABLES[name] = Table(name, dtype, doc, host_only)
     return TABLES[name]
 
 

@@ -36,17 +36,24 @@ from edgenn.ops import (
     set_channels_last,
 )
 from edgenn.ops.dot import (
+    COLUMN_LANES,
+    COLUMN_PIXELS,
     LANES,
     OUTER_LANES,
     ROWS,
+    TAP_LANES,
     block_dot_1x4,
     block_dot_1x4_vnni,
     block_dot_2x4,
     block_dot_2x4_vnni,
+    column_dot_4,
+    column_dot_single,
+    column_words,
     copy_bytes,
     fill_bytes,
     pair_outer,
     requantize_channels,
+    tap_sums,
 )
 from edgenn.ops.spatial import (
     auto_pads,
@@ -254,8 +261,9 @@ def examples() -> list[OpExample]:
 CONV_ROW = row_layout(
     "conv",
     "x y w b m h width c oh ow oc kh kw sh sw dh dw pad_top pad_left zp_in zp_out lo hi mode "
-    "stride tap_sums",
+    "stride words tap_sums",
 )
+
 GATHER, OUTER = 0, -1  # kernel modes; a positive mode is a depthwise multiplier
 FEW_CHANNELS = 3
 
@@ -278,6 +286,11 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     (sh, sw), (dh, dw) = _pairs(attrs["strides"], one_d), _pairs(attrs["dilations"], one_d)
     pads = attrs["pads"]
     pt, pl = (0, pads[0]) if one_d else (pads[0], pads[1])
+    if width == ow == kw == 1 and h > 1:
+        # a [T, 1] column (streaming audio as N x T x 1 x C) is the same bytes as a [1, T] row:
+        # run it as a row, so the kernels' pixel blocks run along T
+        h, width, oh, ow, kh, kw = 1, h, 1, oh, 1, kh
+        (sh, sw), (dh, dw), (pt, pl) = (1, sh), (1, dh), (0, pt)
     group = attrs["group"]
     depthwise = group == c and group > 1 and w.shape[-1] == 1
     if group != 1 and not depthwise:
@@ -293,7 +306,10 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     if depthwise:
         # taps outer, channels inner: weights stored [KH, KW, O] so a tap's weights are contiguous
         weights, mode = w.reshape(oc, kh * kw).T, oc // c
-        b.scratch(accumulators=oc)
+        span, _, image_bytes, tiled_bytes, offset_bytes = depthwise_layout(
+            oc, ow, kh, kw, *bordered_size(oh, ow, kh, kw, sh, sw, dh, dw), sw
+        )
+        b.scratch(patch=image_bytes + tiled_bytes + offset_bytes, accumulators=span * oc)
     elif c <= FEW_CHANNELS:
         # few input channels (a first layer): every tap adds (x - zp) times a row of output weights,
         # vectorized over the output channels; weights stored [KH, KW, C, O]
@@ -301,9 +317,11 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
             np.transpose(w, (1, 2, 3, 0)) if not one_d else np.transpose(w, (1, 2, 0)),
             OUTER,
         )
+        bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
+        spread, _, padded, column_bytes = outer_column_layout(c, oc, kh, kw, dw, bh, bw)
         b.scratch(
-            patch=outer_scratch(kh * kw * c, oc, *bordered_size(oh, ow, kh, kw, sh, sw, dh, dw), c),
-            accumulators=min(ow, SPAN) * oc,  # a span of output pixels
+            patch=max(outer_scratch(kh * kw * c, oc, bh, bw, c), column_bytes),  # or the variant's
+            accumulators=min(ow, SPAN) * padded,  # a span of output pixels
         )
     else:
         # padding taps are filled with the input zero point, so (x - zp) * w is folded into the bias:
@@ -314,9 +332,24 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         weights[:, : kh * kw * c] = w.reshape(oc, -1)
         bias_q = bias_q - zp_in * w2.sum(axis=1)
         bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
-        # two gathered windows, or the input inside its border; a span of pixels' sums
-        b.scratch(patch=max(2 * stride, bh * bw * c), accumulators=min(ow, SPAN) * oc)
+        # gathered windows or the input inside its border, then (AVX512-VNNI) the weight words;
+        # a span of pixels' sums, their channels padded to whole column blocks
+        windows, padded = gather_layout(stride, bh, bw, c, oc)
+        b.scratch(patch=windows, accumulators=min(ow, SPAN) * padded)
     kernel = {GATHER: CONV_GATHER, OUTER: CONV_OUTER}.get(mode, CONV_DEPTHWISE)
+    words = 0
+    if mode == GATHER:
+        words = b.table("column_words", column_words(weights))
+    elif mode == OUTER:
+        taps = weights.reshape(kh * kw, c, oc).transpose(2, 0, 1)  # [O, taps, C]
+        if dw == 1:  # a window row of the bordered copy: KW pixels of `spread` channels each
+            spread_taps = np.zeros((oc, kh * kw, spread), taps.dtype)
+            spread_taps[..., :c] = taps
+            taps = spread_taps
+        offsets = np.zeros(padded, np.int64)
+        offsets[:oc] = zp_in * taps.reshape(oc, -1).astype(np.int64).sum(axis=1)
+        rows = taps.reshape(oc, -1)
+        words = b.table("column_words", np.concatenate([column_words(rows), offsets]))
     return kernel.row(
         x=b.arena(x),
         y=b.arena(y),
@@ -343,6 +376,7 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         hi=hi,
         mode=mode,
         stride=stride if mode == GATHER else kh * kw * c,
+        words=words,
     )
 
 
@@ -438,14 +472,149 @@ def bordered_copy(arena, x, h, width, c, pt, pl, bh, bw, fill, image):  # type: 
 
 
 @njit(cache=True)
-def conv_gather_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+def conv_gather_int8(
+    row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words
+):  # type: ignore[no-untyped-def]
     conv_gather_with(row, arena, weights, biases, mults, shifts, rounding, patch, acc, block_dot_2x4, block_dot_1x4)  # fmt: skip
 
 
 @njit(cache=True)
-def conv_gather_vnni(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+def conv_gather_vnni(
+    row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words
+):  # type: ignore[no-untyped-def]
     """The variant for CPUs with AVX-VNNI or AVX512-VNNI (VPDPBUSD); the same integers."""
     conv_gather_with(row, arena, weights, biases, mults, shifts, rounding, patch, acc, block_dot_2x4_vnni, block_dot_1x4_vnni)  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def gather_layout(stride, bh, bw, c, oc):  # type: ignore[no-untyped-def]
+    """GATHER scratch: the bytes of the windows (COLUMN_PIXELS gathered windows, or the bordered
+    input), and the channels padded to whole column blocks (the AVX512-VNNI variant's sums)."""
+    windows = max(COLUMN_PIXELS * stride, bh * bw * c)
+    return windows, -(-oc // COLUMN_LANES) * COLUMN_LANES
+
+
+@njit(cache=True)
+def conv_gather_vnni512(
+    row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words
+):  # type: ignore[no-untyped-def]
+    """The variant for AVX512-VNNI: output channels across the 16 lanes of one 512-bit VPDPBUSD,
+    four pixels per weight load (column_dot_4), so no sums are added across lanes; the weights as
+    words [K / 4, channels] come from a host-only table. The same integers as conv_gather_int8."""
+    f = CONV_ROW
+    x, y, h, width, c = row[f.x], row[f.y], row[f.h], row[f.width], row[f.c]
+    oh, ow, oc, kh, kw = row[f.oh], row[f.ow], row[f.oc], row[f.kh], row[f.kw]
+    sh, sw, dh, dw = row[f.sh], row[f.sw], row[f.dh], row[f.dw]
+    pt, pl, zp_in, stride = row[f.pad_top], row[f.pad_left], row[f.zp_in], row[f.stride]
+    in_place = dw == 1 and (kw * c) % LANES == 0
+    bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
+    padded = -(-oc // COLUMN_LANES) * COLUMN_LANES
+    words = column_words[row[f.words] : row[f.words] + stride // 4 * padded]
+    step, run, rows_apart = sw * c, kw * c, dh * bw * c
+    if in_place:
+        bordered_copy(arena, x, h, width, c, pt, pl, bh, bw, zp_in, patch)
+    else:
+        fill_bytes(patch, 0, COLUMN_PIXELS * stride, 0)  # the tails past K stay zero
+    for oy in range(oh):
+        for first in range(0, ow, SPAN):
+            count = min(SPAN, ow - first)
+            for ox in range(first, first + count, COLUMN_PIXELS):
+                pixels = min(COLUMN_PIXELS, first + count - ox)
+                at = (ox - first) * padded
+                if in_place:
+                    start = (oy * sh * bw + ox * sw) * c
+                    if pixels == COLUMN_PIXELS:
+                        column_dot_4(patch, start, step, rows_apart, run, kh, words, padded, padded, acc, at)  # fmt: skip
+                    else:
+                        for p in range(pixels):
+                            column_dot_single(patch, start + p * step, rows_apart, run, kh, words, padded, acc, at + p * padded)  # fmt: skip
+                else:
+                    for p in range(pixels):
+                        window = patch[p * stride : (p + 1) * stride]
+                        iy0, ix0 = oy * sh - pt, (ox + p) * sw - pl
+                        gather_window(arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, window)  # fmt: skip
+                    if pixels == COLUMN_PIXELS:
+                        column_dot_4(patch, 0, stride, 0, stride, 1, words, padded, padded, acc, at)
+                    else:
+                        for p in range(pixels):
+                            column_dot_single(patch, p * stride, 0, stride, 1, words, padded, acc, at + p * padded)  # fmt: skip
+            if padded != oc:  # close the gaps of the padded channels (forward moves)
+                for p in range(1, count):
+                    for o in range(oc):
+                        acc[p * oc + o] = acc[p * padded + o]
+            out = y + (oy * ow + first) * oc
+            requantize_span(acc, count, arena, out, biases, mults, shifts, row, rounding)
+
+
+@njit(cache=True, inline="always")
+def outer_column_layout(c, oc, kh, kw, dw, bh, bw):  # type: ignore[no-untyped-def]
+    """The AVX512-VNNI OUTER variant's layout: the channels each input pixel gets in the bordered
+    copy (C, or C rounded up to 4 so that a window row is whole words), the words of a window, the
+    output channels padded to column blocks, and the scratch bytes (the bordered copy; with a
+    dilated width, COLUMN_PIXELS gathered windows instead)."""
+    padded = -(-oc // COLUMN_LANES) * COLUMN_LANES
+    if dw != 1:
+        window = -(-kh * kw * c // 4) * 4
+        return c, window // 4, padded, COLUMN_PIXELS * window
+    spread = c if (kw * c) % 4 == 0 else -(-c // 4) * 4
+    return spread, kh * kw * spread // 4, padded, bh * bw * spread
+
+
+@njit(cache=True)
+def conv_outer_vnni512(
+    row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words
+):  # type: ignore[no-untyped-def]
+    """The AVX512-VNNI variant of OUTER mode (few input channels): the input is copied once inside a
+    border of its zero point, each pixel's channels spread to whole words, so every window is KH runs
+    of words read in place (a dilated width gathers each window instead); the column cores multiply
+    four pixels per weight load, and zp * sum(w) per channel comes off the sums. The same integers as
+    conv_outer_int8."""
+    f = CONV_ROW
+    x, y, h, width, c = row[f.x], row[f.y], row[f.h], row[f.width], row[f.c]
+    oh, ow, oc, kh, kw = row[f.oh], row[f.ow], row[f.oc], row[f.kh], row[f.kw]
+    sh, sw, dh, dw = row[f.sh], row[f.sw], row[f.dh], row[f.dw]
+    pt, pl, zp_in = row[f.pad_top], row[f.pad_left], row[f.zp_in]
+    bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
+    spread, groups, padded, _ = outer_column_layout(c, oc, kh, kw, dw, bh, bw)
+    at = row[f.words]
+    words = column_words[at : at + groups * padded]
+    offsets = column_words[at + groups * padded : at + (groups + 1) * padded]
+    in_place = dw == 1
+    if in_place:
+        fill_bytes(patch, 0, bh * bw * spread, zp_in)
+        for iy in range(min(h, bh - pt)):
+            for ix in range(min(width, bw - pl)):
+                pixel = ((iy + pt) * bw + ix + pl) * spread
+                copy_bytes(patch, pixel, arena, x + (iy * width + ix) * c, c)
+        window, step, rows_apart, run, runs = 0, sw * spread, dh * bw * spread, kw * spread, kh
+    else:
+        window = 4 * groups
+        fill_bytes(patch, 0, COLUMN_PIXELS * window, 0)  # the tails past K stay zero
+        step, rows_apart, run, runs = window, 0, window, 1
+    for oy in range(oh):
+        for first in range(0, ow, SPAN):
+            count = min(SPAN, ow - first)
+            for ox in range(first, first + count, COLUMN_PIXELS):
+                pixels = min(COLUMN_PIXELS, first + count - ox)
+                start = (oy * sh * bw + ox * sw) * spread if in_place else 0
+                if not in_place:
+                    for p in range(pixels):
+                        gathered = patch[p * window : p * window + kh * kw * c]
+                        iy0, ix0 = oy * sh - pt, (ox + p) * sw - pl
+                        gather_window(arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, gathered)  # fmt: skip
+                at = (ox - first) * padded
+                if pixels == COLUMN_PIXELS:
+                    column_dot_4(
+                        patch, start, step, rows_apart, run, runs, words, padded, padded, acc, at
+                    )
+                else:
+                    for p in range(pixels):
+                        column_dot_single(patch, start + p * step, rows_apart, run, runs, words, padded, acc, at + p * padded)  # fmt: skip
+            for p in range(count):  # sum (x - zp) w, the gaps of the padded channels closed
+                for o in range(oc):
+                    acc[p * oc + o] = acc[p * padded + o] - offsets[o]
+            out = y + (oy * ow + first) * oc
+            requantize_span(acc, count, arena, out, biases, mults, shifts, row, rounding)
 
 
 @njit(cache=True, inline="always")
@@ -497,7 +666,7 @@ def outer_scratch(k, oc, bh, bw, c):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def conv_outer_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+def conv_outer_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words):  # type: ignore[no-untyped-def]
     """OUTER mode (few input channels). Once per call: the weights interleaved by tap pair as int16,
     and the input as int16 x - zp inside a border of zeros (the padding), so every window reads the
     same tap offsets without bounds checks. Per pixel: the taps packed in pairs, OUTER_LANES output
@@ -560,39 +729,75 @@ def _pairs(values: Sequence[int], one_d: bool) -> tuple[int, int]:
     return (1, values[0]) if one_d else (values[0], values[1])
 
 
+DEPTHWISE_LANES = 512  # accumulators per block: a span of output pixels times all channels
+
+
+@njit(cache=True, inline="always")
+def depthwise_layout(oc, ow, kh, kw, bh, bw, sw):  # type: ignore[no-untyped-def]
+    """Depthwise scratch: pixels per block, the phase-split image's columns per phase, and the bytes
+    of the image, of the tap weights tiled over a block (both int16) and of the taps' offsets."""
+    span = min(max(DEPTHWISE_LANES // oc, 1), ow)
+    columns = -(-bw // sw)
+    return span, columns, 2 * bh * sw * columns * oc, 2 * kh * kw * span * oc, 4 * kh * kw
+
+
 @njit(cache=True)
 def conv_depthwise_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
-    """Depthwise (mode M > 0, the depth multiplier): output channel o reads input channel o // M."""
+    """Depthwise (mode M > 0, the depth multiplier): output channel o reads input channel o // M.
+
+    Once per call, the input becomes int16 x - zp inside a border of zeros (the padding), its
+    channels repeated M times so channel o holds input channel o // M, and its columns split by
+    phase (column % stride) so that one tap of a run of output pixels reads one contiguous run.
+    Each tap's weights are tiled over a block of pixels; tap_sums then adds every tap of a block
+    lane by lane."""
     f = CONV_ROW
     x, y, w, h, width, c = row[f.x], row[f.y], row[f.w], row[f.h], row[f.width], row[f.c]
     oh, ow, oc, kh, kw = row[f.oh], row[f.ow], row[f.oc], row[f.kh], row[f.kw]
     sh, sw, dh, dw = row[f.sh], row[f.sw], row[f.dh], row[f.dw]
     pt, pl, zp_in, mode = row[f.pad_top], row[f.pad_left], row[f.zp_in], row[f.mode]
-    total = acc[:oc]
-    for oy in range(oh):
-        for ox in range(ow):
-            iy0 = oy * sh - pt
-            ix0 = ox * sw - pl
+    bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
+    span, columns, image_bytes, tiled_bytes, offset_bytes = depthwise_layout(oc, ow, kh, kw, bh, bw, sw)  # fmt: skip
+    image = patch[:image_bytes].view(np.int16)
+    tiled = patch[image_bytes : image_bytes + tiled_bytes].view(np.int16)
+    at = image_bytes + tiled_bytes
+    offsets = patch[at : at + offset_bytes].view(np.int32)
+    lanes, taps, phase_size = span * oc, kh * kw, columns * oc
+    for t in range(taps):
+        tap = weights[w + t * oc : w + (t + 1) * oc]
+        for p in range(span):
+            dst = tiled[t * lanes + p * oc : t * lanes + (p + 1) * oc]
             for o in range(oc):
-                total[o] = 0
-            for ky in range(kh):
-                iy = iy0 + ky * dh
-                if iy < 0 or iy >= h:
-                    continue
-                for kx in range(kw):
-                    ix = ix0 + kx * dw
-                    if ix < 0 or ix >= width:
-                        continue
-                    src = arena[x + (iy * width + ix) * c : x + (iy * width + ix + 1) * c]
-                    tap = weights[w + (ky * kw + kx) * oc : w + (ky * kw + kx + 1) * oc]
-                    if mode == 1:
-                        for o in range(oc):
-                            total[o] += (np.int32(src[o]) - zp_in) * np.int32(tap[o])
-                    else:  # depthwise multiplier M: output channel o reads input channel o // M
-                        for o in range(oc):
-                            total[o] += (np.int32(src[o // mode]) - zp_in) * np.int32(tap[o])
-            at = y + (oy * ow + ox) * oc
-            requantize_span(total, 1, arena, at, biases, mults, shifts, row, rounding)
+                dst[o] = tap[o]
+        px = (t % kw) * dw  # the tap's padded column for the first output pixel
+        offsets[t] = ((t // kw) * dh * sw + px % sw) * phase_size + (px // sw) * oc
+    fill_bytes(patch, 0, image_bytes, 0)
+    for iy in range(min(h, bh - pt)):
+        for ix in range(min(width, bw - pl)):
+            px = ix + pl
+            start = ((iy + pt) * sw + px % sw) * phase_size + (px // sw) * oc
+            pixel = arena[x + (iy * width + ix) * c : x + (iy * width + ix + 1) * c]
+            dst = image[start : start + oc]
+            if mode == 1:
+                for o in range(oc):
+                    dst[o] = np.int16(pixel[o]) - zp_in
+            else:
+                for o in range(oc):
+                    dst[o] = np.int16(pixel[o // mode]) - zp_in
+    for oy in range(oh):
+        row_base = oy * sh * sw * phase_size
+        for first in range(0, ow, span):
+            count = min(span, ow - first)
+            n = count * oc
+            base = row_base + first * oc
+            whole = n - n % TAP_LANES
+            tap_sums(image, base, offsets, taps, tiled, lanes, acc, whole)
+            for i in range(whole, n):  # lanes past the last whole step
+                total = np.int32(0)
+                for t in range(taps):
+                    total += np.int32(image[base + offsets[t] + i]) * np.int32(tiled[t * lanes + i])
+                acc[i] = total
+            out = y + (oy * ow + first) * oc
+            requantize_span(acc, count, arena, out, biases, mults, shifts, row, rounding)
 
 
 CONV_SPEC = OpSpec(
@@ -611,15 +816,21 @@ CONV_SPEC = OpSpec(
 )
 register(CONV_SPEC)
 # one kernel per mode, so a model compiles only the modes it uses; the C conv switches on the mode
-VNNI = {"avxvnni": conv_gather_vnni, "avx512vnni": conv_gather_vnni}
+VNNI = {"avx512vnni": conv_gather_vnni512, "avxvnni": conv_gather_vnni}
 CONV_GATHER, CONV_OUTER, CONV_DEPTHWISE = (
     register_kernel(
-        name, fn, CONV_ROW, c=("edgenn_conv", "conv.c"), c_only=("tap_sums",), variants=variants
+        name,
+        fn,
+        CONV_ROW,
+        c=("edgenn_conv", "conv.c"),
+        c_only=("tap_sums",),
+        tables=tables,
+        variants=variants,
     )
-    for name, fn, variants in (
-        ("conv_gather", conv_gather_int8, VNNI),
-        ("conv_outer", conv_outer_int8, None),
-        ("conv_depthwise", conv_depthwise_int8, None),
+    for name, fn, tables, variants in (
+        ("conv_gather", conv_gather_int8, ("column_words",), VNNI),
+        ("conv_outer", conv_outer_int8, ("column_words",), {"avx512vnni": conv_outer_vnni512}),
+        ("conv_depthwise", conv_depthwise_int8, (), None),
     )
 )
 

@@ -20,6 +20,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from edgenn.ops import register_table
+
 LANES = 16  # int8 elements per vector step
 
 
@@ -244,6 +246,175 @@ block_dot_1x8_vnni = intrinsic(_block_dot_signature(1, 8, vnni=True))
 block_dot_2x4_vnni = intrinsic(_block_dot_signature(2, 4, vnni=True))
 
 
+COLUMN_LANES = 16  # output channels per 512-bit VPDPBUSD of the column cores
+COLUMN_PIXELS = 4  # pixels (or samples) per weight load of column_dot_4
+COLUMN_BLOCKS = 4  # channel blocks at a time of column_dot_1x4
+
+
+def _column_dot_ir(pixels: int, blocks: int = 1):  # type: ignore[no-untyped-def]
+    """The column core's LLVM IR: for each block of COLUMN_LANES output channels, the window's
+    bytes four at a time, each group broadcast to every lane (offset by 128 to unsigned, x ^ 0x80)
+    and multiplied by the weight words of those channels with one 512-bit VPDPBUSD per pixel. No
+    horizontal sums; 128 * sum(w) comes off again from one more accumulator fed the constant 0x80.
+    `blocks` channel blocks at a time: independent accumulator chains (one pixel would otherwise wait
+    on each VPDPBUSD's latency)."""
+
+    def generate(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        x = context.make_array(signature.args[0])(context, builder, args[0]).data
+        words = context.make_array(signature.args[6])(context, builder, args[6]).data
+        out = context.make_array(signature.args[9])(context, builder, args[9]).data
+        x_start, pixel_step, run_stride, run_len, runs = args[1:6]
+        channels, count, out_start = args[7], args[8], args[10]
+        i64, i32 = x_start.type, ir.IntType(32)
+        lanes_t = ir.VectorType(i32, COLUMN_LANES)
+        zero = ir.Constant(lanes_t, None)
+        offset = ir.Constant(i32, -0x7F7F7F80)  # 0x80808080
+        splat = ir.Constant(lanes_t, [ir.Constant(i32, 0)] * COLUMN_LANES)
+        kind = ir.FunctionType(lanes_t, [lanes_t, lanes_t, lanes_t])
+        vnni = cgutils.get_or_insert_function(builder.module, kind, "llvm.x86.avx512.vpdpbusd.512")
+        w_words = builder.bitcast(words, i32.as_pointer())
+        groups = builder.sdiv(run_len, ir.Constant(i64, 4))
+
+        def broadcast(word):  # type: ignore[no-untyped-def]
+            one = builder.insert_element(ir.Constant(lanes_t, None), word, ir.Constant(i32, 0))
+            return builder.shuffle_vector(one, ir.Constant(lanes_t, None), splat)
+
+        entry = builder.block
+        block, start, step, next_run, store, done = _loop_blocks(
+            builder,
+            "column_dot",
+            ("block", "run", "step", "next_run", "store", "done"),
+            count,
+            runs,
+            groups,
+        )
+        sets = (pixels + 1) * blocks  # per block: the pixels', then the correction's accumulator
+        width = ir.Constant(i64, COLUMN_LANES * blocks)
+
+        builder.position_at_end(block)
+        o = builder.phi(i64)
+        o.add_incoming(ir.Constant(i64, 0), entry)
+        builder.branch(start)
+
+        builder.position_at_end(start)
+        run = builder.phi(i64)
+        run.add_incoming(ir.Constant(i64, 0), block)
+        run_sums = [builder.phi(lanes_t) for _ in range(sets)]
+        for v in run_sums:
+            v.add_incoming(zero, block)
+        x_base = builder.add(x_start, builder.mul(run, run_stride))
+        g_base = builder.mul(run, groups)
+        builder.branch(step)
+
+        builder.position_at_end(step)
+        g = builder.phi(i64)
+        g.add_incoming(ir.Constant(i64, 0), start)
+        sums = [builder.phi(lanes_t) for _ in range(sets)]
+        for v, r in zip(sums, run_sums):
+            v.add_incoming(r, start)
+        byte = builder.add(x_base, builder.mul(g, ir.Constant(i64, 4)))
+        # the byte offset is a multiple of 4 from a word-aligned base only by the callers' layout,
+        # so the window's words are loaded as unaligned i32
+        inputs = []
+        for p in range(pixels):
+            at = builder.add(byte, builder.mul(pixel_step, ir.Constant(i64, p)))
+            pointer = builder.bitcast(builder.gep(x, [at]), i32.as_pointer())
+            inputs.append(broadcast(builder.xor(builder.load(pointer, align=1), offset)))
+        inputs.append(broadcast(offset))
+        w_at = builder.add(builder.mul(builder.add(g_base, g), channels), o)
+        updated = []
+        for k in range(blocks):
+            at = builder.add(w_at, ir.Constant(i64, COLUMN_LANES * k))
+            w_vec = builder.load(
+                builder.bitcast(builder.gep(w_words, [at]), lanes_t.as_pointer()), align=4
+            )
+            mine = sums[k * (pixels + 1) : (k + 1) * (pixels + 1)]
+            updated += [builder.call(vnni, [a, u, w_vec]) for a, u in zip(mine, inputs)]
+        next_g = builder.add(g, ir.Constant(i64, 1))
+        g.add_incoming(next_g, step)
+        for v, u in zip(sums, updated):
+            v.add_incoming(u, step)
+        builder.cbranch(builder.icmp_signed("<", next_g, groups), step, next_run)
+
+        builder.position_at_end(next_run)
+        next_r = builder.add(run, ir.Constant(i64, 1))
+        run.add_incoming(next_r, next_run)
+        for v, u in zip(run_sums, updated):
+            v.add_incoming(u, next_run)
+        builder.cbranch(builder.icmp_signed("<", next_r, runs), start, store)
+
+        builder.position_at_end(store)
+        for k in range(blocks):
+            mine = updated[k * (pixels + 1) : (k + 1) * (pixels + 1)]
+            for p in range(pixels):
+                at = builder.add(builder.mul(channels, ir.Constant(i64, p)), o)
+                at = builder.add(out_start, builder.add(at, ir.Constant(i64, COLUMN_LANES * k)))
+                value = builder.sub(mine[p], mine[-1])
+                builder.store(
+                    value, builder.bitcast(builder.gep(out, [at]), lanes_t.as_pointer()), align=4
+                )
+        next_o = builder.add(o, width)
+        o.add_incoming(next_o, store)
+        builder.cbranch(builder.icmp_signed("<", next_o, count), block, done)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+
+    return generate
+
+
+def _column_dot_signature(pixels: int, blocks: int = 1):  # type: ignore[no-untyped-def]
+    def typer(typingctx, x, x_start, pixel_step, run_stride, run_len, runs, words, channels, count, out, out_start):  # type: ignore[no-untyped-def]  # fmt: skip
+        signature = types.void(x, x_start, pixel_step, run_stride, run_len, runs, words, channels, count, out, out_start)  # fmt: skip
+        return signature, _column_dot_ir(pixels, blocks)
+
+    return typer
+
+
+def column_words(rows: np.ndarray) -> np.ndarray:
+    """Weight rows [O, K] as the column cores' int32 words [K / 4, O padded to COLUMN_LANES]: word
+    (g, o) holds row o's elements 4g..4g+3, lowest byte first (zeros past K and past O)."""
+    oc, k = rows.shape
+    padded = -(-oc // COLUMN_LANES) * COLUMN_LANES
+    groups = -(-k // 4)
+    grid = np.zeros((padded, groups * 4), np.uint8)
+    grid[:oc, :k] = rows.astype(np.int8).view(np.uint8)
+    words = grid.reshape(padded, groups, 4).astype(np.int64)
+    packed = words[..., 0] | words[..., 1] << 8 | words[..., 2] << 16 | words[..., 3] << 24
+    return packed.T.astype(np.uint32).view(np.int32).reshape(-1)
+
+
+# a kernel that declares this table gets the words; conv OUTER rows append zp * sum(w) per channel
+register_table(
+    "column_words",
+    np.int32,
+    "weights as words [K / 4, channels] for the AVX512-VNNI column cores (then OUTER's zp * sum w)",
+    host_only=True,
+)
+
+
+# out[out_start + p * channels + o] = the window of pixel p times the weights of channel o, for
+# every o < count (a multiple of COLUMN_LANES * blocks; channels, the words' row length, a multiple
+# of COLUMN_LANES) and p < pixels. The window is `runs` runs of
+# `run_len` int8 (a multiple of 4), run j from x[x_start + p * pixel_step + j * run_stride]; the
+# weights are int32 words [K / 4, channels], word (g, o) holding channel o's taps 4g..4g+3. AVX512-VNNI
+# only; int32 sums; no bounds checks.
+column_dot_4 = intrinsic(_column_dot_signature(4))
+column_dot_1 = intrinsic(_column_dot_signature(1))
+# one pixel, COLUMN_BLOCKS channel blocks at a time: channels a multiple of COLUMN_LANES * COLUMN_BLOCKS
+column_dot_1x4 = intrinsic(_column_dot_signature(1, COLUMN_BLOCKS))
+
+
+@njit(cache=True, inline="always")
+def column_dot_single(x, x_start, run_stride, run_len, runs, words, channels, out, out_start):  # type: ignore[no-untyped-def]
+    """One pixel's column_dot over all `channels` (a multiple of COLUMN_LANES): groups of
+    COLUMN_BLOCKS blocks on column_dot_1x4 (independent chains), the rest block by block."""
+    wide = channels - channels % (COLUMN_LANES * COLUMN_BLOCKS)
+    if wide:
+        column_dot_1x4(x, x_start, 0, run_stride, run_len, runs, words, channels, wide, out, out_start)  # fmt: skip
+    if wide < channels:
+        column_dot_1(x, x_start, 0, run_stride, run_len, runs, words[wide:], channels, channels - wide, out, out_start + wide)  # fmt: skip
+
+
 @njit(cache=True, inline="always")
 def dot_rows(vector, weights, offset, k, rows, out, dot_1x8, dot_1x4):  # type: ignore[no-untyped-def]
     """out[o] = sum_i vector[i] * weights[offset + o*k + i] for o < rows (int32 sums), the blocks
@@ -338,6 +509,65 @@ def pair_outer(typingctx, taps, pairs, weights, channels, out):  # type: ignore[
     return types.void(taps, pairs, weights, channels, out), _pair_outer_ir
 
 
+TAP_LANES = 16  # int16 lanes (int32 sums) per step of tap_sums
+
+
+def _tap_sums_ir(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    image = context.make_array(signature.args[0])(context, builder, args[0]).data
+    offsets = context.make_array(signature.args[2])(context, builder, args[2]).data
+    tiled = context.make_array(signature.args[4])(context, builder, args[4]).data
+    out = context.make_array(signature.args[6])(context, builder, args[6]).data
+    base, taps, lanes, count = args[1], args[3], args[5], args[7]
+    i64, i32 = base.type, ir.IntType(32)
+    halves_t, sums_t = ir.VectorType(ir.IntType(16), TAP_LANES), ir.VectorType(i32, TAP_LANES)
+    entry = builder.block
+    block, step, store, done = _loop_blocks(
+        builder, "tap_sums", ("block", "step", "store", "done"), count, taps
+    )
+
+    def load(pointer, index):  # type: ignore[no-untyped-def]
+        raw = builder.load(
+            builder.bitcast(builder.gep(pointer, [index]), halves_t.as_pointer()), align=2
+        )
+        return builder.sext(raw, sums_t)
+
+    builder.position_at_end(block)
+    i = builder.phi(i64)
+    i.add_incoming(ir.Constant(i64, 0), entry)
+    builder.branch(step)
+
+    builder.position_at_end(step)  # the sums stay in registers across the taps
+    t = builder.phi(i64)
+    t.add_incoming(ir.Constant(i64, 0), block)
+    total = builder.phi(sums_t)
+    total.add_incoming(ir.Constant(sums_t, None), block)
+    offset = builder.sext(builder.load(builder.gep(offsets, [t]), align=4), i64)
+    x = load(image, builder.add(builder.add(base, offset), i))
+    w = load(tiled, builder.add(builder.mul(t, lanes), i))
+    updated = builder.add(total, builder.mul(x, w))
+    next_t = builder.add(t, ir.Constant(i64, 1))
+    t.add_incoming(next_t, step)
+    total.add_incoming(updated, step)
+    builder.cbranch(builder.icmp_signed("<", next_t, taps), step, store)
+
+    builder.position_at_end(store)
+    builder.store(updated, builder.bitcast(builder.gep(out, [i]), sums_t.as_pointer()), align=4)
+    next_i = builder.add(i, ir.Constant(i64, TAP_LANES))
+    i.add_incoming(next_i, store)
+    builder.cbranch(builder.icmp_signed("<", next_i, count), block, done)
+    builder.position_at_end(done)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def tap_sums(typingctx, image, base, offsets, taps, tiled, lanes, out, count):  # type: ignore[no-untyped-def]
+    """out[i] = sum_{t < taps} image[base + offsets[t] + i] * tiled[t * lanes + i] for i below count
+    (a multiple of TAP_LANES), TAP_LANES at a time: int16 image and tiled weights, int32 offsets and
+    sums; each block's sums stay in registers over all taps (depthwise convolution). Products of
+    sign-extended int16 that fit 16 bits lower to PMADDWD on x86. No bounds checks."""
+    return types.void(image, base, offsets, taps, tiled, lanes, out, count), _tap_sums_ir
+
+
 def _bytes_at(context, builder, array_type, array, index):  # type: ignore[no-untyped-def]
     return builder.gep(context.make_array(array_type)(context, builder, array).data, [index])
 
@@ -379,89 +609,96 @@ def fill_bytes(typingctx, dst, dst_start, count, value):  # type: ignore[no-unty
 RQ_LANES = 8  # outputs per vector step of the requantization
 
 
-def _requantize_ir(context, builder, signature, args):  # type: ignore[no-untyped-def]
-    arrays = [
-        context.make_array(signature.args[i])(context, builder, args[i]).data for i in range(4)
-    ]
-    out = context.make_array(signature.args[10])(context, builder, args[10]).data
-    channels, length, pixels, zp_out, lo, hi = args[4:10]
-    i64, i32, i8 = ir.IntType(64), ir.IntType(32), ir.IntType(8)
-    v64, v32, v8 = (ir.VectorType(t, RQ_LANES) for t in (i64, i32, i8))
+def _requantize_ir_for(lanes: int):  # type: ignore[no-untyped-def]
+    """The requantization IR with `lanes` outputs per vector step."""
 
-    def splat(vector_type, value):  # type: ignore[no-untyped-def]
-        if isinstance(value, int):
-            return ir.Constant(vector_type, [ir.Constant(vector_type.element, value)] * RQ_LANES)
-        undef = ir.Constant(vector_type, None)
-        one = builder.insert_element(undef, value, ir.Constant(i32, 0))
-        return builder.shuffle_vector(
-            one, undef, ir.Constant(v32, [ir.Constant(i32, 0)] * RQ_LANES)
+    def generate(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        arrays = [
+            context.make_array(signature.args[i])(context, builder, args[i]).data for i in range(4)
+        ]
+        out = context.make_array(signature.args[10])(context, builder, args[10]).data
+        channels, length, pixels, zp_out, lo, hi = args[4:10]
+        i64, i32, i8 = ir.IntType(64), ir.IntType(32), ir.IntType(8)
+        v64, v32, v8 = (ir.VectorType(t, lanes) for t in (i64, i32, i8))
+
+        def splat(vector_type, value):  # type: ignore[no-untyped-def]
+            if isinstance(value, int):
+                return ir.Constant(vector_type, [ir.Constant(vector_type.element, value)] * lanes)
+            undef = ir.Constant(vector_type, None)
+            one = builder.insert_element(undef, value, ir.Constant(i32, 0))
+            return builder.shuffle_vector(
+                one, undef, ir.Constant(v32, [ir.Constant(i32, 0)] * lanes)
+            )
+
+        def load(pointer, vector_type, index):  # type: ignore[no-untyped-def]
+            return builder.load(
+                builder.bitcast(builder.gep(pointer, [index]), vector_type.as_pointer()), align=1
+            )
+
+        def select_max(a, b):  # type: ignore[no-untyped-def]
+            return builder.select(builder.icmp_signed(">", a, b), a, b)
+
+        def select_min(a, b):  # type: ignore[no-untyped-def]
+            return builder.select(builder.icmp_signed("<", a, b), a, b)
+
+        zp32, lo32, hi32 = (splat(v32, builder.trunc(v, i32)) for v in (zp_out, lo, hi))
+        # channel steps outside, pixels inside: a step's parameters are prepared once for every pixel
+        entry = builder.block
+        block, loop, next_block, done = _loop_blocks(
+            builder, "requantize", ("channels", "pixels", "next_channels", "done"), length, pixels
         )
 
-    def load(pointer, vector_type, index):  # type: ignore[no-untyped-def]
-        return builder.load(
-            builder.bitcast(builder.gep(pointer, [index]), vector_type.as_pointer()), align=1
+        builder.position_at_end(block)
+        i = builder.phi(i64)
+        i.add_incoming(ir.Constant(i64, 0), entry)
+        bias = load(arrays[1], v32, i)
+        multiplier = builder.sext(builder.trunc(load(arrays[2], v64, i), v32), v64)
+        shift = builder.trunc(load(arrays[3], v64, i), v32)
+        left = select_min(select_max(shift, splat(v32, 0)), splat(v32, 31))
+        right = select_max(builder.neg(shift), splat(v32, 0))
+        mask = builder.sub(builder.shl(splat(v32, 1), right), splat(v32, 1))
+        half = builder.ashr(mask, splat(v32, 1))
+        builder.branch(loop)
+
+        builder.position_at_end(loop)
+        at = builder.phi(i64)
+        at.add_incoming(i, block)
+        # x * 2^left in int32 arithmetic (wrapping), as TFLite's kernels and the generated C compute it.
+        # SRDHM: (p + nudge) / 2^31 truncated toward zero equals floor((p + 2^30) / 2^31) for every p,
+        # and fits int32 (|p| < 2^62), so its low 32 bits come from a logical shift as well
+        total = builder.shl(builder.add(load(arrays[0], v32, at), bias), left)
+        product = builder.mul(builder.sext(total, v64), multiplier)
+        high = builder.trunc(
+            builder.lshr(builder.add(product, splat(v64, 1 << 30)), splat(v64, 31)), v32
         )
+        threshold = builder.add(
+            half, builder.zext(builder.icmp_signed("<", high, splat(v32, 0)), v32)
+        )
+        rounded = builder.add(
+            builder.ashr(high, right),
+            builder.zext(builder.icmp_signed(">", builder.and_(high, mask), threshold), v32),
+        )
+        # a value this far out clamps to lo or hi with or without the zero point (which must not overflow)
+        rounded = select_min(select_max(rounded, splat(v32, -(1 << 24))), splat(v32, 1 << 24))
+        value = select_min(select_max(builder.add(rounded, zp32), lo32), hi32)
+        builder.store(
+            builder.trunc(value, v8),
+            builder.bitcast(builder.gep(out, [at]), v8.as_pointer()),
+            align=1,
+        )
+        next_at = builder.add(at, channels)
+        at.add_incoming(next_at, loop)
+        end = builder.add(i, builder.mul(pixels, channels))
+        builder.cbranch(builder.icmp_signed("<", next_at, end), loop, next_block)
 
-    def select_max(a, b):  # type: ignore[no-untyped-def]
-        return builder.select(builder.icmp_signed(">", a, b), a, b)
+        builder.position_at_end(next_block)
+        following = builder.add(i, ir.Constant(i64, lanes))
+        i.add_incoming(following, next_block)
+        builder.cbranch(builder.icmp_signed("<", following, length), block, done)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
 
-    def select_min(a, b):  # type: ignore[no-untyped-def]
-        return builder.select(builder.icmp_signed("<", a, b), a, b)
-
-    zp32, lo32, hi32 = (splat(v32, builder.trunc(v, i32)) for v in (zp_out, lo, hi))
-    # channel steps outside, pixels inside: a step's parameters are prepared once for every pixel
-    entry = builder.block
-    block, loop, next_block, done = _loop_blocks(
-        builder, "requantize", ("channels", "pixels", "next_channels", "done"), length, pixels
-    )
-
-    builder.position_at_end(block)
-    i = builder.phi(i64)
-    i.add_incoming(ir.Constant(i64, 0), entry)
-    bias = load(arrays[1], v32, i)
-    multiplier = builder.sext(builder.trunc(load(arrays[2], v64, i), v32), v64)
-    shift = builder.trunc(load(arrays[3], v64, i), v32)
-    left = select_min(select_max(shift, splat(v32, 0)), splat(v32, 31))
-    right = select_max(builder.neg(shift), splat(v32, 0))
-    mask = builder.sub(builder.shl(splat(v32, 1), right), splat(v32, 1))
-    half = builder.ashr(mask, splat(v32, 1))
-    builder.branch(loop)
-
-    builder.position_at_end(loop)
-    at = builder.phi(i64)
-    at.add_incoming(i, block)
-    # x * 2^left in int32 arithmetic (wrapping), as TFLite's kernels and the generated C compute it.
-    # SRDHM: (p + nudge) / 2^31 truncated toward zero equals floor((p + 2^30) / 2^31) for every p,
-    # and fits int32 (|p| < 2^62), so its low 32 bits come from a logical shift as well
-    total = builder.shl(builder.add(load(arrays[0], v32, at), bias), left)
-    product = builder.mul(builder.sext(total, v64), multiplier)
-    high = builder.trunc(
-        builder.lshr(builder.add(product, splat(v64, 1 << 30)), splat(v64, 31)), v32
-    )
-    threshold = builder.add(half, builder.zext(builder.icmp_signed("<", high, splat(v32, 0)), v32))
-    rounded = builder.add(
-        builder.ashr(high, right),
-        builder.zext(builder.icmp_signed(">", builder.and_(high, mask), threshold), v32),
-    )
-    # a value this far out clamps to lo or hi with or without the zero point (which must not overflow)
-    rounded = select_min(select_max(rounded, splat(v32, -(1 << 24))), splat(v32, 1 << 24))
-    value = select_min(select_max(builder.add(rounded, zp32), lo32), hi32)
-    builder.store(
-        builder.trunc(value, v8),
-        builder.bitcast(builder.gep(out, [at]), v8.as_pointer()),
-        align=1,
-    )
-    next_at = builder.add(at, channels)
-    at.add_incoming(next_at, loop)
-    end = builder.add(i, builder.mul(pixels, channels))
-    builder.cbranch(builder.icmp_signed("<", next_at, end), loop, next_block)
-
-    builder.position_at_end(next_block)
-    following = builder.add(i, ir.Constant(i64, RQ_LANES))
-    i.add_incoming(following, next_block)
-    builder.cbranch(builder.icmp_signed("<", following, length), block, done)
-    builder.position_at_end(done)
-    return context.get_dummy_value()
+    return generate
 
 
 @intrinsic
@@ -475,7 +712,19 @@ def requantize_vector(  # type: ignore[no-untyped-def]
     signature = types.void(
         acc, biases, mults, shifts, channels, length, pixels, zp_out, lo, hi, out
     )
-    return signature, _requantize_ir
+    return signature, _requantize_ir_for(RQ_LANES)
+
+
+@intrinsic
+def requantize_vector_wide(  # type: ignore[no-untyped-def]
+    typingctx, acc, biases, mults, shifts, channels, length, pixels, zp_out, lo, hi, out
+):
+    """requantize_vector with 2 * RQ_LANES outputs per step (`length` a multiple of that): on
+    512-bit vectors about 1.3x the outputs per second."""
+    signature = types.void(
+        acc, biases, mults, shifts, channels, length, pixels, zp_out, lo, hi, out
+    )
+    return signature, _requantize_ir_for(2 * RQ_LANES)
 
 
 @njit(cache=True, inline="always")
@@ -493,8 +742,12 @@ def requantize_channels(acc, biases, mults, shifts, rounding, zp_out, lo, hi, ou
             v += zp_out
             out[i] = min(max(v, lo), hi)
         return
+    wide = n - n % (2 * RQ_LANES)
+    if wide:
+        requantize_vector_wide(acc, biases, mults, shifts, n, wide, pixels, zp_out, lo, hi, out)
     body = n - n % RQ_LANES
-    requantize_vector(acc, biases, mults, shifts, n, body, pixels, zp_out, lo, hi, out)
+    if body > wide:  # one step of RQ_LANES left
+        requantize_vector(acc[wide:], biases[wide:], mults[wide:], shifts[wide:], n, RQ_LANES, pixels, zp_out, lo, hi, out[wide:])  # fmt: skip
     for p in range(pixels):
         for o in range(body, n):
             i = p * n + o

@@ -28,11 +28,11 @@ from edgenn.ops import (
     row_layout,
     spread,
 )
+from edgenn.ops.dot import copy_bytes
 from edgenn.ops.wide import prepare_binary16
 from edgenn.quant.fixed_point import (
     activation_bounds,
-    clamp,
-    multiply_by_quantized_multiplier,
+    multiply_lanes,
     real_multiplier,
 )
 
@@ -82,7 +82,31 @@ def examples_for(op: str) -> Callable[[], list[OpExample]]:
 # ---- int8: TFLite ADD / SUB (20-bit left shift, rescale both inputs) and MUL ----
 
 ADD, SUB, MUL = 0, 1, 2
+BINARY_CHUNK = 512  # outputs computed into the patch at a time
 LEFT_SHIFT = 20
+
+
+def collapsed_broadcast(
+    out: Sequence[int], a: Sequence[int], b: Sequence[int]
+) -> tuple[list[int], list[int], list[int]]:
+    """The same element-wise broadcast over fewest dimensions: neighbouring axes merge where each
+    operand is either whole along both or broadcast along both, so the kernels' inner loop runs as
+    long as it can (a same-shape Add becomes one flat run)."""
+    rank = len(out)
+    shapes = [[1] * (rank - len(a)) + list(a), [1] * (rank - len(b)) + list(b)]
+    merged: list[list[int]] = [[], [], []]  # output, a, b
+    for axis, size in enumerate(out):
+        joins = bool(merged[0]) and (
+            size == 1
+            or merged[0][-1] == 1
+            or all((s[axis] == 1) == (m[-1] == 1) for s, m in zip(shapes, merged[1:]))
+        )
+        for dims, m in zip((out, *shapes), merged):
+            if joins:
+                m[-1] *= dims[axis]
+            else:
+                m.append(dims[axis])
+    return merged[0], merged[1], merged[2]
 
 
 def prepare_binary_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
@@ -101,14 +125,15 @@ def prepare_binary_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int
         ]
     attrs = {**CLIP_ATTRS, **node.attrs}
     lo, hi = activation_bounds(attrs["clip_min"], attrs["clip_max"], s_out, zp_out)
-    out_shape = b.shape(y)
+    b.scratch(patch=BINARY_CHUNK)
+    out_shape, a_shape, b_shape = collapsed_broadcast(b.shape(y), b.shape(a), b.shape(c))
     return BINARY.row(
         **spread("a_const a", b.operand(a)),
         **spread("b_const b", b.operand(c)),
         y=b.arena(y),
         **spread("d0 d1 d2 d3", padded_shape(out_shape)),
-        **spread("a_s0 a_s1 a_s2 a_s3", broadcast_strides(b.shape(a), out_shape)),
-        **spread("b_s0 b_s1 b_s2 b_s3", broadcast_strides(b.shape(c), out_shape)),
+        **spread("a_s0 a_s1 a_s2 a_s3", broadcast_strides(a_shape, out_shape)),
+        **spread("b_s0 b_s1 b_s2 b_s3", broadcast_strides(b_shape, out_shape)),
         kind=kind,
         zp_a=zp_a,
         zp_b=zp_b,
@@ -129,32 +154,53 @@ def binary_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc
     second = weights if row[f.b_const] else arena
     a, c, y = row[f.a], row[f.b], row[f.y]
     d0, d1, d2, d3 = row[f.d0], row[f.d1], row[f.d2], row[f.d3]
-    kind, zp_a, zp_b, zp_out, m = row[f.kind], row[f.zp_a], row[f.zp_b], row[f.zp_out], row[f.m]
-    lo, hi = row[f.lo], row[f.hi]
+    kind, m = row[f.kind], row[f.m]
+    # int64 throughout: mixed int32 / int64 operands keep LLVM from vectorizing the loops below
+    zp_a, zp_b, zp_out = np.int64(row[f.zp_a]), np.int64(row[f.zp_b]), np.int64(row[f.zp_out])
+    lo, hi, rounding = np.int64(row[f.lo]), np.int64(row[f.hi]), np.int64(rounding)
+    # read once: LLVM would not hoist these loads past the arena stores
+    m0, m1, m2, s0, s1, s2 = mults[m], mults[m + 1], mults[m + 2], shifts[m], shifts[m + 1], shifts[m + 2]  # fmt: skip
     index = 0
     for i0 in range(d0):
         for i1 in range(d1):
             for i2 in range(d2):
-                for i3 in range(d3):
-                    va = first[a + i0 * a_s0 + i1 * a_s1 + i2 * a_s2 + i3 * a_s3] - zp_a
-                    vb = second[c + i0 * b_s0 + i1 * b_s1 + i2 * b_s2 + i3 * b_s3] - zp_b
-                    if kind == MUL:
-                        value = multiply_by_quantized_multiplier(
-                            va * vb, mults[m + 2], shifts[m + 2], rounding
-                        )
-                    else:
-                        sa = multiply_by_quantized_multiplier(
-                            va << LEFT_SHIFT, mults[m], shifts[m], rounding
-                        )
-                        sb = multiply_by_quantized_multiplier(
-                            vb << LEFT_SHIFT, mults[m + 1], shifts[m + 1], rounding
-                        )
-                        total = sa + sb if kind == ADD else sa - sb
-                        value = multiply_by_quantized_multiplier(
-                            total, mults[m + 2], shifts[m + 2], rounding
-                        )
-                    arena[y + index] = clamp(value + zp_out, lo, hi)
-                    index += 1
+                at_a = a + i0 * a_s0 + i1 * a_s1 + i2 * a_s2
+                at_b = c + i0 * b_s0 + i1 * b_s1 + i2 * b_s2
+                out = arena[y + index : y + index + d3]
+                # views, so the loops index from 0 (Numba's negative-index fix-up on an offset index
+                # would keep LLVM from vectorizing)
+                if a_s3 == 1 and b_s3 == 1:  # the common runs get loops LLVM vectorizes
+                    # in chunks through the patch: an output written in place over an input fails
+                    # LLVM's overlap check, which would send the loop down its scalar path
+                    for start in range(0, d3, BINARY_CHUNK):
+                        n = min(BINARY_CHUNK, d3 - start)
+                        xa = first[at_a + start : at_a + start + n]
+                        xb = second[at_b + start : at_b + start + n]
+                        for i in range(n):
+                            patch[i] = binary_value(xa[i] - zp_a, xb[i] - zp_b, kind, m0, s0, m1, s1, m2, s2, rounding, zp_out, lo, hi)  # fmt: skip
+                        copy_bytes(arena, y + index + start, patch, 0, n)
+                elif b_s3 == 0:
+                    vb = second[at_b] - zp_b
+                    for i in range(d3):
+                        va = first[at_a + i * a_s3] - zp_a
+                        out[i] = binary_value(va, vb, kind, m0, s0, m1, s1, m2, s2, rounding, zp_out, lo, hi)  # fmt: skip
+                else:
+                    for i in range(d3):
+                        va, vb = first[at_a + i * a_s3] - zp_a, second[at_b + i * b_s3] - zp_b
+                        out[i] = binary_value(va, vb, kind, m0, s0, m1, s1, m2, s2, rounding, zp_out, lo, hi)  # fmt: skip
+                index += d3
+
+
+@njit(cache=True, inline="always")
+def binary_value(va, vb, kind, m0, s0, m1, s1, m2, s2, rounding, zp_out, lo, hi):  # type: ignore[no-untyped-def]
+    """One output of ADD / SUB / MUL from the zero-point-free inputs, branch-free arithmetic."""
+    if kind == MUL:
+        value = multiply_lanes(va * vb, m2, s2, rounding)
+    else:
+        sa = multiply_lanes(va << LEFT_SHIFT, m0, s0, rounding)
+        sb = multiply_lanes(vb << LEFT_SHIFT, m1, s1, rounding)
+        value = multiply_lanes(sa + sb if kind == ADD else sa - sb, m2, s2, rounding)
+    return min(max(value + zp_out, lo), hi)
 
 
 _FUNCTIONS = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _divide}

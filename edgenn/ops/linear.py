@@ -33,11 +33,18 @@ from edgenn.ops import (
     row_layout,
 )
 from edgenn.ops.dot import (
+    COLUMN_LANES,
+    COLUMN_PIXELS,
     block_dot_1x4,
     block_dot_1x4_vnni,
     block_dot_1x8,
     block_dot_1x8_vnni,
+    column_dot_4,
+    column_dot_single,
+    column_words,
+    copy_bytes,
     dot_rows,
+    fill_bytes,
     requantize_channels,
 )
 from edgenn.ops.wide import prepare_fc16
@@ -202,7 +209,9 @@ def prepare_fc_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     b.check_dot(w, b.const(bias), x)
     folded = checked_int32(b.const(bias).astype(np.int64) - zp_in * w.sum(axis=1), node)
     n, k = b.shape(x)
-    b.scratch(accumulators=w.shape[0])
+    # the sums of COLUMN_PIXELS samples, padded to column blocks; a sample padded to whole words
+    padded = -(-w.shape[0] // COLUMN_LANES) * COLUMN_LANES
+    b.scratch(patch=-(-k // 4) * 4, accumulators=COLUMN_PIXELS * padded)
     return FULLY_CONNECTED.row(
         x=b.arena(x),
         y=b.arena(y),
@@ -215,20 +224,66 @@ def prepare_fc_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         zp_out=zp_out,
         lo=lo,
         hi=hi,
+        words=b.table("column_words", column_words(b.const(w_name))),
     )
 
 
 @njit(cache=True)
-def fully_connected_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+def fully_connected_int8(
+    row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words
+):  # type: ignore[no-untyped-def]
     fully_connected_with(
         row, arena, weights, biases, mults, shifts, rounding, acc, block_dot_1x8, block_dot_1x4
     )
 
 
 @njit(cache=True)
-def fully_connected_vnni(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+def fully_connected_vnni(
+    row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words
+):  # type: ignore[no-untyped-def]
     """The variant for CPUs with AVX-VNNI or AVX512-VNNI (VPDPBUSD); the same integers."""
     fully_connected_with(row, arena, weights, biases, mults, shifts, rounding, acc, block_dot_1x8_vnni, block_dot_1x4_vnni)  # fmt: skip
+
+
+@njit(cache=True)
+def fully_connected_vnni512(
+    row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words
+):  # type: ignore[no-untyped-def]
+    """The variant for AVX512-VNNI: the outputs across the 16 lanes of 512-bit VPDPBUSD (the column
+    cores, weights as words from a host-only table), up to four samples per weight load; a sample
+    whose length is not whole words is copied, zero-padded, first. The same integers."""
+    f = FULLY_CONNECTED_ROW
+    x, y, b, m = row[f.x], row[f.y], row[f.b], row[f.m]
+    n, k, outs, zp_out, lo = row[f.n], row[f.k], row[f.outs], row[f.zp_out], row[f.lo]
+    hi = row[f.hi]
+    padded = -(-outs // COLUMN_LANES) * COLUMN_LANES
+    k4 = -(-k // 4) * 4
+    words = column_words[row[f.words] : row[f.words] + k4 // 4 * padded]
+    if k4 != k:
+        fill_bytes(patch, k, k4 - k, 0)
+    for s in range(0, n, COLUMN_PIXELS):
+        count = min(COLUMN_PIXELS, n - s)
+        if k4 == k and count == COLUMN_PIXELS:
+            column_dot_4(arena, x + s * k, k, 0, k, 1, words, padded, padded, acc, 0)
+        else:
+            for p in range(count):
+                if k4 == k:
+                    column_dot_single(arena, x + (s + p) * k, 0, k, 1, words, padded, acc, p * padded)  # fmt: skip
+                else:
+                    copy_bytes(patch, 0, arena, x + (s + p) * k, k)
+                    column_dot_single(patch, 0, 0, k4, 1, words, padded, acc, p * padded)
+        for p in range(count):
+            requantize_channels(
+                acc[p * padded : p * padded + outs],
+                biases[b : b + outs],
+                mults[m : m + outs],
+                shifts[m : m + outs],
+                rounding,
+                zp_out,
+                lo,
+                hi,
+                arena[y + (s + p) * outs : y + (s + p + 1) * outs],
+            )
 
 
 @njit(cache=True, inline="always")
@@ -288,13 +343,14 @@ register(
 
 
 # ---- integer kernels: row layouts and registration (opcodes come from the registry) ----
-FULLY_CONNECTED_ROW = row_layout("fully_connected", "x y w b m n k outs zp_out lo hi")
+FULLY_CONNECTED_ROW = row_layout("fully_connected", "x y w b m n k outs zp_out lo hi words")
 FULLY_CONNECTED = register_kernel(
     "fully_connected",
     fully_connected_int8,
     FULLY_CONNECTED_ROW,
     c=("edgenn_fully_connected", "fully_connected.c"),
-    variants={"avxvnni": fully_connected_vnni, "avx512vnni": fully_connected_vnni},
+    tables=("column_words",),
+    variants={"avx512vnni": fully_connected_vnni512, "avxvnni": fully_connected_vnni},
 )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit
 
 INT32_MIN = -(2**31)
@@ -76,6 +77,23 @@ def multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int, roundi
     return rounding_divide_by_pot(
         saturating_rounding_doubling_high_mul(wrap32(x * (1 << left)), multiplier), right
     )
+
+
+@njit(cache=True, inline="always")
+def multiply_lanes(x: int, multiplier: int, shift: int, rounding: int) -> int:
+    """multiply_by_quantized_multiplier without branches, for loops LLVM vectorizes: the int32
+    operands sign-extended into one 64-bit product (PMULDQ). Double rounding's high multiply is
+    floor((p + 2^30) / 2^31), which equals SRDHM's nudged truncation for every product of a
+    non-negative multiplier (the saturating INT32_MIN case needs a negative one)."""
+    if rounding == SINGLE:
+        total = 31 - shift
+        return (x * multiplier + (1 << (total - 1))) >> total
+    left, right = max(shift, 0), max(-shift, 0)
+    product = np.int64(np.int32(x << left)) * np.int64(np.int32(multiplier))
+    high = (product + (1 << 30)) >> 31
+    mask = (np.int64(1) << right) - 1
+    threshold = (mask >> 1) + ((high >> 63) & 1)
+    return (high >> right) + np.int64((high & mask) > threshold)
 
 
 @njit(cache=True, inline="always")

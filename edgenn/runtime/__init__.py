@@ -10,6 +10,7 @@ import numpy as np
 
 from edgenn.errors import InputError
 from edgenn.ir import Graph
+from edgenn.ops import kernel_for
 from edgenn.quant.fixed_point import ROUNDING_MODES
 from edgenn.quant.quantize import dequantize_array, quantize_array
 from edgenn.runtime.interpreter import dispatch_for, host_features, pack_state
@@ -87,7 +88,13 @@ class Runtime:
         # the model's own dispatch: only the kernels its rows use are compiled
         # a variant runs only where the CPU has its feature: the request is narrowed to this machine's
         features = None if cpu_features is None else frozenset(cpu_features) & host_features()
-        self._kernels = dispatch_for(frozenset(int(op) for op in p.rows[:, 0]), features)
+        opcodes = frozenset(int(op) for op in p.rows[:, 0])
+        self._kernels = dispatch_for(opcodes, features)
+        chosen = host_features() if features is None else features
+        # which path each kernel of this model runs: a CPU feature's variant, or "generic"
+        self.kernel_paths = {
+            kernel_for(op).name: kernel_for(op).function_for(chosen)[0] for op in sorted(opcodes)
+        }
         self.input_types = [graph.type_of(n) for n in graph.inputs]
         self.output_types = [graph.type_of(n) for n in graph.outputs]
         self._in_width = int(p.input_sizes.sum())

@@ -38,12 +38,12 @@ static void gather_pair(const int8_t *x, const int8_t *w0, const int8_t *w1, con
     }
 }
 
-static int32_t tap_pixel(const int8_t *x, const int8_t *w, const int32_t *p, int32_t iy0,
-                         int32_t ix0, int32_t o) {
+/* OUTER (few input channels): the sum of output channel o at one output pixel. */
+static int32_t outer_pixel(const int8_t *x, const int8_t *w, const int32_t *p, int32_t iy0,
+                           int32_t ix0, int32_t o) {
     const int32_t h = p[EDGENN_CONV_H], width = p[EDGENN_CONV_WIDTH], c = p[EDGENN_CONV_C];
     const int32_t oc = p[EDGENN_CONV_OC], kh = p[EDGENN_CONV_KH], kw = p[EDGENN_CONV_KW];
     const int32_t dh = p[EDGENN_CONV_DH], dw = p[EDGENN_CONV_DW], zp_in = p[EDGENN_CONV_ZP_IN];
-    const int32_t mode = p[EDGENN_CONV_MODE];
     int32_t acc = 0, ky, kx, i;
     for (ky = 0; ky < kh; ky++) {
         const int32_t iy = iy0 + ky * dh;
@@ -52,22 +52,68 @@ static int32_t tap_pixel(const int8_t *x, const int8_t *w, const int32_t *p, int
         }
         for (kx = 0; kx < kw; kx++) {
             const int32_t ix = ix0 + kx * dw;
-            const int8_t *src;
+            const int8_t *src, *tap;
             if (ix < 0 || ix >= width) {
                 continue;
             }
             src = x + (iy * width + ix) * c;
-            if (mode == OUTER) {
-                const int8_t *tap = w + (ky * kw + kx) * c * oc + o;
-                for (i = 0; i < c; i++) {
-                    acc += (src[i] - zp_in) * tap[i * oc];
-                }
-            } else { /* depthwise: output channel o reads input channel o / M */
-                acc += (src[o / mode] - zp_in) * w[(ky * kw + kx) * oc + o];
+            tap = w + (ky * kw + kx) * c * oc + o;
+            for (i = 0; i < c; i++) {
+                acc += (src[i] - zp_in) * tap[i * oc];
             }
         }
     }
     return acc;
+}
+
+enum { DEPTHWISE_CHUNK = 32 }; /* channels whose sums live on the stack at a time */
+
+/* Depthwise (multiplier M) at one output pixel: the channels in chunks, each tap's bounds checked
+ * once per chunk, so the inner loop is one multiply-accumulate per channel. */
+static void depthwise_pixel(const edgenn_layer *l, const int32_t *p, int32_t iy0, int32_t ix0,
+                            int8_t *out) {
+    const int32_t h = p[EDGENN_CONV_H], width = p[EDGENN_CONV_WIDTH], c = p[EDGENN_CONV_C];
+    const int32_t oc = p[EDGENN_CONV_OC], kh = p[EDGENN_CONV_KH], kw = p[EDGENN_CONV_KW];
+    const int32_t dh = p[EDGENN_CONV_DH], dw = p[EDGENN_CONV_DW], zp_in = p[EDGENN_CONV_ZP_IN];
+    const int32_t mode = p[EDGENN_CONV_MODE];
+    int32_t acc[DEPTHWISE_CHUNK], first;
+    for (first = 0; first < oc; first += DEPTHWISE_CHUNK) {
+        const int32_t n = oc - first < DEPTHWISE_CHUNK ? oc - first : DEPTHWISE_CHUNK;
+        int32_t i, ky, kx;
+        for (i = 0; i < n; i++) {
+            acc[i] = 0;
+        }
+        for (ky = 0; ky < kh; ky++) {
+            const int32_t iy = iy0 + ky * dh;
+            if (iy < 0 || iy >= h) {
+                continue;
+            }
+            for (kx = 0; kx < kw; kx++) {
+                const int32_t ix = ix0 + kx * dw;
+                const int8_t *src, *w;
+                if (ix < 0 || ix >= width) {
+                    continue;
+                }
+                src = l->input + (iy * width + ix) * c;
+                w = l->weights + (ky * kw + kx) * oc + first;
+                if (mode == 1) {
+                    const int8_t *s = src + first;
+                    for (i = 0; i < n; i++) {
+                        acc[i] += (s[i] - zp_in) * w[i];
+                    }
+                } else { /* output channel o reads input channel o / M */
+                    for (i = 0; i < n; i++) {
+                        acc[i] += (src[(first + i) / mode] - zp_in) * w[i];
+                    }
+                }
+            }
+        }
+        for (i = 0; i < n; i++) {
+            out[first + i] = edgenn_output(acc[i] + l->bias[first + i], l->multiplier[first + i],
+                                           l->shift[first + i], p[EDGENN_CONV_ZP_OUT],
+                                           p[EDGENN_CONV_LO], p[EDGENN_CONV_HI]);
+        }
+    }
 }
 
 static int8_t requantized(const edgenn_layer *l, const int32_t *p, int32_t o, int32_t acc) {
@@ -90,9 +136,13 @@ EDGENN_SHARED void edgenn_conv(const edgenn_context *ctx, const int32_t *p) {
         for (ox = 0; ox < ow; ox++) {
             const int32_t iy0 = oy * sh - pt, ix0 = ox * sw - pl;
             int8_t *out = l.output + (oy * ow + ox) * oc;
-            if (mode != GATHER) {
+            if (mode > 0) {
+                depthwise_pixel(&l, p, iy0, ix0, out);
+                continue;
+            }
+            if (mode == OUTER) {
                 for (o = 0; o < oc; o++) {
-                    out[o] = requantized(&l, p, o, tap_pixel(l.input, l.weights, p, iy0, ix0, o));
+                    out[o] = requantized(&l, p, o, outer_pixel(l.input, l.weights, p, iy0, ix0, o));
                 }
                 continue;
             }

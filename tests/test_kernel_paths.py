@@ -1,0 +1,111 @@
+"""Every kernel path this CPU can run (the generic kernels and each CPU feature's variants) gives the
+spec's integers on random single layers: convolutions in each mode (GATHER read in place or gathered,
+OUTER first layers, depthwise with multipliers), 1-D and 2-D, strides, dilations, paddings, channel
+counts on both sides of the vector blocks, and dense layers of odd widths; in both rounding modes.
+Also a binary op in place over its input, against the spec."""
+
+from __future__ import annotations
+
+import numpy as np
+from builders import Stack
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from int8_spec import run_spec
+from test_quantization import quantized
+
+from edgenn import ops
+from edgenn.frontend.onnx import import_model
+from edgenn.passes import optimize
+from edgenn.runtime import Runtime
+from edgenn.runtime.interpreter import host_features
+
+CHANNELS = [1, 2, 3, 4, 5, 8, 15, 16, 17, 24, 32, 33, 64, 72]
+
+
+def cpu_paths() -> list[frozenset[str]]:
+    """The generic path, then each variant feature this machine has."""
+    variants = {v.feature for k in ops.KERNELS.values() for v in k.variants}
+    return [frozenset()] + [frozenset({f}) for f in sorted(variants & host_features())]
+
+
+def assert_every_path_matches_spec(graph, samples: int, seed: int) -> None:  # type: ignore[no-untyped-def]
+    x = np.random.default_rng(seed).uniform(-1, 1, (samples, *graph.type_of(graph.inputs[0]).shape[1:]))  # fmt: skip
+    fixed, xq = quantized(graph, x.astype(np.float32))
+    for rounding in ("double", "single"):
+        want = run_spec(fixed, xq, single=rounding == "single")
+        for path in cpu_paths():
+            got = Runtime(fixed, rounding, cpu_features=path).run(xq)
+            assert np.array_equal(np.asarray(got).reshape(want.shape), want), (rounding, path)
+
+
+@st.composite
+def conv_layers(draw: st.DrawFn) -> tuple:
+    one_d = draw(st.booleans())
+    depthwise = draw(st.booleans())
+    c = draw(st.sampled_from(CHANNELS))
+    multiplier = draw(st.sampled_from([1, 1, 2])) if depthwise else 1
+    out = c * multiplier if depthwise else draw(st.sampled_from(CHANNELS))
+    k = draw(st.integers(1, 5))
+    kw = k if one_d else draw(st.integers(1, 5))
+    dilation = draw(st.sampled_from([1, 1, 2]))
+    span = (max(k, kw) - 1) * dilation + 1
+    size = draw(st.integers(span, span + 9))
+    return (
+        one_d,
+        c,
+        out,
+        c if depthwise else 1,
+        (k,) if one_d else (k, kw),
+        draw(st.integers(1, 3)),
+        dilation,
+        draw(st.integers(0, 2)),
+        size,
+        draw(st.integers(0, 999)),
+    )
+
+
+def conv_model(one_d, c, out, group, kernel, stride, dilation, pad, size, seed):  # type: ignore[no-untyped-def]
+    r = len(kernel)
+    pad = min(pad, min(kernel) - 1)  # ONNX pads below the kernel size
+    s = Stack((1, c, *([size] * r)), seed=seed)
+    y = s.conv(
+        "input",
+        c,
+        out,
+        kernel,
+        group=group,
+        strides=[stride] * r,
+        dilations=[dilation] * r,
+        pads=[pad] * (2 * r),
+    )
+    return s.model(s.op("Relu", [y]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_layers())
+def test_every_conv_path_matches_the_spec(case: tuple) -> None:
+    graph = optimize(import_model(conv_model(*case)))
+    assert_every_path_matches_spec(graph, 3, case[-1])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.integers(1, 700),
+    st.sampled_from([1, 3, 8, 16, 17, 48, 64, 65, 128, 200]),
+    st.integers(1, 9),
+    st.integers(0, 999),
+)
+def test_every_dense_path_matches_the_spec(k: int, n: int, samples: int, seed: int) -> None:
+    s = Stack((1, k), seed=seed)
+    graph = optimize(import_model(s.model(s.gemm("input", k, n))))
+    assert_every_path_matches_spec(graph, samples, seed)
+
+
+def test_add_in_place_over_its_input_matches_the_spec() -> None:
+    """A residual Add whose output the planner may place over an input: the vector path computes
+    through the patch, and the result is the spec's."""
+    s = Stack((1, 16, 20, 20), seed=3)
+    a = s.op("Relu", [s.conv("input", 16, 16, (3, 3), pads=[1, 1, 1, 1])])
+    b = s.op("Relu", [s.conv(a, 16, 16, (1, 1))])
+    graph = optimize(import_model(s.model(s.op("Add", [a, b]))))
+    assert_every_path_matches_spec(graph, 4, 3)
