@@ -16,8 +16,9 @@ graph and timed beside LiteRT running that same file; onnxruntime has no model t
 Honest on a shared machine: the backends alternate in short rounds (the order rotated each round), and
 every ratio is the ratio of the backends' medians over the rounds, printed with the spread of the
 per-round ratios. Latency: median of single-sample calls after warm-up. Throughput: batches of 256,
-samples per second; edgenn runs a batch sample by sample through one arena (no batched GEMM), LiteRT
-one invoke over an input resized to the batch. The CPU and the kernel path each of edgenn's kernels
+samples per second; edgenn runs a batch of a model of dense layers layer by layer in blocks (GEMM),
+any other sample by sample through one arena (reported as the mode), LiteRT one invoke over an input
+resized to the batch. The CPU and the kernel path each of edgenn's kernels
 took are reported. Also (unless skipped) the wall time of a fresh process that loads a .edgenn file and
 produces one result, with the JIT cache warm and cold.
 """
@@ -346,7 +347,7 @@ def run_bench(
             "rounds": rounds,
             "cpu": cpu_name(),
             "edgenn_kernels": runtime.kernel_paths,
-            "edgenn_batch_mode": "sample by sample through one arena",
+            "edgenn_batch_mode": runtime.batch_mode,
             "arena_bytes": runtime.arena_bytes,
         }
         if cold:

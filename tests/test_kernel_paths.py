@@ -109,3 +109,34 @@ def test_add_in_place_over_its_input_matches_the_spec() -> None:
     b = s.op("Relu", [s.conv(a, 16, 16, (1, 1))])
     graph = optimize(import_model(s.model(s.op("Add", [a, b]))))
     assert_every_path_matches_spec(graph, 4, 3)
+
+
+def test_dense_models_batch_layer_by_layer_with_the_same_integers() -> None:
+    """A model of dense layers runs a large batch in blocks (one program whose leading dimension is
+    the block): the outputs equal the spec's and the sample-by-sample run's, remainder included; a
+    convolutional model keeps to sample by sample."""
+    from conftest import MODELS
+    from test_codegen_c import fixed_model
+
+    from edgenn.frontend.tflite import load_tflite
+    from edgenn.runtime.batched import BLOCK
+
+    mlp, _ = fixed_model("digits_mlp")
+    dense_tflite = load_tflite(
+        MODELS.parent / "tests" / "data" / "mlperf_tiny" / "ad01_int8.tflite"
+    )
+    for fixed in (mlp, dense_tflite):
+        t = fixed.type_of(fixed.inputs[0])
+        xq = (
+            np.random.default_rng(5)
+            .integers(-128, 128, (2 * BLOCK + 5, *t.shape[1:]))
+            .astype(np.int8)
+        )
+        runtime = Runtime(fixed)
+        assert runtime.batch_mode.startswith("layer by layer")
+        together = runtime.run(xq)
+        one_by_one = np.concatenate([runtime.run(xq[i : i + 1]) for i in range(len(xq))])
+        assert np.array_equal(together, one_by_one)
+        assert np.array_equal(np.asarray(together).reshape(len(xq), -1), run_spec(fixed, xq).reshape(len(xq), -1))  # fmt: skip
+    cnn, _ = fixed_model("digits_cnn")
+    assert Runtime(cnn).batch_mode == "sample by sample through one arena"

@@ -30,6 +30,7 @@ from edgenn.ops import (
     clip_range,
     register,
     register_kernel,
+    register_table,
     register_tflite,
     register_tflite_reader,
     row_layout,
@@ -261,7 +262,7 @@ def examples() -> list[OpExample]:
 CONV_ROW = row_layout(
     "conv",
     "x y w b m h width c oh ow oc kh kw sh sw dh dw pad_top pad_left zp_in zp_out lo hi mode "
-    "stride words tap_sums",
+    "stride host_table tap_sums",
 )
 
 GATHER, OUTER = 0, -1  # kernel modes; a positive mode is a depthwise multiplier
@@ -309,7 +310,9 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         span, _, image_bytes, tiled_bytes, offset_bytes = depthwise_layout(
             oc, ow, kh, kw, *bordered_size(oh, ow, kh, kw, sh, sw, dh, dw), sw
         )
-        b.scratch(patch=image_bytes + tiled_bytes + offset_bytes, accumulators=span * oc)
+        b.scratch(patch=image_bytes + offset_bytes, accumulators=span * oc)
+        # each tap's weights tiled over a block of pixels, once, for the host kernel
+        tiled = np.tile(weights.astype(np.int16)[:, None, :], (1, span, 1))
     elif c <= FEW_CHANNELS:
         # few input channels (a first layer): every tap adds (x - zp) times a row of output weights,
         # vectorized over the output channels; weights stored [KH, KW, C, O]
@@ -337,9 +340,9 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         windows, padded = gather_layout(stride, bh, bw, c, oc)
         b.scratch(patch=windows, accumulators=min(ow, SPAN) * padded)
     kernel = {GATHER: CONV_GATHER, OUTER: CONV_OUTER}.get(mode, CONV_DEPTHWISE)
-    words = 0
+    table = b.table("depthwise_tiles", tiled) if depthwise else 0  # in its host-only table
     if mode == GATHER:
-        words = b.table("column_words", column_words(weights))
+        table = b.table("column_words", column_words(weights))
     elif mode == OUTER:
         taps = weights.reshape(kh * kw, c, oc).transpose(2, 0, 1)  # [O, taps, C]
         if dw == 1:  # a window row of the bordered copy: KW pixels of `spread` channels each
@@ -349,7 +352,7 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         offsets = np.zeros(padded, np.int64)
         offsets[:oc] = zp_in * taps.reshape(oc, -1).astype(np.int64).sum(axis=1)
         rows = taps.reshape(oc, -1)
-        words = b.table("column_words", np.concatenate([column_words(rows), offsets]))
+        table = b.table("column_words", np.concatenate([column_words(rows), offsets]))
     return kernel.row(
         x=b.arena(x),
         y=b.arena(y),
@@ -376,7 +379,7 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         hi=hi,
         mode=mode,
         stride=stride if mode == GATHER else kh * kw * c,
-        words=words,
+        host_table=table,
     )
 
 
@@ -509,7 +512,7 @@ def conv_gather_vnni512(
     in_place = dw == 1 and (kw * c) % LANES == 0
     bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
     padded = -(-oc // COLUMN_LANES) * COLUMN_LANES
-    words = column_words[row[f.words] : row[f.words] + stride // 4 * padded]
+    words = column_words[row[f.host_table] : row[f.host_table] + stride // 4 * padded]
     step, run, rows_apart = sw * c, kw * c, dh * bw * c
     if in_place:
         bordered_copy(arena, x, h, width, c, pt, pl, bh, bw, zp_in, patch)
@@ -576,7 +579,7 @@ def conv_outer_vnni512(
     pt, pl, zp_in = row[f.pad_top], row[f.pad_left], row[f.zp_in]
     bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
     spread, groups, padded, _ = outer_column_layout(c, oc, kh, kw, dw, bh, bw)
-    at = row[f.words]
+    at = row[f.host_table]
     words = column_words[at : at + groups * padded]
     offsets = column_words[at + groups * padded : at + (groups + 1) * padded]
     in_place = dw == 1
@@ -734,45 +737,51 @@ DEPTHWISE_LANES = 512  # accumulators per block: a span of output pixels times a
 
 @njit(cache=True, inline="always")
 def depthwise_layout(oc, ow, kh, kw, bh, bw, sw):  # type: ignore[no-untyped-def]
-    """Depthwise scratch: pixels per block, the phase-split image's columns per phase, and the bytes
-    of the image, of the tap weights tiled over a block (both int16) and of the taps' offsets."""
+    """Depthwise layout: pixels per block, the phase-split image's columns per phase, and the bytes
+    of the image (int16; scratch), of the tap weights tiled over a block (int16; the host table) and
+    of the taps' offsets (scratch)."""
     span = min(max(DEPTHWISE_LANES // oc, 1), ow)
     columns = -(-bw // sw)
     return span, columns, 2 * bh * sw * columns * oc, 2 * kh * kw * span * oc, 4 * kh * kw
 
 
 @njit(cache=True)
-def conv_depthwise_int8(row, arena, weights, biases, mults, shifts, rounding, patch, acc):  # type: ignore[no-untyped-def]
+def conv_depthwise_int8(
+    row, arena, weights, biases, mults, shifts, rounding, patch, acc, depthwise_tiles
+):  # type: ignore[no-untyped-def]
     """Depthwise (mode M > 0, the depth multiplier): output channel o reads input channel o // M.
 
     Once per call, the input becomes int16 x - zp inside a border of zeros (the padding), its
     channels repeated M times so channel o holds input channel o // M, and its columns split by
     phase (column % stride) so that one tap of a run of output pixels reads one contiguous run.
-    Each tap's weights are tiled over a block of pixels; tap_sums then adds every tap of a block
-    lane by lane."""
+    Each tap's weights come tiled over a block of pixels (a host-only table); tap_sums then adds
+    every tap of a block lane by lane."""
     f = CONV_ROW
-    x, y, w, h, width, c = row[f.x], row[f.y], row[f.w], row[f.h], row[f.width], row[f.c]
+    x, y, h, width, c = row[f.x], row[f.y], row[f.h], row[f.width], row[f.c]
     oh, ow, oc, kh, kw = row[f.oh], row[f.ow], row[f.oc], row[f.kh], row[f.kw]
     sh, sw, dh, dw = row[f.sh], row[f.sw], row[f.dh], row[f.dw]
     pt, pl, zp_in, mode = row[f.pad_top], row[f.pad_left], row[f.zp_in], row[f.mode]
     bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
     span, columns, image_bytes, tiled_bytes, offset_bytes = depthwise_layout(oc, ow, kh, kw, bh, bw, sw)  # fmt: skip
     image = patch[:image_bytes].view(np.int16)
-    tiled = patch[image_bytes : image_bytes + tiled_bytes].view(np.int16)
-    at = image_bytes + tiled_bytes
-    offsets = patch[at : at + offset_bytes].view(np.int32)
+    offsets = patch[image_bytes : image_bytes + offset_bytes].view(np.int32)
     lanes, taps, phase_size = span * oc, kh * kw, columns * oc
+    at = row[f.host_table]
+    tiled = depthwise_tiles[at : at + taps * lanes]
     for t in range(taps):
-        tap = weights[w + t * oc : w + (t + 1) * oc]
-        for p in range(span):
-            dst = tiled[t * lanes + p * oc : t * lanes + (p + 1) * oc]
-            for o in range(oc):
-                dst[o] = tap[o]
         px = (t % kw) * dw  # the tap's padded column for the first output pixel
         offsets[t] = ((t // kw) * dh * sw + px % sw) * phase_size + (px // sw) * oc
     fill_bytes(patch, 0, image_bytes, 0)
+    cols = min(width, bw - pl)
     for iy in range(min(h, bh - pt)):
-        for ix in range(min(width, bw - pl)):
+        if sw == 1 and mode == 1:  # the input row is one contiguous run of the image
+            src = arena[x + iy * width * c : x + (iy * width + cols) * c]
+            start = (iy + pt) * phase_size + pl * oc
+            dst = image[start : start + cols * oc]
+            for i in range(cols * oc):
+                dst[i] = np.int16(src[i]) - zp_in
+            continue
+        for ix in range(cols):
             px = ix + pl
             start = ((iy + pt) * sw + px % sw) * phase_size + (px // sw) * oc
             pixel = arena[x + (iy * width + ix) * c : x + (iy * width + ix + 1) * c]
@@ -817,6 +826,12 @@ CONV_SPEC = OpSpec(
 register(CONV_SPEC)
 # one kernel per mode, so a model compiles only the modes it uses; the C conv switches on the mode
 VNNI = {"avx512vnni": conv_gather_vnni512, "avxvnni": conv_gather_vnni}
+register_table(
+    "depthwise_tiles",
+    np.int16,
+    "depthwise weights [taps, pixels of a block, channels]: each tap's tiled over a block (host)",
+    host_only=True,
+)
 CONV_GATHER, CONV_OUTER, CONV_DEPTHWISE = (
     register_kernel(
         name,
@@ -830,7 +845,7 @@ CONV_GATHER, CONV_OUTER, CONV_DEPTHWISE = (
     for name, fn, tables, variants in (
         ("conv_gather", conv_gather_int8, ("column_words",), VNNI),
         ("conv_outer", conv_outer_int8, ("column_words",), {"avx512vnni": conv_outer_vnni512}),
-        ("conv_depthwise", conv_depthwise_int8, (), None),
+        ("conv_depthwise", conv_depthwise_int8, ("depthwise_tiles",), None),
     )
 )
 

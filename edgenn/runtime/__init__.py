@@ -13,6 +13,7 @@ from edgenn.ir import Graph
 from edgenn.ops import kernel_for
 from edgenn.quant.fixed_point import ROUNDING_MODES
 from edgenn.quant.quantize import dequantize_array, quantize_array
+from edgenn.runtime.batched import BLOCK, batchable, with_batch
 from edgenn.runtime.interpreter import dispatch_for, host_features, pack_state
 from edgenn.runtime.program import Program, build_program
 
@@ -54,14 +55,22 @@ class Runtime:
     stream, and its state carries over between calls until `reset_state()`."""
 
     def __init__(
-        self, graph: Graph, rounding: str = "double", cpu_features: frozenset[str] | None = None
+        self,
+        graph: Graph,
+        rounding: str = "double",
+        cpu_features: frozenset[str] | None = None,
+        *,
+        block: int = 1,
     ) -> None:
         """cpu_features: the CPU features whose kernel variants may be used (None: this machine's;
-        frozenset() runs the generic kernels everywhere). Every variant gives the same integers."""
+        frozenset() runs the generic kernels everywhere). Every variant gives the same integers.
+        block: samples per pass, for the block program of a batchable model (runtime/batched.py)."""
         if rounding not in ROUNDING_MODES:
             raise InputError(f"rounding must be one of {sorted(ROUNDING_MODES)}, got '{rounding}'")
         self.graph = graph
-        self.program: Program = build_program(graph)
+        self._rounding, self._features = rounding, cpu_features
+        self._block: Runtime | bool = block == 1 and batchable(graph)  # built at a large batch
+        self.program: Program = build_program(graph, block)
         p = self.program
         state, views = pack_state(
             {
@@ -142,9 +151,44 @@ class Runtime:
             raise InputError(f"inputs have different batch sizes {sorted({len(f) for f in flat})}")
         return flat[0] if len(flat) == 1 else np.concatenate(flat, axis=1)
 
+    @property
+    def batch_mode(self) -> str:
+        """How a batch runs: layer by layer in blocks of samples, or sample by sample."""
+        if self._block is False:
+            return "sample by sample through one arena"
+        return f"layer by layer in blocks of {BLOCK} samples (dense layers as GEMM)"
+
+    def _blocks(self, x: np.ndarray, out: np.ndarray) -> bool:
+        """Run the whole blocks of a large batch on the batched program; False when it does not
+        apply (the caller runs every sample)."""
+        if self._block is False or np.ndim(x) != 2 or len(x) < BLOCK:
+            return False
+        if not (
+            x.flags.c_contiguous and out.flags.c_contiguous and x.dtype == out.dtype == np.int8
+        ):
+            return False
+        if x.shape[1] != self._in_width or np.shape(out) != (len(x), self._out_width):
+            return False
+        if self._block is True:
+            batch = with_batch(self.graph, BLOCK)
+            self._block = Runtime(batch, self._rounding, self._features, block=BLOCK)
+        assert isinstance(self._block, Runtime)
+        whole = len(x) - len(x) % BLOCK
+        blocks = whole // BLOCK
+        self._block.run_flat(
+            x[:whole].reshape(blocks, BLOCK * self._in_width),
+            out[:whole].reshape(blocks, BLOCK * self._out_width),
+        )
+        if whole < len(x):
+            self.run_flat(x[whole:], out[whole:])
+        return True
+
     def run_flat(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
         """The fast path: x int8 [N, input bytes] in, out int8 [N, output bytes] filled. The compiled
-        entry checks the widths; strided views work, through contiguous copies."""
+        entry checks the widths; strided views work, through contiguous copies. A large batch of a
+        model of dense layers runs in blocks, layer by layer (the same integers)."""
+        if self._blocks(x, out):
+            return out
         try:
             mismatch = self._kernels.run_packed(self._packed, x, out)
         except TypeError:  # not C-contiguous int8 matrices: the entry point takes no others

@@ -320,13 +320,15 @@ def _in_place_input(
     return None
 
 
-def build_program(graph: Graph) -> Program:
+def build_program(graph: Graph, block: int = 1) -> Program:
+    """The program of a graph of one sample (or, `block` > 1, of a dense model's block of samples,
+    runtime/batched.py)."""
     for name in (*graph.inputs, *graph.outputs):
         if graph.type_of(name).dtype not in (DType.INT8, DType.INT16):
             raise QuantizationError(
                 f"tensor '{name}' is {graph.type_of(name).dtype.value}; the runtime needs int8 or int16"
             )
-    if graph.batch_size() != 1:
+    if graph.batch_size() != block:
         raise QuantizationError(
             "the runtime plans one sample at a time: import the model with batch size 1"
         )
