@@ -52,6 +52,7 @@ from edgenn.ops.dot import (
     column_words,
     copy_bytes,
     fill_bytes,
+    flip_bytes,
     pair_outer,
     requantize_channels,
     tap_sums,
@@ -349,10 +350,8 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
             spread_taps = np.zeros((oc, kh * kw, spread), taps.dtype)
             spread_taps[..., :c] = taps
             taps = spread_taps
-        offsets = np.zeros(padded, np.int64)
-        offsets[:oc] = zp_in * taps.reshape(oc, -1).astype(np.int64).sum(axis=1)
-        rows = taps.reshape(oc, -1)
-        table = b.table("column_words", np.concatenate([column_words(rows), offsets]))
+        # the kernel multiplies raw x (+ 128): zp * sum(w) comes off with the offset's
+        table = b.table("column_words", column_words(taps.reshape(oc, -1), fold=zp_in))
     return kernel.row(
         x=b.arena(x),
         y=b.arena(y),
@@ -512,10 +511,13 @@ def conv_gather_vnni512(
     in_place = dw == 1 and (kw * c) % LANES == 0
     bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
     padded = -(-oc // COLUMN_LANES) * COLUMN_LANES
-    words = column_words[row[f.host_table] : row[f.host_table] + stride // 4 * padded]
+    at = row[f.host_table]
+    words = column_words[at : at + stride // 4 * padded]
+    first_sums = column_words[at + stride // 4 * padded : at + (stride // 4 + 1) * padded]
     step, run, rows_apart = sw * c, kw * c, dh * bw * c
-    if in_place:
+    if in_place:  # the bordered input, offset by 128 for the unsigned products
         bordered_copy(arena, x, h, width, c, pt, pl, bh, bw, zp_in, patch)
+        flip_bytes(patch, 0, bh * bw * c)
     else:
         fill_bytes(patch, 0, COLUMN_PIXELS * stride, 0)  # the tails past K stay zero
     for oy in range(oh):
@@ -527,20 +529,21 @@ def conv_gather_vnni512(
                 if in_place:
                     start = (oy * sh * bw + ox * sw) * c
                     if pixels == COLUMN_PIXELS:
-                        column_dot_4(patch, start, step, rows_apart, run, kh, words, padded, padded, acc, at)  # fmt: skip
+                        column_dot_4(patch, start, step, rows_apart, run, kh, words, padded, padded, first_sums, acc, at)  # fmt: skip
                     else:
                         for p in range(pixels):
-                            column_dot_single(patch, start + p * step, rows_apart, run, kh, words, padded, acc, at + p * padded)  # fmt: skip
+                            column_dot_single(patch, start + p * step, rows_apart, run, kh, words, padded, first_sums, acc, at + p * padded)  # fmt: skip
                 else:
                     for p in range(pixels):
                         window = patch[p * stride : (p + 1) * stride]
                         iy0, ix0 = oy * sh - pt, (ox + p) * sw - pl
                         gather_window(arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, window)  # fmt: skip
+                        flip_bytes(window, 0, kh * kw * c)
                     if pixels == COLUMN_PIXELS:
-                        column_dot_4(patch, 0, stride, 0, stride, 1, words, padded, padded, acc, at)
+                        column_dot_4(patch, 0, stride, 0, stride, 1, words, padded, padded, first_sums, acc, at)  # fmt: skip
                     else:
                         for p in range(pixels):
-                            column_dot_single(patch, p * stride, 0, stride, 1, words, padded, acc, at + p * padded)  # fmt: skip
+                            column_dot_single(patch, p * stride, 0, stride, 1, words, padded, first_sums, acc, at + p * padded)  # fmt: skip
             if padded != oc:  # close the gaps of the padded channels (forward moves)
                 for p in range(1, count):
                     for o in range(oc):
@@ -581,7 +584,7 @@ def conv_outer_vnni512(
     spread, groups, padded, _ = outer_column_layout(c, oc, kh, kw, dw, bh, bw)
     at = row[f.host_table]
     words = column_words[at : at + groups * padded]
-    offsets = column_words[at + groups * padded : at + (groups + 1) * padded]
+    first_sums = column_words[at + groups * padded : at + (groups + 1) * padded]
     in_place = dw == 1
     if in_place:
         fill_bytes(patch, 0, bh * bw * spread, zp_in)
@@ -589,6 +592,7 @@ def conv_outer_vnni512(
             for ix in range(min(width, bw - pl)):
                 pixel = ((iy + pt) * bw + ix + pl) * spread
                 copy_bytes(patch, pixel, arena, x + (iy * width + ix) * c, c)
+        flip_bytes(patch, 0, bh * bw * spread)  # offset by 128 for the unsigned products
         window, step, rows_apart, run, runs = 0, sw * spread, dh * bw * spread, kw * spread, kh
     else:
         window = 4 * groups
@@ -605,17 +609,17 @@ def conv_outer_vnni512(
                         gathered = patch[p * window : p * window + kh * kw * c]
                         iy0, ix0 = oy * sh - pt, (ox + p) * sw - pl
                         gather_window(arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, gathered)  # fmt: skip
+                        flip_bytes(gathered, 0, kh * kw * c)
                 at = (ox - first) * padded
                 if pixels == COLUMN_PIXELS:
-                    column_dot_4(
-                        patch, start, step, rows_apart, run, runs, words, padded, padded, acc, at
-                    )
+                    column_dot_4(patch, start, step, rows_apart, run, runs, words, padded, padded, first_sums, acc, at)  # fmt: skip
                 else:
                     for p in range(pixels):
-                        column_dot_single(patch, start + p * step, rows_apart, run, runs, words, padded, acc, at + p * padded)  # fmt: skip
-            for p in range(count):  # sum (x - zp) w, the gaps of the padded channels closed
-                for o in range(oc):
-                    acc[p * oc + o] = acc[p * padded + o] - offsets[o]
+                        column_dot_single(patch, start + p * step, rows_apart, run, runs, words, padded, first_sums, acc, at + p * padded)  # fmt: skip
+            if padded != oc:  # close the gaps of the padded channels (forward moves)
+                for p in range(1, count):
+                    for o in range(oc):
+                        acc[p * oc + o] = acc[p * padded + o]
             out = y + (oy * ow + first) * oc
             requantize_span(acc, count, arena, out, biases, mults, shifts, row, rounding)
 

@@ -253,22 +253,22 @@ COLUMN_BLOCKS = 4  # channel blocks at a time of column_dot_1x4
 
 def _column_dot_ir(pixels: int, blocks: int = 1):  # type: ignore[no-untyped-def]
     """The column core's LLVM IR: for each block of COLUMN_LANES output channels, the window's
-    bytes four at a time, each group broadcast to every lane (offset by 128 to unsigned, x ^ 0x80)
-    and multiplied by the weight words of those channels with one 512-bit VPDPBUSD per pixel. No
-    horizontal sums; 128 * sum(w) comes off again from one more accumulator fed the constant 0x80.
-    `blocks` channel blocks at a time: independent accumulator chains (one pixel would otherwise wait
-    on each VPDPBUSD's latency)."""
+    bytes four at a time, each group broadcast to every lane and multiplied by the weight words of
+    those channels with one 512-bit VPDPBUSD per pixel. VPDPBUSD takes unsigned times signed bytes,
+    so the callers offset the input by 128 (x ^ 0x80) and each sum starts from its channel's
+    -128 * sum(w) (or more: any per-channel constant the caller folds in). No horizontal sums.
+    `blocks` channel blocks at a time: independent accumulator chains (one pixel would otherwise
+    wait on each VPDPBUSD's latency)."""
 
     def generate(context, builder, signature, args):  # type: ignore[no-untyped-def]
         x = context.make_array(signature.args[0])(context, builder, args[0]).data
         words = context.make_array(signature.args[6])(context, builder, args[6]).data
-        out = context.make_array(signature.args[9])(context, builder, args[9]).data
+        first = context.make_array(signature.args[9])(context, builder, args[9]).data
+        out = context.make_array(signature.args[10])(context, builder, args[10]).data
         x_start, pixel_step, run_stride, run_len, runs = args[1:6]
-        channels, count, out_start = args[7], args[8], args[10]
+        channels, count, out_start = args[7], args[8], args[11]
         i64, i32 = x_start.type, ir.IntType(32)
         lanes_t = ir.VectorType(i32, COLUMN_LANES)
-        zero = ir.Constant(lanes_t, None)
-        offset = ir.Constant(i32, -0x7F7F7F80)  # 0x80808080
         splat = ir.Constant(lanes_t, [ir.Constant(i32, 0)] * COLUMN_LANES)
         kind = ir.FunctionType(lanes_t, [lanes_t, lanes_t, lanes_t])
         vnni = cgutils.get_or_insert_function(builder.module, kind, "llvm.x86.avx512.vpdpbusd.512")
@@ -279,6 +279,11 @@ def _column_dot_ir(pixels: int, blocks: int = 1):  # type: ignore[no-untyped-def
             one = builder.insert_element(ir.Constant(lanes_t, None), word, ir.Constant(i32, 0))
             return builder.shuffle_vector(one, ir.Constant(lanes_t, None), splat)
 
+        def vector_at(pointer, index):  # type: ignore[no-untyped-def]
+            return builder.load(
+                builder.bitcast(builder.gep(pointer, [index]), lanes_t.as_pointer()), align=4
+            )
+
         entry = builder.block
         block, start, step, next_run, store, done = _loop_blocks(
             builder,
@@ -288,20 +293,24 @@ def _column_dot_ir(pixels: int, blocks: int = 1):  # type: ignore[no-untyped-def
             runs,
             groups,
         )
-        sets = (pixels + 1) * blocks  # per block: the pixels', then the correction's accumulator
         width = ir.Constant(i64, COLUMN_LANES * blocks)
 
         builder.position_at_end(block)
         o = builder.phi(i64)
         o.add_incoming(ir.Constant(i64, 0), entry)
+        initial = [
+            vector_at(first, builder.add(o, ir.Constant(i64, COLUMN_LANES * k)))
+            for k in range(blocks)
+            for _ in range(pixels)
+        ]
         builder.branch(start)
 
         builder.position_at_end(start)
         run = builder.phi(i64)
         run.add_incoming(ir.Constant(i64, 0), block)
-        run_sums = [builder.phi(lanes_t) for _ in range(sets)]
-        for v in run_sums:
-            v.add_incoming(zero, block)
+        run_sums = [builder.phi(lanes_t) for _ in initial]
+        for v, value in zip(run_sums, initial):
+            v.add_incoming(value, block)
         x_base = builder.add(x_start, builder.mul(run, run_stride))
         g_base = builder.mul(run, groups)
         builder.branch(step)
@@ -309,26 +318,20 @@ def _column_dot_ir(pixels: int, blocks: int = 1):  # type: ignore[no-untyped-def
         builder.position_at_end(step)
         g = builder.phi(i64)
         g.add_incoming(ir.Constant(i64, 0), start)
-        sums = [builder.phi(lanes_t) for _ in range(sets)]
+        sums = [builder.phi(lanes_t) for _ in initial]
         for v, r in zip(sums, run_sums):
             v.add_incoming(r, start)
         byte = builder.add(x_base, builder.mul(g, ir.Constant(i64, 4)))
-        # the byte offset is a multiple of 4 from a word-aligned base only by the callers' layout,
-        # so the window's words are loaded as unaligned i32
         inputs = []
-        for p in range(pixels):
+        for p in range(pixels):  # a window's four bytes: an unaligned word, broadcast
             at = builder.add(byte, builder.mul(pixel_step, ir.Constant(i64, p)))
             pointer = builder.bitcast(builder.gep(x, [at]), i32.as_pointer())
-            inputs.append(broadcast(builder.xor(builder.load(pointer, align=1), offset)))
-        inputs.append(broadcast(offset))
+            inputs.append(broadcast(builder.load(pointer, align=1)))
         w_at = builder.add(builder.mul(builder.add(g_base, g), channels), o)
         updated = []
         for k in range(blocks):
-            at = builder.add(w_at, ir.Constant(i64, COLUMN_LANES * k))
-            w_vec = builder.load(
-                builder.bitcast(builder.gep(w_words, [at]), lanes_t.as_pointer()), align=4
-            )
-            mine = sums[k * (pixels + 1) : (k + 1) * (pixels + 1)]
+            w_vec = vector_at(w_words, builder.add(w_at, ir.Constant(i64, COLUMN_LANES * k)))
+            mine = sums[k * pixels : (k + 1) * pixels]
             updated += [builder.call(vnni, [a, u, w_vec]) for a, u in zip(mine, inputs)]
         next_g = builder.add(g, ir.Constant(i64, 1))
         g.add_incoming(next_g, step)
@@ -345,13 +348,13 @@ def _column_dot_ir(pixels: int, blocks: int = 1):  # type: ignore[no-untyped-def
 
         builder.position_at_end(store)
         for k in range(blocks):
-            mine = updated[k * (pixels + 1) : (k + 1) * (pixels + 1)]
             for p in range(pixels):
                 at = builder.add(builder.mul(channels, ir.Constant(i64, p)), o)
                 at = builder.add(out_start, builder.add(at, ir.Constant(i64, COLUMN_LANES * k)))
-                value = builder.sub(mine[p], mine[-1])
                 builder.store(
-                    value, builder.bitcast(builder.gep(out, [at]), lanes_t.as_pointer()), align=4
+                    updated[k * pixels + p],
+                    builder.bitcast(builder.gep(out, [at]), lanes_t.as_pointer()),
+                    align=4,
                 )
         next_o = builder.add(o, width)
         o.add_incoming(next_o, store)
@@ -363,16 +366,17 @@ def _column_dot_ir(pixels: int, blocks: int = 1):  # type: ignore[no-untyped-def
 
 
 def _column_dot_signature(pixels: int, blocks: int = 1):  # type: ignore[no-untyped-def]
-    def typer(typingctx, x, x_start, pixel_step, run_stride, run_len, runs, words, channels, count, out, out_start):  # type: ignore[no-untyped-def]  # fmt: skip
-        signature = types.void(x, x_start, pixel_step, run_stride, run_len, runs, words, channels, count, out, out_start)  # fmt: skip
+    def typer(typingctx, x, x_start, pixel_step, run_stride, run_len, runs, words, channels, count, first, out, out_start):  # type: ignore[no-untyped-def]  # fmt: skip
+        signature = types.void(x, x_start, pixel_step, run_stride, run_len, runs, words, channels, count, first, out, out_start)  # fmt: skip
         return signature, _column_dot_ir(pixels, blocks)
 
     return typer
 
 
-def column_words(rows: np.ndarray) -> np.ndarray:
-    """Weight rows [O, K] as the column cores' int32 words [K / 4, O padded to COLUMN_LANES]: word
-    (g, o) holds row o's elements 4g..4g+3, lowest byte first (zeros past K and past O)."""
+def column_words(rows: np.ndarray, fold: np.ndarray | int = 0) -> np.ndarray:
+    """Weight rows [O, K] as the column cores' int32 words [K / 4, O padded to COLUMN_LANES] (word
+    (g, o) holds row o's elements 4g..4g+3, lowest byte first; zeros past K and past O), then each
+    channel's starting sum: -(128 + fold) * sum(w) (fold: a zero point the kernel leaves in)."""
     oc, k = rows.shape
     padded = -(-oc // COLUMN_LANES) * COLUMN_LANES
     groups = -(-k // 4)
@@ -380,24 +384,26 @@ def column_words(rows: np.ndarray) -> np.ndarray:
     grid[:oc, :k] = rows.astype(np.int8).view(np.uint8)
     words = grid.reshape(padded, groups, 4).astype(np.int64)
     packed = words[..., 0] | words[..., 1] << 8 | words[..., 2] << 16 | words[..., 3] << 24
-    return packed.T.astype(np.uint32).view(np.int32).reshape(-1)
+    first = np.zeros(padded, np.int64)
+    first[:oc] = -(128 + np.asarray(fold, np.int64)) * rows.astype(np.int64).sum(axis=1)
+    return np.concatenate([packed.T.astype(np.uint32).view(np.int32).reshape(-1), first])
 
 
-# a kernel that declares this table gets the words; conv OUTER rows append zp * sum(w) per channel
 register_table(
     "column_words",
     np.int32,
-    "weights as words [K / 4, channels] for the AVX512-VNNI column cores (then OUTER's zp * sum w)",
+    "weights as words [K / 4, channels], then starting sums, for the AVX512-VNNI column cores",
     host_only=True,
 )
 
 
-# out[out_start + p * channels + o] = the window of pixel p times the weights of channel o, for
-# every o < count (a multiple of COLUMN_LANES * blocks; channels, the words' row length, a multiple
-# of COLUMN_LANES) and p < pixels. The window is `runs` runs of
-# `run_len` int8 (a multiple of 4), run j from x[x_start + p * pixel_step + j * run_stride]; the
-# weights are int32 words [K / 4, channels], word (g, o) holding channel o's taps 4g..4g+3. AVX512-VNNI
-# only; int32 sums; no bounds checks.
+# out[out_start + p * channels + o] = first[o] + the window of pixel p (bytes offset by 128) times
+# the weights of channel o, for every o < count (a multiple of COLUMN_LANES * blocks; channels, the
+# words' row length, a multiple of COLUMN_LANES) and p < pixels. The window is `runs` runs of
+# `run_len` bytes (a multiple of 4), run j from x[x_start + p * pixel_step + j * run_stride]; the
+# weights are int32 words [K / 4, channels], word (g, o) holding channel o's taps 4g..4g+3; `first`
+# int32 per channel (-128 * sum(w) gives the signed dot product). AVX512-VNNI only; int32 sums; no
+# bounds checks.
 column_dot_4 = intrinsic(_column_dot_signature(4))
 column_dot_1 = intrinsic(_column_dot_signature(1))
 # one pixel, COLUMN_BLOCKS channel blocks at a time: channels a multiple of COLUMN_LANES * COLUMN_BLOCKS
@@ -405,14 +411,24 @@ column_dot_1x4 = intrinsic(_column_dot_signature(1, COLUMN_BLOCKS))
 
 
 @njit(cache=True, inline="always")
-def column_dot_single(x, x_start, run_stride, run_len, runs, words, channels, out, out_start):  # type: ignore[no-untyped-def]
+def flip_bytes(buffer, start, count):  # type: ignore[no-untyped-def]
+    """buffer[start : start + count] ^= 0x80 (int8): x + 128 as the unsigned byte VPDPBUSD reads."""
+    view = buffer[start : start + count]
+    for i in range(count):
+        view[i] = view[i] ^ np.int8(-128)
+
+
+@njit(cache=True, inline="always")
+def column_dot_single(
+    x, x_start, run_stride, run_len, runs, words, channels, first, out, out_start
+):  # type: ignore[no-untyped-def]
     """One pixel's column_dot over all `channels` (a multiple of COLUMN_LANES): groups of
     COLUMN_BLOCKS blocks on column_dot_1x4 (independent chains), the rest block by block."""
     wide = channels - channels % (COLUMN_LANES * COLUMN_BLOCKS)
     if wide:
-        column_dot_1x4(x, x_start, 0, run_stride, run_len, runs, words, channels, wide, out, out_start)  # fmt: skip
+        column_dot_1x4(x, x_start, 0, run_stride, run_len, runs, words, channels, wide, first, out, out_start)  # fmt: skip
     if wide < channels:
-        column_dot_1(x, x_start, 0, run_stride, run_len, runs, words[wide:], channels, channels - wide, out, out_start + wide)  # fmt: skip
+        column_dot_1(x, x_start, 0, run_stride, run_len, runs, words[wide:], channels, channels - wide, first[wide:], out, out_start + wide)  # fmt: skip
 
 
 @njit(cache=True, inline="always")

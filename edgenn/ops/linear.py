@@ -45,6 +45,7 @@ from edgenn.ops.dot import (
     copy_bytes,
     dot_rows,
     fill_bytes,
+    flip_bytes,
     requantize_channels,
 )
 from edgenn.ops.wide import prepare_fc16
@@ -211,7 +212,7 @@ def prepare_fc_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     n, k = b.shape(x)
     # the sums of COLUMN_PIXELS samples, padded to column blocks; a sample padded to whole words
     padded = -(-w.shape[0] // COLUMN_LANES) * COLUMN_LANES
-    b.scratch(patch=-(-k // 4) * 4, accumulators=COLUMN_PIXELS * padded)
+    b.scratch(patch=COLUMN_PIXELS * -(-k // 4) * 4, accumulators=COLUMN_PIXELS * padded)
     return FULLY_CONNECTED.row(
         x=b.arena(x),
         y=b.arena(y),
@@ -250,28 +251,29 @@ def fully_connected_vnni512(
     row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words
 ):  # type: ignore[no-untyped-def]
     """The variant for AVX512-VNNI: the outputs across the 16 lanes of 512-bit VPDPBUSD (the column
-    cores, weights as words from a host-only table), up to four samples per weight load; a sample
-    whose length is not whole words is copied, zero-padded, first. The same integers."""
+    cores, weights as words from a host-only table, each sum starting from -128 * sum(w)), up to
+    four samples per weight load; the samples are copied offset by 128, zero-padded to whole words.
+    The same integers."""
     f = FULLY_CONNECTED_ROW
     x, y, b, m = row[f.x], row[f.y], row[f.b], row[f.m]
     n, k, outs, zp_out, lo = row[f.n], row[f.k], row[f.outs], row[f.zp_out], row[f.lo]
     hi = row[f.hi]
     padded = -(-outs // COLUMN_LANES) * COLUMN_LANES
     k4 = -(-k // 4) * 4
-    words = column_words[row[f.words] : row[f.words] + k4 // 4 * padded]
-    if k4 != k:
-        fill_bytes(patch, k, k4 - k, 0)
+    at = row[f.words]
+    words = column_words[at : at + k4 // 4 * padded]
+    first_sums = column_words[at + k4 // 4 * padded : at + (k4 // 4 + 1) * padded]
     for s in range(0, n, COLUMN_PIXELS):
         count = min(COLUMN_PIXELS, n - s)
-        if k4 == k and count == COLUMN_PIXELS:
-            column_dot_4(arena, x + s * k, k, 0, k, 1, words, padded, padded, acc, 0)
+        for p in range(count):
+            copy_bytes(patch, p * k4, arena, x + (s + p) * k, k)
+            fill_bytes(patch, p * k4 + k, k4 - k, 0)
+            flip_bytes(patch, p * k4, k)
+        if count == COLUMN_PIXELS:
+            column_dot_4(patch, 0, k4, 0, k4, 1, words, padded, padded, first_sums, acc, 0)
         else:
             for p in range(count):
-                if k4 == k:
-                    column_dot_single(arena, x + (s + p) * k, 0, k, 1, words, padded, acc, p * padded)  # fmt: skip
-                else:
-                    copy_bytes(patch, 0, arena, x + (s + p) * k, k)
-                    column_dot_single(patch, 0, 0, k4, 1, words, padded, acc, p * padded)
+                column_dot_single(patch, p * k4, 0, k4, 1, words, padded, first_sums, acc, p * padded)  # fmt: skip
         for p in range(count):
             requantize_channels(
                 acc[p * padded : p * padded + outs],
