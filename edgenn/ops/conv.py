@@ -508,7 +508,7 @@ def conv_gather_vnni512(
     oh, ow, oc, kh, kw = row[f.oh], row[f.ow], row[f.oc], row[f.kh], row[f.kw]
     sh, sw, dh, dw = row[f.sh], row[f.sw], row[f.dh], row[f.dw]
     pt, pl, zp_in, stride = row[f.pad_top], row[f.pad_left], row[f.zp_in], row[f.stride]
-    in_place = dw == 1 and (kw * c) % LANES == 0
+    in_place = dw == 1 and (kw * c) % 4 == 0  # window rows of whole words: read in place
     bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
     padded = -(-oc // COLUMN_LANES) * COLUMN_LANES
     at = row[f.host_table]
