@@ -54,7 +54,7 @@ from edgenn.ops.dot import (
     fill_bytes,
     flip_bytes,
     pair_outer,
-    requantize_channels,
+    requantize_rows,
     tap_sums,
 )
 from edgenn.ops.spatial import (
@@ -414,12 +414,15 @@ SPAN = 16  # output pixels whose sums are requantized together (even: pixels go 
 
 
 @njit(cache=True, inline="always")
-def requantize_span(acc, count, arena, at, biases, mults, shifts, row, rounding):  # type: ignore[no-untyped-def]
-    """The sums of `count` consecutive output pixels (acc) requantized into the arena at `at`."""
+def requantize_span(acc, count, arena, at, biases, mults, shifts, row, rounding, step=0):  # type: ignore[no-untyped-def]
+    """The sums of `count` consecutive output pixels (acc; pixel p's at acc[p * step], step the
+    channel count when 0) requantized into the arena at `at`."""
     f = CONV_ROW
     b, m, oc, zp_out, lo, hi = row[f.b], row[f.m], row[f.oc], row[f.zp_out], row[f.lo], row[f.hi]
-    requantize_channels(
-        acc[: count * oc],
+    step = step if step else oc
+    requantize_rows(
+        acc[: (count - 1) * step + oc],
+        step,
         biases[b : b + oc],
         mults[m : m + oc],
         shifts[m : m + oc],
@@ -544,12 +547,8 @@ def conv_gather_vnni512(
                     else:
                         for p in range(pixels):
                             column_dot_single(patch, p * stride, 0, stride, 1, words, padded, first_sums, acc, at + p * padded)  # fmt: skip
-            if padded != oc:  # close the gaps of the padded channels (forward moves)
-                for p in range(1, count):
-                    for o in range(oc):
-                        acc[p * oc + o] = acc[p * padded + o]
-            out = y + (oy * ow + first) * oc
-            requantize_span(acc, count, arena, out, biases, mults, shifts, row, rounding)
+            out = y + (oy * ow + first) * oc  # the sums' channels padded to column blocks
+            requantize_span(acc, count, arena, out, biases, mults, shifts, row, rounding, padded)
 
 
 @njit(cache=True, inline="always")
@@ -588,10 +587,15 @@ def conv_outer_vnni512(
     in_place = dw == 1
     if in_place:
         fill_bytes(patch, 0, bh * bw * spread, zp_in)
+        end = x + h * width * c  # nothing past the input is read
         for iy in range(min(h, bh - pt)):
             for ix in range(min(width, bw - pl)):
                 pixel = ((iy + pt) * bw + ix + pl) * spread
-                copy_bytes(patch, pixel, arena, x + (iy * width + ix) * c, c)
+                source = x + (iy * width + ix) * c
+                if spread == 4 and source + 4 <= end:  # one word (a constant-size copy, no call);
+                    copy_bytes(patch, pixel, arena, source, 4)  # bytes past C have zero weights
+                else:
+                    copy_bytes(patch, pixel, arena, source, c)
         flip_bytes(patch, 0, bh * bw * spread)  # offset by 128 for the unsigned products
         window, step, rows_apart, run, runs = 0, sw * spread, dh * bw * spread, kw * spread, kh
     else:
@@ -616,12 +620,8 @@ def conv_outer_vnni512(
                 else:
                     for p in range(pixels):
                         column_dot_single(patch, start + p * step, rows_apart, run, runs, words, padded, first_sums, acc, at + p * padded)  # fmt: skip
-            if padded != oc:  # close the gaps of the padded channels (forward moves)
-                for p in range(1, count):
-                    for o in range(oc):
-                        acc[p * oc + o] = acc[p * padded + o]
-            out = y + (oy * ow + first) * oc
-            requantize_span(acc, count, arena, out, biases, mults, shifts, row, rounding)
+            out = y + (oy * ow + first) * oc  # the sums' channels padded to column blocks
+            requantize_span(acc, count, arena, out, biases, mults, shifts, row, rounding, padded)
 
 
 @njit(cache=True, inline="always")

@@ -634,6 +634,7 @@ def _requantize_ir_for(lanes: int):  # type: ignore[no-untyped-def]
         ]
         out = context.make_array(signature.args[10])(context, builder, args[10]).data
         channels, length, pixels, zp_out, lo, hi = args[4:10]
+        acc_step = args[11]  # the accumulators' step from one pixel to the next
         i64, i32, i8 = ir.IntType(64), ir.IntType(32), ir.IntType(8)
         v64, v32, v8 = (ir.VectorType(t, lanes) for t in (i64, i32, i8))
 
@@ -679,10 +680,12 @@ def _requantize_ir_for(lanes: int):  # type: ignore[no-untyped-def]
         builder.position_at_end(loop)
         at = builder.phi(i64)
         at.add_incoming(i, block)
+        acc_at = builder.phi(i64)
+        acc_at.add_incoming(i, block)
         # x * 2^left in int32 arithmetic (wrapping), as TFLite's kernels and the generated C compute it.
         # SRDHM: (p + nudge) / 2^31 truncated toward zero equals floor((p + 2^30) / 2^31) for every p,
         # and fits int32 (|p| < 2^62), so its low 32 bits come from a logical shift as well
-        total = builder.shl(builder.add(load(arrays[0], v32, at), bias), left)
+        total = builder.shl(builder.add(load(arrays[0], v32, acc_at), bias), left)
         product = builder.mul(builder.sext(total, v64), multiplier)
         high = builder.trunc(
             builder.lshr(builder.add(product, splat(v64, 1 << 30)), splat(v64, 31)), v32
@@ -704,6 +707,7 @@ def _requantize_ir_for(lanes: int):  # type: ignore[no-untyped-def]
         )
         next_at = builder.add(at, channels)
         at.add_incoming(next_at, loop)
+        acc_at.add_incoming(builder.add(acc_at, acc_step), loop)
         end = builder.add(i, builder.mul(pixels, channels))
         builder.cbranch(builder.icmp_signed("<", next_at, end), loop, next_block)
 
@@ -719,26 +723,26 @@ def _requantize_ir_for(lanes: int):  # type: ignore[no-untyped-def]
 
 @intrinsic
 def requantize_vector(  # type: ignore[no-untyped-def]
-    typingctx, acc, biases, mults, shifts, channels, length, pixels, zp_out, lo, hi, out
+    typingctx, acc, biases, mults, shifts, channels, length, pixels, zp_out, lo, hi, out, acc_step
 ):
     """The double-rounding requantize_channels over `pixels` pixels of `channels` outputs each, the
     first `length` channels of each (a multiple of RQ_LANES), RQ_LANES at a time: int32 acc and biases,
     int64 mults and shifts (per channel), int8 out. The same integer steps, in int32 lanes where they
-    fit. No bounds checks."""
+    fit; pixel p's sums start at acc[p * acc_step]. No bounds checks."""
     signature = types.void(
-        acc, biases, mults, shifts, channels, length, pixels, zp_out, lo, hi, out
+        acc, biases, mults, shifts, channels, length, pixels, zp_out, lo, hi, out, acc_step
     )
     return signature, _requantize_ir_for(RQ_LANES)
 
 
 @intrinsic
 def requantize_vector_wide(  # type: ignore[no-untyped-def]
-    typingctx, acc, biases, mults, shifts, channels, length, pixels, zp_out, lo, hi, out
+    typingctx, acc, biases, mults, shifts, channels, length, pixels, zp_out, lo, hi, out, acc_step
 ):
     """requantize_vector with 2 * RQ_LANES outputs per step (`length` a multiple of that): on
     512-bit vectors about 1.3x the outputs per second."""
     signature = types.void(
-        acc, biases, mults, shifts, channels, length, pixels, zp_out, lo, hi, out
+        acc, biases, mults, shifts, channels, length, pixels, zp_out, lo, hi, out, acc_step
     )
     return signature, _requantize_ir_for(2 * RQ_LANES)
 
@@ -748,34 +752,40 @@ def requantize_channels(acc, biases, mults, shifts, rounding, zp_out, lo, hi, ou
     """out[p * n + o] = clamp(MBQM(acc[p * n + o] + biases[o], mults[o], shifts[o]) + zp_out, lo, hi)
     for the n = len(biases) channels of each of the len(out) / n pixels (or samples) in a row.
     Multipliers are non-negative (never INT32_MIN), so SRDHM's one saturating case cannot occur."""
+    requantize_rows(acc, biases.shape[0], biases, mults, shifts, rounding, zp_out, lo, hi, out)
+
+
+@njit(cache=True, inline="always")
+def requantize_rows(acc, step, biases, mults, shifts, rounding, zp_out, lo, hi, out):  # type: ignore[no-untyped-def]
+    """requantize_channels with pixel p's sums at acc[p * step:] (step >= n: sums padded to whole
+    vector blocks need no compaction first)."""
     n = biases.shape[0]
     pixels = out.shape[0] // n
     if rounding == 1:  # single rounding: one rounding shift of the 64-bit product
-        for i in range(pixels * n):
-            o = i % n
-            total = 31 - shifts[o]
-            v = (np.int64(acc[i] + biases[o]) * mults[o] + (np.int64(1) << (total - 1))) >> total
-            v += zp_out
-            out[i] = min(max(v, lo), hi)
+        for p in range(pixels):
+            for o in range(n):
+                total = 31 - shifts[o]
+                a = np.int64(acc[p * step + o] + biases[o])
+                v = (a * mults[o] + (np.int64(1) << (total - 1))) >> total
+                out[p * n + o] = min(max(v + zp_out, lo), hi)
         return
     wide = n - n % (2 * RQ_LANES)
     if wide:
-        requantize_vector_wide(acc, biases, mults, shifts, n, wide, pixels, zp_out, lo, hi, out)
+        requantize_vector_wide(acc, biases, mults, shifts, n, wide, pixels, zp_out, lo, hi, out, step)  # fmt: skip
     body = n - n % RQ_LANES
     if body > wide:  # one step of RQ_LANES left
-        requantize_vector(acc[wide:], biases[wide:], mults[wide:], shifts[wide:], n, RQ_LANES, pixels, zp_out, lo, hi, out[wide:])  # fmt: skip
+        requantize_vector(acc[wide:], biases[wide:], mults[wide:], shifts[wide:], n, RQ_LANES, pixels, zp_out, lo, hi, out[wide:], step)  # fmt: skip
     for p in range(pixels):
         for o in range(body, n):
-            i = p * n + o
             shift = shifts[o]
             left = max(shift, 0)
             right = max(-shift, 0)
             product = (
-                np.int64(np.int32(np.int64(acc[i] + biases[o]) << left)) * mults[o]
+                np.int64(np.int32(np.int64(acc[p * step + o] + biases[o]) << left)) * mults[o]
             )  # int32 wrap
             nudged = product + ((1 << 30) if product >= 0 else (1 - (1 << 30)))
             high = (nudged + ((nudged >> 63) & np.int64((1 << 31) - 1))) >> 31  # toward 0
             mask = (np.int64(1) << right) - 1
             threshold = (mask >> 1) - (high >> 63)
             v = (high >> right) + np.int64((high & mask) > threshold) + zp_out
-            out[i] = min(max(v, lo), hi)
+            out[p * n + o] = min(max(v, lo), hi)

@@ -47,6 +47,7 @@ from edgenn.ops.dot import (
     fill_bytes,
     flip_bytes,
     requantize_channels,
+    requantize_rows,
 )
 from edgenn.ops.wide import prepare_fc16
 from edgenn.quant.fixed_point import (
@@ -274,18 +275,18 @@ def fully_connected_vnni512(
         else:
             for p in range(count):
                 column_dot_single(patch, p * k4, 0, k4, 1, words, padded, first_sums, acc, p * padded)  # fmt: skip
-        for p in range(count):
-            requantize_channels(
-                acc[p * padded : p * padded + outs],
-                biases[b : b + outs],
-                mults[m : m + outs],
-                shifts[m : m + outs],
-                rounding,
-                zp_out,
-                lo,
-                hi,
-                arena[y + (s + p) * outs : y + (s + p + 1) * outs],
-            )
+        requantize_rows(
+            acc[: (count - 1) * padded + outs],
+            padded,
+            biases[b : b + outs],
+            mults[m : m + outs],
+            shifts[m : m + outs],
+            rounding,
+            zp_out,
+            lo,
+            hi,
+            arena[y + s * outs : y + (s + count) * outs],
+        )
 
 
 @njit(cache=True, inline="always")
