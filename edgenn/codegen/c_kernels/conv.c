@@ -38,35 +38,51 @@ static void gather_pair(const int8_t *x, const int8_t *w0, const int8_t *w1, con
     }
 }
 
-/* OUTER (few input channels): the sum of output channel o at one output pixel. */
-static int32_t outer_pixel(const int8_t *x, const int8_t *w, const int32_t *p, int32_t iy0,
-                           int32_t ix0, int32_t o) {
+enum { CHUNK = 32 }; /* output channels whose sums live on the stack at a time */
+
+/* OUTER (few input channels) at one output pixel: the output channels in chunks, each tap's bounds
+ * checked once per chunk; a tap's input value times a contiguous run of its output weights. */
+static void outer_pixel(const edgenn_layer *l, const int32_t *p, int32_t iy0, int32_t ix0,
+                        int8_t *out) {
     const int32_t h = p[EDGENN_CONV_H], width = p[EDGENN_CONV_WIDTH], c = p[EDGENN_CONV_C];
     const int32_t oc = p[EDGENN_CONV_OC], kh = p[EDGENN_CONV_KH], kw = p[EDGENN_CONV_KW];
     const int32_t dh = p[EDGENN_CONV_DH], dw = p[EDGENN_CONV_DW], zp_in = p[EDGENN_CONV_ZP_IN];
-    int32_t acc = 0, ky, kx, i;
-    for (ky = 0; ky < kh; ky++) {
-        const int32_t iy = iy0 + ky * dh;
-        if (iy < 0 || iy >= h) {
-            continue;
+    int32_t acc[CHUNK], first;
+    for (first = 0; first < oc; first += CHUNK) {
+        const int32_t n = oc - first < CHUNK ? oc - first : CHUNK;
+        int32_t o, ky, kx, i;
+        for (o = 0; o < n; o++) {
+            acc[o] = 0;
         }
-        for (kx = 0; kx < kw; kx++) {
-            const int32_t ix = ix0 + kx * dw;
-            const int8_t *src, *tap;
-            if (ix < 0 || ix >= width) {
+        for (ky = 0; ky < kh; ky++) {
+            const int32_t iy = iy0 + ky * dh;
+            if (iy < 0 || iy >= h) {
                 continue;
             }
-            src = x + (iy * width + ix) * c;
-            tap = w + (ky * kw + kx) * c * oc + o;
-            for (i = 0; i < c; i++) {
-                acc += (src[i] - zp_in) * tap[i * oc];
+            for (kx = 0; kx < kw; kx++) {
+                const int32_t ix = ix0 + kx * dw;
+                const int8_t *src, *taps;
+                if (ix < 0 || ix >= width) {
+                    continue;
+                }
+                src = l->input + (iy * width + ix) * c;
+                taps = l->weights + (ky * kw + kx) * c * oc + first;
+                for (i = 0; i < c; i++) {
+                    const int32_t v = src[i] - zp_in;
+                    const int8_t *w = taps + i * oc;
+                    for (o = 0; o < n; o++) {
+                        acc[o] += v * w[o];
+                    }
+                }
             }
         }
+        for (o = 0; o < n; o++) {
+            out[first + o] = edgenn_output(acc[o] + l->bias[first + o], l->multiplier[first + o],
+                                           l->shift[first + o], p[EDGENN_CONV_ZP_OUT],
+                                           p[EDGENN_CONV_LO], p[EDGENN_CONV_HI]);
+        }
     }
-    return acc;
 }
-
-enum { DEPTHWISE_CHUNK = 32 }; /* channels whose sums live on the stack at a time */
 
 /* Depthwise (multiplier M) at one output pixel: the channels in chunks, each tap's bounds checked
  * once per chunk, so the inner loop is one multiply-accumulate per channel. */
@@ -76,9 +92,9 @@ static void depthwise_pixel(const edgenn_layer *l, const int32_t *p, int32_t iy0
     const int32_t oc = p[EDGENN_CONV_OC], kh = p[EDGENN_CONV_KH], kw = p[EDGENN_CONV_KW];
     const int32_t dh = p[EDGENN_CONV_DH], dw = p[EDGENN_CONV_DW], zp_in = p[EDGENN_CONV_ZP_IN];
     const int32_t mode = p[EDGENN_CONV_MODE];
-    int32_t acc[DEPTHWISE_CHUNK], first;
-    for (first = 0; first < oc; first += DEPTHWISE_CHUNK) {
-        const int32_t n = oc - first < DEPTHWISE_CHUNK ? oc - first : DEPTHWISE_CHUNK;
+    int32_t acc[CHUNK], first;
+    for (first = 0; first < oc; first += CHUNK) {
+        const int32_t n = oc - first < CHUNK ? oc - first : CHUNK;
         int32_t i, ky, kx;
         for (i = 0; i < n; i++) {
             acc[i] = 0;
@@ -141,9 +157,7 @@ EDGENN_SHARED void edgenn_conv(const edgenn_context *ctx, const int32_t *p) {
                 continue;
             }
             if (mode == OUTER) {
-                for (o = 0; o < oc; o++) {
-                    out[o] = requantized(&l, p, o, outer_pixel(l.input, l.weights, p, iy0, ix0, o));
-                }
+                outer_pixel(&l, p, iy0, ix0, out);
                 continue;
             }
             for (o = 0; o < oc; o += 2) { /* channels in pairs; an odd last one pairs with itself */
