@@ -39,20 +39,20 @@ static inline int32_t edgenn_clamp(int32_t x, int32_t lo, int32_t hi) {
     return x < lo ? lo : (x > hi ? hi : x);
 }
 
-/* gemmlowp SaturatingRoundingDoublingHighMul: round(a * b / 2^31), ties away from zero */
+/* gemmlowp SaturatingRoundingDoublingHighMul: round(a * b / 2^31), ties away from zero. The nudged
+ * product truncated toward zero equals floor((a * b + 2^30) / 2^31) for every product, so one 64-bit
+ * add and an arithmetic shift do (no 64-bit division: a few instructions on a 32-bit core). */
 static inline int32_t edgenn_srdhm(int32_t a, int32_t b) {
-    int64_t ab, nudged;
     if (a == INT32_MIN && b == INT32_MIN) {
         return INT32_MAX;
     }
-    ab = (int64_t)a * (int64_t)b;
-    nudged = ab + (ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30)));
-    return (int32_t)(nudged / ((int64_t)1 << 31)); /* C division truncates toward zero */
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
-/* gemmlowp RoundingDivideByPOT: x / 2^exponent to nearest, ties away from zero */
+/* gemmlowp RoundingDivideByPOT: x / 2^exponent to nearest, ties away from zero (0 <= exponent <= 31;
+ * 32-bit arithmetic only) */
 static inline int32_t edgenn_rdbypot(int32_t x, int32_t exponent) {
-    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t mask = (int32_t)((1u << exponent) - 1u);
     const int32_t remainder = x & mask;
     const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
