@@ -46,7 +46,6 @@ from edgenn.ops.dot import (
     dot_rows,
     fill_bytes,
     flip_bytes,
-    requantize_channels,
     requantize_rows,
 )
 from edgenn.ops.wide import prepare_fc16
@@ -247,6 +246,26 @@ def fully_connected_vnni(
     fully_connected_with(row, arena, weights, biases, mults, shifts, rounding, acc, block_dot_1x8_vnni, block_dot_1x4_vnni)  # fmt: skip
 
 
+@njit(cache=True, inline="always")
+def requantize_samples(acc, step, count, first, row, arena, biases, mults, shifts, rounding):  # type: ignore[no-untyped-def]
+    """The sums of `count` samples from sample `first` on (sample p's at acc[p * step]) requantized
+    into the layer's output."""
+    f = FULLY_CONNECTED_ROW
+    y, b, m, outs = row[f.y], row[f.b], row[f.m], row[f.outs]
+    requantize_rows(
+        acc[: (count - 1) * step + outs],
+        step,
+        biases[b : b + outs],
+        mults[m : m + outs],
+        shifts[m : m + outs],
+        rounding,
+        row[f.zp_out],
+        row[f.lo],
+        row[f.hi],
+        arena[y + first * outs : y + (first + count) * outs],
+    )
+
+
 @njit(cache=True)
 def fully_connected_vnni512(
     row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words
@@ -256,9 +275,7 @@ def fully_connected_vnni512(
     four samples per weight load; the samples are copied offset by 128, zero-padded to whole words.
     The same integers."""
     f = FULLY_CONNECTED_ROW
-    x, y, b, m = row[f.x], row[f.y], row[f.b], row[f.m]
-    n, k, outs, zp_out, lo = row[f.n], row[f.k], row[f.outs], row[f.zp_out], row[f.lo]
-    hi = row[f.hi]
+    x, n, k, outs = row[f.x], row[f.n], row[f.k], row[f.outs]
     padded = -(-outs // COLUMN_LANES) * COLUMN_LANES
     k4 = -(-k // 4) * 4
     at = row[f.words]
@@ -275,18 +292,7 @@ def fully_connected_vnni512(
         else:
             for p in range(count):
                 column_dot_single(patch, p * k4, 0, k4, 1, words, padded, first_sums, acc, p * padded)  # fmt: skip
-        requantize_rows(
-            acc[: (count - 1) * padded + outs],
-            padded,
-            biases[b : b + outs],
-            mults[m : m + outs],
-            shifts[m : m + outs],
-            rounding,
-            zp_out,
-            lo,
-            hi,
-            arena[y + s * outs : y + (s + count) * outs],
-        )
+        requantize_samples(acc, padded, count, s, row, arena, biases, mults, shifts, rounding)
 
 
 @njit(cache=True, inline="always")
@@ -294,22 +300,10 @@ def fully_connected_with(
     row, arena, weights, biases, mults, shifts, rounding, acc, dot_1x8, dot_1x4
 ):  # type: ignore[no-untyped-def]
     f = FULLY_CONNECTED_ROW
-    x, y, w, b, m = row[f.x], row[f.y], row[f.w], row[f.b], row[f.m]
-    n, k, outs, zp_out, lo = row[f.n], row[f.k], row[f.outs], row[f.zp_out], row[f.lo]
-    hi = row[f.hi]
+    x, w, n, k, outs = row[f.x], row[f.w], row[f.n], row[f.k], row[f.outs]
     for s in range(n):
         dot_rows(arena[x + s * k : x + (s + 1) * k], weights, w, k, outs, acc, dot_1x8, dot_1x4)
-        requantize_channels(
-            acc[:outs],
-            biases[b : b + outs],
-            mults[m : m + outs],
-            shifts[m : m + outs],
-            rounding,
-            zp_out,
-            lo,
-            hi,
-            arena[y + s * outs : y + (s + 1) * outs],
-        )
+        requantize_samples(acc, outs, 1, s, row, arena, biases, mults, shifts, rounding)
 
 
 FC_SPEC = OpSpec(
