@@ -58,10 +58,12 @@ def spread(results: dict[str, Any], kind: str, key: str) -> str:
 
 
 def table(host: list[dict[str, Any]], mcu: list[dict[str, Any]] | None) -> str:
+    from edgenn import ops
     from edgenn.runtime.interpreter import host_features
 
     first = host[0]
-    features = ", ".join(sorted(host_features())) or "none"
+    variants = {v.feature for k in ops.KERNELS.values() for v in k.variants}
+    features = ", ".join(sorted(variants & host_features())) or "none: the generic kernels"
     lines = [
         f"Measured {date.today().isoformat()} with `python tools/bench_table.py` on {first['cpu']} "
         f"(edgenn's kernel variants for: {features}), one thread, {first['rounds']} alternating "
