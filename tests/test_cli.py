@@ -184,6 +184,23 @@ def test_convert_without_calibration_data_says_what_to_give(tmp_path: Path) -> N
     assert result.returncode == 2 and "--calib" in result.stderr
 
 
+def test_bench_times_a_tflite_file_beside_litert_in_rounds() -> None:
+    """A .tflite made elsewhere is timed beside LiteRT running that file: ratios of medians with their
+    per-round spread, the CPU, each kernel's path and the batch mode; --no-cold skips the fresh
+    process."""
+    path = MODELS.parent / "tests" / "data" / "mlperf_tiny" / "ad01_int8.tflite"
+    result = run_cli("bench", str(path), "--seconds", "0.1", "--rounds", "2", "--no-cold", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert set(info["backends"]) == {"edgenn", "litert"}
+    assert info["rounds"] == 2 and len(info["backends"]["edgenn"]["rounds"]["latency_us"]) == 2
+    low, high = info["latency_spread_vs_litert"]
+    assert 0 < low <= high and info["latency_ratio_vs_litert"] > 0
+    assert info["edgenn_kernels"]["fully_connected"] in {"generic", "avxvnni", "avx512vnni"}
+    assert info["edgenn_batch_mode"].startswith("layer by layer")
+    assert info["cpu"] and "first_result_seconds" not in info
+
+
 def test_bench_json_has_the_promised_keys() -> None:
     result = run_cli("bench", str(MODELS / "digits_mlp.onnx"), "--seconds", "0.05", "--json")
     assert result.returncode == 0, result.stderr
