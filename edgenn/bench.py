@@ -255,14 +255,20 @@ def first_result_seconds(fixed: Graph, folder: Path) -> dict[str, float]:
     }
 
 
-def tflite_inputs(fixed: Graph, data: Path | None) -> tuple[np.ndarray, np.ndarray | None]:
+def tflite_inputs(
+    model: Path, fixed: Graph, data: Path | None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Integer inputs for a .tflite model: the data file's (floats quantized with the model's input
     parameters), else 256 seeded random samples over the input type's range."""
     from edgenn.compile import load_dataset
+    from edgenn.frontend.tflite import read_boundary_types
 
     t = fixed.type_of(fixed.inputs[0])
-    if t.qparams is None:
-        raise InputError("the benchmark times .tflite files with integer inputs")
+    if t.qparams is None or any(read_boundary_types(model.read_bytes())):
+        raise InputError(
+            f"{model}: the benchmark times .tflite files whose input and output are integers "
+            "(this one takes or gives float32)"
+        )
     if data is None:
         info = np.iinfo(t.dtype.numpy)
         rng = np.random.default_rng(0)
@@ -270,6 +276,10 @@ def tflite_inputs(fixed: Graph, data: Path | None) -> tuple[np.ndarray, np.ndarr
         return rng.integers(info.min, info.max + 1, shape).astype(t.dtype.numpy), None
     x, labels = load_dataset(data)
     x = np.asarray(x)
+    per_sample = int(np.prod(t.shape[1:]))
+    if x.ndim == 0 or len(x) == 0 or x.size // len(x) != per_sample:
+        want = "x".join(map(str, t.shape[1:]))
+        raise InputError(f"{data}: x is {list(x.shape)}; the model takes samples of {want}")
     if np.issubdtype(x.dtype, np.floating):
         x = quantize_array(x.astype(np.float32), t.qparams)
     return x.astype(t.dtype.numpy).reshape(len(x), *t.shape[1:]), labels
@@ -295,7 +305,7 @@ def run_bench(
             fixed = load_tflite(model)
             if len(fixed.inputs) != 1:
                 raise InputError(f"{model}: the benchmark times one-input models")
-            xq, labels = tflite_inputs(fixed, data)
+            xq, labels = tflite_inputs(model, fixed, data)
             ours, runtime = edgenn_backend(fixed, xq)
             timed.append(ours)
             out_qp = fixed.type_of(fixed.outputs[0]).qparams

@@ -201,6 +201,17 @@ def test_bench_times_a_tflite_file_beside_litert_in_rounds() -> None:
     assert info["cpu"] and "first_result_seconds" not in info
 
 
+def test_bench_refuses_float_edged_tflite_and_misshapen_data() -> None:
+    data = MODELS.parent / "tests" / "data"
+    floats = run_cli("bench", str(data / "conformance" / "mlp_float_io.tflite"), "--no-cold")
+    assert (
+        floats.returncode == 2 and "float32" in floats.stderr and "Traceback" not in floats.stderr
+    )
+    kws = str(data / "mlperf_tiny" / "kws_ref_model.tflite")
+    shape = run_cli("bench", kws, "--data", str(MODELS / "digits_cnn_test.npz"), "--no-cold")
+    assert shape.returncode == 2 and "49x10x1" in shape.stderr and "Traceback" not in shape.stderr
+
+
 def test_bench_json_has_the_promised_keys() -> None:
     result = run_cli("bench", str(MODELS / "digits_mlp.onnx"), "--seconds", "0.05", "--json")
     assert result.returncode == 0, result.stderr
