@@ -246,9 +246,38 @@ def test_generated_c_is_deterministic() -> None:
         "pool.c",
     }  # only the kernels the model uses
     header = first["digits_cnn_model.h"]
-    for macro in ("INPUT_SIZE 64", "OUTPUT_SIZE 10", "ARENA_SIZE 3072"):
+    # the plan's 3072 bytes, and room after them for the 3x3 convolutions' window pairs
+    for macro in ("INPUT_SIZE 64", "OUTPUT_SIZE 10", "ARENA_SIZE 3360"):
         assert f"#define DIGITS_CNN_{macro}" in header
     assert "int digits_cnn_invoke(const int8_t *input, int8_t *output);" in header
+
+
+def test_gather_scratch_overlaps_no_live_buffer() -> None:
+    """Each GATHER step that copies its window pair gets 2 x stride arena bytes that no buffer alive
+    at that step touches; 1x1 steps over every pixel read their windows in place (-1)."""
+    from edgenn.ops.conv import CONV_GATHER, CONV_ROW
+
+    fixed, _ = fixed_model("digits_cnn")
+    sources = generate_c(fixed, "digits_cnn")
+    program = sources.program
+    rows = [
+        (i, [int(v) for v in re.findall(r"-?\d+", body)])
+        for i, body in re.findall(
+            r"step_(\d+)\[\d*\] = \{([^}]*)\}", sources.files["digits_cnn_model.c"]
+        )
+    ]
+    gathers = [(int(i), row) for i, row in rows if row[0] == CONV_GATHER.opcode]
+    assert gathers, "digits_cnn has GATHER convolutions"
+    for step, row in gathers:
+        offset, size = row[CONV_ROW.scratch], 2 * row[CONV_ROW.stride]
+        if offset < 0:
+            assert (row[CONV_ROW.kh], row[CONV_ROW.kw]) == (1, 1)
+            continue
+        assert offset + size <= sources.arena_bytes
+        for b in program.plan.buffers:
+            start = program.plan.offsets[b.name]
+            if b.first <= step <= b.last:
+                assert offset >= start + b.size or start >= offset + size, (step, b.name)
 
 
 def test_c_uses_the_runtime_arena_plan() -> None:

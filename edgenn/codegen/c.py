@@ -25,6 +25,7 @@ from edgenn.errors import FootprintError, InputError, UnsupportedOpError
 from edgenn.ir import DType, Graph, Node
 from edgenn.ops import KERNELS, TABLES, Table, kernel_for
 from edgenn.ops.conv import CONV_GATHER, CONV_ROW
+from edgenn.runtime.plan import align
 from edgenn.runtime.program import Program, build_program, runs_kernel
 from edgenn.sim.targets import Target
 
@@ -87,7 +88,6 @@ CONTEXT_FIELDS = (
     "    const int32_t *biases;",
     "    const int32_t *multipliers; /* Q31 multipliers */",
     "    const int32_t *shifts;      /* their power-of-two exponents */",
-    "    const int32_t *tap_sums;    /* per (channel, tap) weight sums of GATHER convolutions */",
     "    const int64_t *wide;        /* 64-bit constants: 16x8 biases (the multiplier blob) */",
 )
 
@@ -208,13 +208,13 @@ def generate_c(
     check_supported(graph, program)
     steps = kernel_steps(graph)
     rows = _int32_values(program.rows, "a program row")
-    lengths, tap_sums = _with_tap_sums(program, rows)
+    lengths, arena_bytes = _with_scratch(program, rows)
     kernels = sorted({C_KERNELS[int(row[0])][1] for row in rows})
     if FIXED_POINT_USERS.intersection(kernels):
         kernels.append(FIXED_POINT)
     files = {f: (KERNEL_DIR / f).read_text() for f in (*COMMON, *kernels)}
-    files[f"{prefix}_weights.c"] = _weights_source(prefix, program, tap_sums)
-    files[f"{prefix}_model.h"] = _header(prefix, graph, program, name, arena)
+    files[f"{prefix}_weights.c"] = _weights_source(prefix, program)
+    files[f"{prefix}_model.h"] = _header(prefix, graph, program, name, arena, arena_bytes)
     files["edgenn_config.h"] = _config(rounding, dsp, _uses_wide(program))
     files[REGISTRY_HEADER] = registry_header()
     files[f"{prefix}_model.c"] = _model_source(prefix, graph, program, steps, rows, lengths, arena)
@@ -223,44 +223,68 @@ def generate_c(
     files[f"{prefix}.mk"] = _makefile(prefix, sources, cpu_flags)
     flash_data = (
         program.weights.size
-        + 4 * (program.biases.size + 2 * program.multipliers.size + tap_sums.size + sum(lengths))
+        + 4 * (program.biases.size + 2 * program.multipliers.size + sum(lengths))
         + 8 * _wide_blob(program).size
     )
-    return CSources(prefix, files, program, max(program.plan.size, 16), flash_data)
+    return CSources(prefix, files, program, arena_bytes, flash_data)
 
 
-def _with_tap_sums(program: Program, rows: np.ndarray) -> tuple[list[int], np.ndarray]:
-    """C-only data for convolutions in GATHER mode: the weight sum of every (channel, tap), so a tap
-    in the padding adds zp_in * sum(w) from a table instead of summing weights at run time. Its offset
-    goes into the row's first free field, -1 without padding (the Numba kernel fills padding with zp_in
-    instead)."""
-    lengths, blocks, size = list(program.row_lengths), [], 0
+def _with_scratch(program: Program, rows: np.ndarray) -> tuple[list[int], int]:
+    """Arena room for the C GATHER kernel's pair of windows (2 x stride bytes) at each GATHER step that
+    cannot read its windows in place: the lowest 16-byte aligned offset that no buffer alive at that
+    step touches (the arena grows only if no gap fits). Its offset goes into the row's C-only field,
+    -1 for in-place windows. Returns the row lengths and the C arena's size."""
+    lengths, size = list(program.row_lengths), max(program.plan.size, 16)
     for i, row in enumerate(rows):
         if row[0] != CONV_GATHER.opcode:
             continue
-        lengths[i] = CONV_ROW.tap_sums + 1
-        row[CONV_ROW.tap_sums] = -1  # no padding: no table
-        if _has_padding(row):
-            f = CONV_ROW
-            w, c, oc, kh, kw, stride = (int(row[i]) for i in (f.w, f.c, f.oc, f.kh, f.kw, f.stride))
-            weights = program.weights[w : w + oc * stride].astype(np.int64).reshape(oc, stride)
-            blocks.append(weights[:, : kh * kw * c].reshape(oc * kh * kw, c).sum(axis=1))
-            row[CONV_ROW.tap_sums] = size
-            size += blocks[-1].size
-    return lengths, np.concatenate(blocks) if blocks else np.zeros(1, np.int64)
+        lengths[i] = CONV_ROW.scratch + 1
+        row[CONV_ROW.scratch] = -1
+        if not _windows_in_place(row):
+            busy = [
+                (program.plan.offsets[b.name], program.plan.offsets[b.name] + b.size)
+                for b in program.plan.buffers
+                if b.first <= i <= b.last
+            ]
+            offset = _first_gap(sorted(busy), 2 * int(row[CONV_ROW.stride]))
+            row[CONV_ROW.scratch] = offset
+            size = max(size, align(offset + 2 * int(row[CONV_ROW.stride])))
+    return lengths, size
 
 
-def _has_padding(row: np.ndarray) -> bool:
-    """Whether some window of a conv row reaches outside its input (fields of ops/conv.py)."""
+def _first_gap(busy: list[tuple[int, int]], size: int) -> int:
+    """The lowest aligned offset where `size` bytes overlap none of the sorted [start, end) spans."""
+    offset = 0
+    for start, end in busy:
+        if offset + size <= start:
+            break
+        offset = max(offset, align(end))
+    return offset
+
+
+def _windows_in_place(row: np.ndarray) -> bool:
+    """Whether a GATHER row's windows are consecutive runs of the input, `stride` bytes apart: a 1x1
+    convolution over every pixel (unit steps, no padding) whose channel count is the row stride."""
     f = CONV_ROW
-    fields = (f.h, f.width, f.oh, f.ow, f.kh, f.kw, f.sh, f.sw, f.dh, f.dw, f.pad_top, f.pad_left)
-    h, width, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl = (int(row[i]) for i in fields)
-    bottom = (oh - 1) * sh - pt + (kh - 1) * dh >= h
-    right = (ow - 1) * sw - pl + (kw - 1) * dw >= width
-    return pt > 0 or pl > 0 or bottom or right
+    fields = (
+        f.h,
+        f.width,
+        f.oh,
+        f.ow,
+        f.kh,
+        f.kw,
+        f.sh,
+        f.sw,
+        f.pad_top,
+        f.pad_left,
+        f.c,
+        f.stride,
+    )
+    h, width, oh, ow, kh, kw, sh, sw, pt, pl, c, stride = (int(row[i]) for i in fields)
+    return (kh, kw, sh, sw, pt, pl) == (1, 1, 1, 1, 0, 0) and (oh, ow) == (h, width) and c == stride
 
 
-def _weights_source(prefix: str, program: Program, tap_sums: np.ndarray) -> str:
+def _weights_source(prefix: str, program: Program) -> str:
     # the multiplier blob also holds 16x8 layers' int64 constants: the int32 view keeps the Q31
     # multipliers (0 where an int64 constant sits), the int64 view (wide) holds everything
     mults = np.where(np.abs(program.multipliers) <= INT32.max, program.multipliers, 0)
@@ -275,8 +299,6 @@ def _weights_source(prefix: str, program: Program, tap_sums: np.ndarray) -> str:
         + _array("const int32_t", f"{prefix}_multipliers", mults, 8)
         + "\n"
         + _array("const int32_t", f"{prefix}_shifts", shifts)
-        + "\n"
-        + _array("const int32_t", f"{prefix}_tap_sums", tap_sums)
         + "\n"
         + _array("const int64_t", f"{prefix}_wide", _wide_blob(program), 8)
         + "".join(
@@ -301,7 +323,9 @@ def _qparams(graph: Graph, names: tuple[str, ...]) -> tuple[float, int]:
     return float(qp.scale[0]), int(qp.zero_point[0])
 
 
-def _header(prefix: str, graph: Graph, program: Program, name: str, arena: str) -> str:
+def _header(
+    prefix: str, graph: Graph, program: Program, name: str, arena: str, arena_bytes: int
+) -> str:
     upper = prefix.upper()
     guard = f"{upper}_MODEL_H"
     in_scale, in_zp = _qparams(graph, graph.inputs)
@@ -355,7 +379,7 @@ extern "C" {{
 
 #define {upper}_INPUT_SIZE {int(program.input_sizes.sum())}
 #define {upper}_OUTPUT_SIZE {int(program.output_sizes.sum())}
-#define {upper}_ARENA_SIZE {max(program.plan.size, 16)}
+#define {upper}_ARENA_SIZE {arena_bytes}
 #define {upper}_ARENA_ALIGN 16 /* bytes: the arena's start must be a multiple */
 #define {upper}_STATE_SIZE {program.state_size} /* persistent state, kept between calls */
 #define {upper}_INPUT_SCALE {in_scale!r}f
@@ -501,7 +525,7 @@ def _context_source(prefix: str, program: Program, arena: str = "static") -> str
     return "\n".join([*externs, "", *(placement if arena == "static" else []), *storage, context])
 
 
-SHARED_BLOBS = ("weights", "biases", "multipliers", "shifts", "tap_sums", "wide")
+SHARED_BLOBS = ("weights", "biases", "multipliers", "shifts", "wide")
 
 
 def _row_legend(row: np.ndarray) -> str:

@@ -259,11 +259,12 @@ def examples() -> list[OpExample]:
 
 # ---- int8: TFLite CONV_2D / DEPTHWISE_CONV_2D semantics (1-D as height 1) ----
 
-# the row every conv kernel (and the C conv) reads; stride: a weight row's length (padded for GATHER)
+# the row every conv kernel (and the C conv) reads; stride: a weight row's length (padded for GATHER);
+# scratch: the arena offset of the C GATHER kernel's window pair (-1: windows read in place)
 CONV_ROW = row_layout(
     "conv",
     "x y w b m h width c oh ow oc kh kw sh sw dh dw pad_top pad_left zp_in zp_out lo hi mode "
-    "stride host_table tap_sums",
+    "stride host_table scratch",
 )
 
 GATHER, OUTER = 0, -1  # kernel modes; a positive mode is a depthwise multiplier
@@ -842,7 +843,7 @@ CONV_GATHER, CONV_OUTER, CONV_DEPTHWISE = (
         fn,
         CONV_ROW,
         c=("edgenn_conv", "conv.c"),
-        c_only=("tap_sums",),
+        c_only=("scratch",),
         tables=tables,
         variants=variants,
     )

@@ -33,6 +33,19 @@ typedef void (*edgenn_kernel)(const edgenn_context *ctx, const int32_t *row);
 #define EDGENN_SHARED
 #endif
 
+/* EDGENN_INLINE: helpers of inner loops that gcc -Os would otherwise call rather than inline;
+ * EDGENN_HOT: an inner loop kept out of its caller, so its sums stay in registers */
+#if defined(__GNUC__) || defined(__clang__)
+#define EDGENN_INLINE static inline __attribute__((always_inline))
+#else
+#define EDGENN_INLINE static inline
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+#define EDGENN_HOT __attribute__((noinline))
+#else
+#define EDGENN_HOT
+#endif
+
 /* ---- fixed-point helpers (TFLite / gemmlowp) ---- */
 
 static inline int32_t edgenn_clamp(int32_t x, int32_t lo, int32_t hi) {
@@ -75,6 +88,41 @@ static inline int32_t edgenn_mbqm(int32_t x, int32_t q, int32_t shift) {
 static inline int8_t edgenn_output(int32_t acc, int32_t q, int32_t shift, int32_t zp_out, int32_t lo,
                                    int32_t hi) {
     return (int8_t)edgenn_clamp(edgenn_mbqm(acc, q, shift) + zp_out, lo, hi);
+}
+
+/* One output channel's requantization with what depends on the channel alone worked out once, for
+ * kernels that requantize several sums of a channel (pixels of a block): the same integers as
+ * edgenn_output. The program's multipliers are never negative (the compiler refuses others), so
+ * SaturatingRoundingDoublingHighMul's one saturating case (both operands INT32_MIN) cannot occur. */
+typedef struct {
+    int32_t bias, q, shift, left, right, mask, zp_out, lo, hi;
+} edgenn_channel;
+
+static inline edgenn_channel edgenn_channel_of(int32_t bias, int32_t q, int32_t shift,
+                                               int32_t zp_out, int32_t lo, int32_t hi) {
+    edgenn_channel ch;
+    ch.bias = bias;
+    ch.q = q;
+    ch.shift = shift;
+    ch.left = shift > 0 ? shift : 0;
+    ch.right = shift < 0 ? -shift : 0;
+    ch.mask = (int32_t)((1u << ch.right) - 1u);
+    ch.zp_out = zp_out;
+    ch.lo = lo;
+    ch.hi = hi;
+    return ch;
+}
+
+EDGENN_INLINE int8_t edgenn_channel_output(const edgenn_channel *ch, int32_t acc) {
+#ifdef EDGENN_SINGLE_ROUNDING
+    return edgenn_output(acc + ch->bias, ch->q, ch->shift, ch->zp_out, ch->lo, ch->hi);
+#else
+    const int32_t x = (int32_t)((uint32_t)(acc + ch->bias) << ch->left);
+    const int32_t high = (int32_t)(((int64_t)x * ch->q + ((int64_t)1 << 30)) >> 31);
+    const int32_t threshold = (ch->mask >> 1) + (high < 0 ? 1 : 0);
+    const int32_t scaled = (high >> ch->right) + ((high & ch->mask) > threshold ? 1 : 0);
+    return (int8_t)edgenn_clamp(scaled + ch->zp_out, ch->lo, ch->hi);
+#endif
 }
 
 /* Conv and FullyConnected rows start alike: opcode, input and output arena offsets, then the weights,
