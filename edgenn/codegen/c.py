@@ -25,7 +25,7 @@ from edgenn.errors import FootprintError, InputError, UnsupportedOpError
 from edgenn.ir import DType, Graph, Node
 from edgenn.ops import KERNELS, TABLES, Table, kernel_for
 from edgenn.ops.conv import CONV_GATHER, CONV_ROW
-from edgenn.runtime.plan import align
+from edgenn.runtime.plan import align, lowest_free_offset
 from edgenn.runtime.program import Program, build_program, runs_kernel
 from edgenn.sim.targets import Target
 
@@ -246,20 +246,10 @@ def _with_scratch(program: Program, rows: np.ndarray) -> tuple[list[int], int]:
                 for b in program.plan.buffers
                 if b.first <= i <= b.last
             ]
-            offset = _first_gap(sorted(busy), 2 * int(row[CONV_ROW.stride]))
+            offset = lowest_free_offset(busy, 2 * int(row[CONV_ROW.stride]))
             row[CONV_ROW.scratch] = offset
             size = max(size, align(offset + 2 * int(row[CONV_ROW.stride])))
     return lengths, size
-
-
-def _first_gap(busy: list[tuple[int, int]], size: int) -> int:
-    """The lowest aligned offset where `size` bytes overlap none of the sorted [start, end) spans."""
-    offset = 0
-    for start, end in busy:
-        if offset + size <= start:
-            break
-        offset = max(offset, align(end))
-    return offset
 
 
 def _windows_in_place(row: np.ndarray) -> bool:

@@ -44,21 +44,28 @@ def align(n: int, alignment: int = ALIGNMENT) -> int:
     return (n + alignment - 1) // alignment * alignment
 
 
+def lowest_free_offset(
+    busy: Sequence[tuple[int, int]], size: int, alignment: int = ALIGNMENT
+) -> int:
+    """The lowest aligned offset where `size` bytes overlap none of the [start, end) spans."""
+    offset = 0
+    for start, end in sorted(busy):
+        if offset + size <= start:
+            break
+        offset = max(offset, align(end, alignment))
+    return offset
+
+
 def plan_arena(buffers: Sequence[Buffer], alignment: int = ALIGNMENT) -> ArenaPlan:
     placed: list[tuple[Buffer, int]] = []
     order = sorted(buffers, key=lambda b: (-b.size, b.first, b.name))  # deterministic ties
     for buf in order:
-        busy = sorted(
+        busy = [
             (off, off + other.size)
             for other, off in placed
             if other.first <= buf.last and buf.first <= other.last
-        )
-        offset = 0
-        for start, end in busy:
-            if offset + buf.size <= start:
-                break
-            offset = max(offset, align(end, alignment))
-        placed.append((buf, offset))
+        ]
+        placed.append((buf, lowest_free_offset(busy, buf.size, alignment)))
     offsets = {b.name: off for b, off in placed}
     size = align(max((off + b.size for b, off in placed), default=0), alignment)
     return ArenaPlan(offsets, size, tuple(buffers))

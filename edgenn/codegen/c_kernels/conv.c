@@ -37,14 +37,20 @@ static void gather_window(const edgenn_layer *l, const int32_t *p, int32_t pixel
     }
 }
 
-static int8_t requantized(const edgenn_layer *l, const int32_t *p, int32_t o, int32_t acc) {
-    return edgenn_output(acc + l->bias[o], l->multiplier[o], l->shift[o], p[EDGENN_CONV_ZP_OUT],
-                         p[EDGENN_CONV_LO], p[EDGENN_CONV_HI]);
-}
-
 EDGENN_INLINE edgenn_channel channel(const edgenn_layer *l, const int32_t *p, int32_t o) {
     return edgenn_channel_of(l->bias[o], l->multiplier[o], l->shift[o], p[EDGENN_CONV_ZP_OUT],
                              p[EDGENN_CONV_LO], p[EDGENN_CONV_HI]);
+}
+
+/* The sums of `shared` with `a` and with `b` (n bytes each), requantized by ch_a / ch_b: one
+ * weight row against two windows, or one window against two weight rows */
+EDGENN_INLINE void gather_two(const int8_t *shared, const int8_t *a, const int8_t *b, int32_t n,
+                              const edgenn_channel *ch_a, const edgenn_channel *ch_b,
+                              int8_t *out_a, int8_t *out_b) {
+    int32_t sum_a = 0, sum_b = 0;
+    edgenn_dot2(shared, a, b, n, &sum_a, &sum_b);
+    *out_a = edgenn_channel_output(ch_a, sum_a);
+    *out_b = edgenn_channel_output(ch_b, sum_b);
 }
 
 /* The four sums of output channels o, o + 1 at two output pixels (windows `stride` bytes apart at
@@ -72,10 +78,7 @@ static void gather_pixel_pair(const edgenn_layer *l, const int32_t *p, const int
     }
     if (o < oc) {
         const edgenn_channel ch = channel(l, p, o);
-        int32_t sum0 = 0, sum1 = 0;
-        edgenn_dot2(l->weights + o * stride, x, x + stride, n, &sum0, &sum1);
-        out0[o] = edgenn_channel_output(&ch, sum0);
-        out1[o] = edgenn_channel_output(&ch, sum1);
+        gather_two(l->weights + o * stride, x, x + stride, n, &ch, &ch, out0 + o, out1 + o);
     }
 }
 
@@ -95,10 +98,8 @@ static void gather_in_place(const edgenn_layer *l, const int32_t *p, int32_t pix
         const edgenn_channel ch = channel(l, p, o);
         for (px = 0; px + 2 <= pixels; px += 2) {
             const int8_t *x = l->input + px * stride;
-            int32_t sum0 = 0, sum1 = 0;
-            edgenn_dot2(l->weights + o * stride, x, x + stride, n, &sum0, &sum1);
-            l->output[px * oc + o] = edgenn_channel_output(&ch, sum0);
-            l->output[(px + 1) * oc + o] = edgenn_channel_output(&ch, sum1);
+            int8_t *out = l->output + px * oc + o;
+            gather_two(l->weights + o * stride, x, x + stride, n, &ch, &ch, out, out + oc);
         }
     }
 }
@@ -110,10 +111,9 @@ static void gather_single(const edgenn_layer *l, const int32_t *p, const int8_t 
     int32_t o;
     for (o = 0; o < oc; o += 2) {
         const int32_t next = o + 1 < oc ? o + 1 : o;
-        int32_t sum0 = 0, sum1 = 0;
-        edgenn_dot2(x, l->weights + o * stride, l->weights + next * stride, n, &sum0, &sum1);
-        out[o] = requantized(l, p, o, sum0);
-        out[next] = requantized(l, p, next, sum1);
+        const edgenn_channel ch0 = channel(l, p, o), ch1 = channel(l, p, next);
+        gather_two(x, l->weights + o * stride, l->weights + next * stride, n, &ch0, &ch1, out + o,
+                   out + next);
     }
 }
 
@@ -211,34 +211,41 @@ static void outer_pixel(const edgenn_layer *l, const int32_t *p, int32_t iy0, in
     }
 }
 
-/* Depthwise (multiplier M) at one output pixel: the channels in chunks, each tap's bounds checked
- * once per chunk, so the inner loop is one multiply-accumulate per channel. */
+/* The taps [first, last) of one window axis that fall inside the input (0..size) */
+static void taps_inside(int32_t start, int32_t taps, int32_t dilation, int32_t size, int32_t *first,
+                        int32_t *last) {
+    int32_t lo = 0, hi = taps;
+    while (lo < taps && start + lo * dilation < 0) {
+        lo++;
+    }
+    while (hi > lo && start + (hi - 1) * dilation >= size) {
+        hi--;
+    }
+    *first = lo;
+    *last = hi;
+}
+
+/* Depthwise (multiplier M) at one output pixel: the taps inside the input found once, then the
+ * channels in chunks, so the inner loop is one multiply-accumulate per channel. */
 static void depthwise_pixel(const edgenn_layer *l, const int32_t *p, int32_t iy0, int32_t ix0,
                             int8_t *out) {
     const int32_t h = p[EDGENN_CONV_H], width = p[EDGENN_CONV_WIDTH], c = p[EDGENN_CONV_C];
-    const int32_t oc = p[EDGENN_CONV_OC], kh = p[EDGENN_CONV_KH], kw = p[EDGENN_CONV_KW];
+    const int32_t oc = p[EDGENN_CONV_OC], kw = p[EDGENN_CONV_KW];
     const int32_t dh = p[EDGENN_CONV_DH], dw = p[EDGENN_CONV_DW], zp_in = p[EDGENN_CONV_ZP_IN];
     const int32_t mode = p[EDGENN_CONV_MODE];
-    int32_t acc[CHUNK], first;
+    int32_t acc[CHUNK], first, ky0, ky1, kx0, kx1;
+    taps_inside(iy0, p[EDGENN_CONV_KH], dh, h, &ky0, &ky1);
+    taps_inside(ix0, kw, dw, width, &kx0, &kx1);
     for (first = 0; first < oc; first += CHUNK) {
         const int32_t n = oc - first < CHUNK ? oc - first : CHUNK;
         int32_t i, ky, kx;
         for (i = 0; i < n; i++) {
             acc[i] = 0;
         }
-        for (ky = 0; ky < kh; ky++) {
-            const int32_t iy = iy0 + ky * dh;
-            if (iy < 0 || iy >= h) {
-                continue;
-            }
-            for (kx = 0; kx < kw; kx++) {
-                const int32_t ix = ix0 + kx * dw;
-                const int8_t *src, *w;
-                if (ix < 0 || ix >= width) {
-                    continue;
-                }
-                src = l->input + (iy * width + ix) * c;
-                w = l->weights + (ky * kw + kx) * oc + first;
+        for (ky = ky0; ky < ky1; ky++) {
+            for (kx = kx0; kx < kx1; kx++) {
+                const int8_t *src = l->input + ((iy0 + ky * dh) * width + ix0 + kx * dw) * c;
+                const int8_t *w = l->weights + (ky * kw + kx) * oc + first;
                 if (mode == 1) {
                     const int8_t *s = src + first;
                     for (i = 0; i < n; i++) {
@@ -256,20 +263,6 @@ static void depthwise_pixel(const edgenn_layer *l, const int32_t *p, int32_t iy0
 }
 
 #ifdef EDGENN_ARM_DSP
-/* The taps [first, last) of one window axis that fall inside the input (0..size) */
-static void taps_inside(int32_t start, int32_t taps, int32_t dilation, int32_t size, int32_t *first,
-                        int32_t *last) {
-    int32_t lo = 0, hi = taps;
-    while (lo < taps && start + lo * dilation < 0) {
-        lo++;
-    }
-    while (hi > lo && start + (hi - 1) * dilation >= size) {
-        hi--;
-    }
-    *first = lo;
-    *last = hi;
-}
-
 /* Depthwise with multiplier 1 on the DSP path: the sums of four channels at `x` / `w` over the
  * taps [ky0, ky1) x [kx0, kx1), kept in registers. A word of four channels unpacks (SXTB16) into
  * channels 0, 2 and 1, 3 as 16-bit halves with the input zero point taken off (SXTAB16 adds
