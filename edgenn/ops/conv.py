@@ -49,6 +49,7 @@ from edgenn.ops.dot import (
     block_dot_2x4_vnni,
     column_dot_4,
     column_dot_single,
+    column_groups,
     column_words,
     copy_bytes,
     fill_bytes,
@@ -67,6 +68,7 @@ from edgenn.ops.spatial import (
     to_channels_last,
     windows,
 )
+from edgenn.ops.tiles import TILE_CONFIG, TILE_PIXELS, tile_end, tile_start, tile_sums
 from edgenn.ops.wide import prepare_conv16
 from edgenn.quant.fixed_point import (
     activation_bounds,
@@ -340,7 +342,7 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         # gathered windows or the input inside its border, then (AVX512-VNNI) the weight words;
         # a span of pixels' sums, their channels padded to whole column blocks
         windows, padded = gather_layout(stride, bh, bw, c, oc)
-        b.scratch(patch=windows, accumulators=min(ow, SPAN) * padded)
+        b.scratch(patch=windows, accumulators=max(min(ow, SPAN), TILE_PIXELS) * padded)
     kernel = {GATHER: CONV_GATHER, OUTER: CONV_OUTER}.get(mode, CONV_DEPTHWISE)
     table = b.table("depthwise_tiles", tiled) if depthwise else 0  # in its host-only table
     if mode == GATHER:
@@ -390,25 +392,18 @@ def gather_window(arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, patch)
     row_len = kw * c
     for ky in range(kh):
         iy = iy0 + ky * dh
-        dst = patch[ky * row_len : (ky + 1) * row_len]
+        start = ky * row_len
         if iy < 0 or iy >= h:
-            for i in range(row_len):
-                dst[i] = zp_in
+            fill_bytes(patch, start, row_len, zp_in)
         elif dw == 1 and ix0 >= 0 and ix0 + kw <= width:
-            src = arena[x + (iy * width + ix0) * c : x + (iy * width + ix0) * c + row_len]
-            for i in range(row_len):
-                dst[i] = src[i]
+            copy_bytes(patch, start, arena, x + (iy * width + ix0) * c, row_len)
         else:
             for kx in range(kw):
                 ix = ix0 + kx * dw
-                tap = dst[kx * c : (kx + 1) * c]
                 if ix < 0 or ix >= width:
-                    for i in range(c):
-                        tap[i] = zp_in
+                    fill_bytes(patch, start + kx * c, c, zp_in)
                 else:
-                    src = arena[x + (iy * width + ix) * c : x + (iy * width + ix + 1) * c]
-                    for i in range(c):
-                        tap[i] = src[i]
+                    copy_bytes(patch, start + kx * c, arena, x + (iy * width + ix) * c, c)
 
 
 SPAN = 16  # output pixels whose sums are requantized together (even: pixels go in pairs)
@@ -494,10 +489,45 @@ def conv_gather_vnni(
 
 @njit(cache=True, inline="always")
 def gather_layout(stride, bh, bw, c, oc):  # type: ignore[no-untyped-def]
-    """GATHER scratch: the bytes of the windows (COLUMN_PIXELS gathered windows, or the bordered
-    input), and the channels padded to whole column blocks (the AVX512-VNNI variant's sums)."""
-    windows = max(COLUMN_PIXELS * stride, bh * bw * c)
+    """GATHER scratch: the bytes of the windows (COLUMN_PIXELS gathered windows, the bordered
+    input, or the AMX variant's TILE_PIXELS windows of whole tiles), and the channels padded to whole
+    column blocks (the AVX512-VNNI and AMX variants' sums)."""
+    windows = max(COLUMN_PIXELS * stride, bh * bw * c, TILE_PIXELS * 4 * column_groups(stride))
     return windows, -(-oc // COLUMN_LANES) * COLUMN_LANES
+
+
+@njit(cache=True)
+def conv_gather_amx(row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words):  # type: ignore[no-untyped-def]
+    """The variant for AMX-INT8: TILE_PIXELS output pixels are the rows of two tiles (their windows
+    gathered into the patch, zero past K; a 1x1 convolution over every pixel whose windows are whole
+    tiles reads them in place), times the column words (TDPBSSD: signed int8 times signed int8, the
+    sums exact), two blocks of 16 channels per load. The same integers as conv_gather_int8."""
+    f = CONV_ROW
+    x, y, h, width, c = row[f.x], row[f.y], row[f.h], row[f.width], row[f.c]
+    oh, ow, oc, kh, kw = row[f.oh], row[f.ow], row[f.oc], row[f.kh], row[f.kw]
+    sh, sw, dh, dw = row[f.sh], row[f.sw], row[f.dh], row[f.dw]
+    pt, pl, zp_in, stride = row[f.pad_top], row[f.pad_left], row[f.zp_in], row[f.stride]
+    groups = column_groups(stride)
+    window = 4 * groups  # bytes of a gathered window: whole tiles, zero past K
+    padded = -(-oc // COLUMN_LANES) * COLUMN_LANES
+    at = row[f.host_table]
+    pixels = oh * ow
+    in_place = (kh, kw, sh, sw, pt, pl) == (1, 1, 1, 1, 0, 0) and oh == h and ow == width
+    in_place = in_place and c == window
+    fill_bytes(patch, 0, TILE_PIXELS * window, 0)
+    tile_start(TILE_CONFIG)
+    for first in range(0, pixels, TILE_PIXELS):
+        count = min(TILE_PIXELS, pixels - first)
+        if in_place and count == TILE_PIXELS:
+            tile_sums(arena, x + first * c, c, column_words, at, groups, padded, acc)
+        else:
+            for p in range(count):
+                oy, ox = (first + p) // ow, (first + p) % ow
+                gathered = patch[p * window : p * window + kh * kw * c]
+                gather_window(arena, x, h, width, c, kh, kw, dh, dw, oy * sh - pt, ox * sw - pl, zp_in, gathered)  # fmt: skip
+            tile_sums(patch, 0, window, column_words, at, groups, padded, acc)
+        requantize_span(acc, count, arena, y + first * oc, biases, mults, shifts, row, rounding, padded)  # fmt: skip
+    tile_end()
 
 
 @njit(cache=True)
@@ -516,8 +546,9 @@ def conv_gather_vnni512(
     bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
     padded = -(-oc // COLUMN_LANES) * COLUMN_LANES
     at = row[f.host_table]
-    words = column_words[at : at + stride // 4 * padded]
-    first_sums = column_words[at + stride // 4 * padded : at + (stride // 4 + 1) * padded]
+    groups = column_groups(stride)
+    words = column_words[at : at + groups * padded]
+    first_sums = column_words[at + groups * padded : at + (groups + 1) * padded]
     step, run, rows_apart = sw * c, kw * c, dh * bw * c
     if in_place:  # the bordered input, offset by 128 for the unsigned products
         bordered_copy(arena, x, h, width, c, pt, pl, bh, bw, zp_in, patch)
@@ -583,8 +614,9 @@ def conv_outer_vnni512(
     bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
     spread, groups, padded, _ = outer_column_layout(c, oc, kh, kw, dw, bh, bw)
     at = row[f.host_table]
-    words = column_words[at : at + groups * padded]
-    first_sums = column_words[at + groups * padded : at + (groups + 1) * padded]
+    rows = column_groups(4 * groups)
+    words = column_words[at : at + rows * padded]
+    first_sums = column_words[at + rows * padded : at + (rows + 1) * padded]
     in_place = dw == 1
     if in_place:
         fill_bytes(patch, 0, bh * bw * spread, zp_in)
@@ -830,7 +862,7 @@ CONV_SPEC = OpSpec(
 )
 register(CONV_SPEC)
 # one kernel per mode, so a model compiles only the modes it uses; the C conv switches on the mode
-VNNI = {"avx512vnni": conv_gather_vnni512, "avxvnni": conv_gather_vnni}
+VNNI = {"amx-int8": conv_gather_amx, "avx512vnni": conv_gather_vnni512, "avxvnni": conv_gather_vnni}
 register_table(
     "depthwise_tiles",
     np.int16,

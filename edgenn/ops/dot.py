@@ -373,13 +373,21 @@ def _column_dot_signature(pixels: int, blocks: int = 1):  # type: ignore[no-unty
     return typer
 
 
+@njit(cache=True, inline="always")
+def column_groups(k):  # type: ignore[no-untyped-def]
+    """Rows of words column_words holds for K elements: K / 4 rounded up to whole AMX tiles (so a
+    tile's 16 rows are always there, zero past K)."""
+    return -(-k // 64) * 16
+
+
 def column_words(rows: np.ndarray, fold: np.ndarray | int = 0) -> np.ndarray:
-    """Weight rows [O, K] as the column cores' int32 words [K / 4, O padded to COLUMN_LANES] (word
-    (g, o) holds row o's elements 4g..4g+3, lowest byte first; zeros past K and past O), then each
-    channel's starting sum: -(128 + fold) * sum(w) (fold: a zero point the kernel leaves in)."""
+    """Weight rows [O, K] as the column cores' int32 words [column_groups(K), O padded to
+    COLUMN_LANES] (word (g, o) holds row o's elements 4g..4g+3, lowest byte first; zeros past K and
+    past O), then each channel's starting sum: -(128 + fold) * sum(w) (fold: a zero point the kernel
+    leaves in)."""
     oc, k = rows.shape
     padded = -(-oc // COLUMN_LANES) * COLUMN_LANES
-    groups = -(-k // 4)
+    groups = column_groups(k)
     grid = np.zeros((padded, groups * 4), np.uint8)
     grid[:oc, :k] = rows.astype(np.int8).view(np.uint8)
     words = grid.reshape(padded, groups, 4).astype(np.int64)
@@ -640,7 +648,8 @@ def _requantize_ir_for(lanes: int):  # type: ignore[no-untyped-def]
 
         def splat(vector_type, value):  # type: ignore[no-untyped-def]
             if isinstance(value, int):
-                return ir.Constant(vector_type, [ir.Constant(vector_type.element, value)] * lanes)
+                element = ir.Constant(vector_type.element, value)
+                return ir.Constant(vector_type, [element] * vector_type.count)
             undef = ir.Constant(vector_type, None)
             one = builder.insert_element(undef, value, ir.Constant(i32, 0))
             return builder.shuffle_vector(
@@ -650,6 +659,16 @@ def _requantize_ir_for(lanes: int):  # type: ignore[no-untyped-def]
         def load(pointer, vector_type, index):  # type: ignore[no-untyped-def]
             return builder.load(
                 builder.bitcast(builder.gep(pointer, [index]), vector_type.as_pointer()), align=1
+            )
+
+        pairs = ir.VectorType(i64, lanes // 2)
+
+        def in_pairs(vector):  # type: ignore[no-untyped-def]
+            """An int32 vector's even and odd lanes, each sign-extended in place in an i64 lane."""
+            wide = builder.bitcast(vector, pairs)
+            thirty_two = splat(pairs, 32)
+            return builder.ashr(builder.shl(wide, thirty_two), thirty_two), builder.ashr(
+                wide, thirty_two
             )
 
         def select_max(a, b):  # type: ignore[no-untyped-def]
@@ -669,7 +688,11 @@ def _requantize_ir_for(lanes: int):  # type: ignore[no-untyped-def]
         i = builder.phi(i64)
         i.add_incoming(ir.Constant(i64, 0), entry)
         bias = load(arrays[1], v32, i)
-        multiplier = builder.sext(builder.trunc(load(arrays[2], v64, i), v32), v64)
+        # the multipliers of the even lanes and of the odd lanes, each sign-extended in an i64 lane:
+        # the products below then multiply i64 lanes holding int32 values (x86: PMULDQ), with no
+        # shuffle to widen the sums' halves
+        multiplier = builder.trunc(load(arrays[2], v64, i), v32)
+        m_even, m_odd = in_pairs(multiplier)
         shift = builder.trunc(load(arrays[3], v64, i), v32)
         left = select_min(select_max(shift, splat(v32, 0)), splat(v32, 31))
         right = select_max(builder.neg(shift), splat(v32, 0))
@@ -686,10 +709,17 @@ def _requantize_ir_for(lanes: int):  # type: ignore[no-untyped-def]
         # SRDHM: (p + nudge) / 2^31 truncated toward zero equals floor((p + 2^30) / 2^31) for every p,
         # and fits int32 (|p| < 2^62), so its low 32 bits come from a logical shift as well
         total = builder.shl(builder.add(load(arrays[0], v32, acc_at), bias), left)
-        product = builder.mul(builder.sext(total, v64), multiplier)
-        high = builder.trunc(
-            builder.lshr(builder.add(product, splat(v64, 1 << 30)), splat(v64, 31)), v32
+        t_even, t_odd = in_pairs(total)
+        nudge = splat(pairs, 1 << 30)
+        # bits 31..62 of each nudged product: an even lane's into the low half of its i64 lane, an
+        # odd lane's into the high half, so the halves interleave back into int32 lanes in place
+        even = builder.lshr(builder.add(builder.mul(t_even, m_even), nudge), splat(pairs, 31))
+        odd = builder.shl(builder.add(builder.mul(t_odd, m_odd), nudge), splat(pairs, 1))
+        low_half = splat(pairs, 0xFFFFFFFF)
+        merged = builder.or_(
+            builder.and_(even, low_half), builder.and_(odd, builder.not_(low_half))
         )
+        high = builder.bitcast(merged, v32)
         threshold = builder.add(
             half, builder.zext(builder.icmp_signed("<", high, splat(v32, 0)), v32)
         )

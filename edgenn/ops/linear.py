@@ -41,6 +41,7 @@ from edgenn.ops.dot import (
     block_dot_1x8_vnni,
     column_dot_4,
     column_dot_single,
+    column_groups,
     column_words,
     copy_bytes,
     dot_rows,
@@ -48,6 +49,7 @@ from edgenn.ops.dot import (
     flip_bytes,
     requantize_rows,
 )
+from edgenn.ops.tiles import TILE_CONFIG, TILE_PIXELS, tile_end, tile_start, tile_sums
 from edgenn.ops.wide import prepare_fc16
 from edgenn.quant.fixed_point import (
     activation_bounds,
@@ -212,7 +214,11 @@ def prepare_fc_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     n, k = b.shape(x)
     # the sums of COLUMN_PIXELS samples, padded to column blocks; a sample padded to whole words
     padded = -(-w.shape[0] // COLUMN_LANES) * COLUMN_LANES
-    b.scratch(patch=COLUMN_PIXELS * -(-k // 4) * 4, accumulators=COLUMN_PIXELS * padded)
+    # (AMX: TILE_PIXELS samples, each of whole tiles)
+    b.scratch(
+        patch=max(COLUMN_PIXELS * -(-k // 4) * 4, TILE_PIXELS * 4 * column_groups(k)),
+        accumulators=TILE_PIXELS * padded,
+    )
     return FULLY_CONNECTED.row(
         x=b.arena(x),
         y=b.arena(y),
@@ -279,8 +285,9 @@ def fully_connected_vnni512(
     padded = -(-outs // COLUMN_LANES) * COLUMN_LANES
     k4 = -(-k // 4) * 4
     at = row[f.words]
-    words = column_words[at : at + k4 // 4 * padded]
-    first_sums = column_words[at + k4 // 4 * padded : at + (k4 // 4 + 1) * padded]
+    groups = column_groups(k)
+    words = column_words[at : at + groups * padded]
+    first_sums = column_words[at + groups * padded : at + (groups + 1) * padded]
     for s in range(0, n, COLUMN_PIXELS):
         count = min(COLUMN_PIXELS, n - s)
         for p in range(count):
@@ -293,6 +300,40 @@ def fully_connected_vnni512(
             for p in range(count):
                 column_dot_single(patch, p * k4, 0, k4, 1, words, padded, first_sums, acc, p * padded)  # fmt: skip
         requantize_samples(acc, padded, count, s, row, arena, biases, mults, shifts, rounding)
+
+
+TILE_MIN_SAMPLES = 4  # fewer samples take the AVX512-VNNI path: a tile pass wastes their rows
+
+
+@njit(cache=True)
+def fully_connected_amx(
+    row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words
+):  # type: ignore[no-untyped-def]
+    """The variant for AMX-INT8: TILE_PIXELS samples are the rows of two tiles (read in place when
+    a sample is whole tiles, else copied into the patch, zero past K), times the column words
+    (TDPBSSD: signed int8 times signed int8, exact; the bias carries -zp * sum(w)), two blocks of 16
+    outputs per load. Below TILE_MIN_SAMPLES samples, the AVX512-VNNI variant. The same integers."""
+    f = FULLY_CONNECTED_ROW
+    x, n, k, outs = row[f.x], row[f.n], row[f.k], row[f.outs]
+    if n < TILE_MIN_SAMPLES:
+        fully_connected_vnni512(row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words)  # fmt: skip
+        return
+    groups = column_groups(k)
+    window = 4 * groups  # bytes of a copied sample: whole tiles
+    padded = -(-outs // COLUMN_LANES) * COLUMN_LANES
+    at = row[f.words]
+    fill_bytes(patch, 0, TILE_PIXELS * window, 0)
+    tile_start(TILE_CONFIG)
+    for s in range(0, n, TILE_PIXELS):
+        count = min(TILE_PIXELS, n - s)
+        if k == window and count == TILE_PIXELS:
+            tile_sums(arena, x + s * k, k, column_words, at, groups, padded, acc)
+        else:
+            for p in range(count):
+                copy_bytes(patch, p * window, arena, x + (s + p) * k, k)
+            tile_sums(patch, 0, window, column_words, at, groups, padded, acc)
+        requantize_samples(acc, padded, count, s, row, arena, biases, mults, shifts, rounding)
+    tile_end()
 
 
 @njit(cache=True, inline="always")
@@ -347,7 +388,11 @@ FULLY_CONNECTED = register_kernel(
     FULLY_CONNECTED_ROW,
     c=("edgenn_fully_connected", "fully_connected.c"),
     tables=("column_words",),
-    variants={"avx512vnni": fully_connected_vnni512, "avxvnni": fully_connected_vnni},
+    variants={
+        "amx-int8": fully_connected_amx,
+        "avx512vnni": fully_connected_vnni512,
+        "avxvnni": fully_connected_vnni,
+    },
 )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from edgenn.ir import Graph, Value
 
-BLOCK = 16  # samples per pass of the batched program
+BLOCK = 32  # samples per pass of the batched program (the AMX kernels take 32 rows at a time)
 ROW_OPS = frozenset({"FullyConnected", "Softmax"})  # their kernels take the rows from the shape
 
 

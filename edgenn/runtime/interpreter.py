@@ -153,11 +153,15 @@ def dispatch_source(kernels: list[Kernel], features: frozenset[str] = frozenset(
 @functools.cache
 def host_features() -> frozenset[str]:
     """The CPU features LLVM reports for this machine (+avx2, +avx512vnni, ... on x86; +dotprod on
-    Arm), as names without the sign: what decides the kernel variants."""
+    Arm), as names without the sign: what decides the kernel variants. AMX counts only where the
+    operating system granted this process its tile state."""
     from llvmlite import binding
 
+    from edgenn.ops.tiles import amx_permitted
+
     reported = binding.get_host_cpu_features()
-    return frozenset(name for name, on in reported.items() if on)
+    usable = {name for name, on in reported.items() if on}
+    return frozenset(usable if amx_permitted() else usable - {"amx-int8", "amx-tile"})
 
 
 @functools.cache
