@@ -54,9 +54,10 @@ from edgenn.ops.dot import (
     copy_bytes,
     fill_bytes,
     flip_bytes,
+    interleave_partners,
     pair_outer,
+    pair_sums,
     requantize_rows,
-    tap_sums,
 )
 from edgenn.ops.spatial import (
     auto_pads,
@@ -311,12 +312,23 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     if depthwise:
         # taps outer, channels inner: weights stored [KH, KW, O] so a tap's weights are contiguous
         weights, mode = w.reshape(oc, kh * kw).T, oc // c
-        span, _, image_bytes, tiled_bytes, offset_bytes = depthwise_layout(
-            oc, ow, kh, kw, *bordered_size(oh, ow, kh, kw, sh, sw, dh, dw), sw
+        bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
+        span, _, rows, axis, _, pair_taps, image_bytes, pairs_bytes, offset_bytes = (
+            depthwise_layout(oc, ow, kh, kw, bh, bw, sw, dh, dw)
         )
-        b.scratch(patch=image_bytes + offset_bytes, accumulators=span * oc)
-        # each tap's weights tiled over a block of pixels, once, for the host kernel
-        tiled = np.tile(weights.astype(np.int16)[:, None, :], (1, span, 1))
+        b.scratch(
+            patch=image_bytes + pairs_bytes + offset_bytes,
+            accumulators=max(span, rows * ow) * oc,
+        )
+        # each tap pair's weights side by side (a lone tap's partner 0), tiled over a block of
+        # pixels, once, for the host kernel
+        pairs = np.zeros((pair_taps, oc, 2), np.int16)
+        for q in range(pair_taps):
+            first, partnered = pair_tap(q, kh, kw, axis)
+            pairs[q, :, 0] = weights[first]
+            if partnered:
+                pairs[q, :, 1] = weights[first + (kw if axis == BY_ROW else 1)]
+        tiled = np.tile(pairs[:, None], (1, span, 1, 1))
     elif c <= FEW_CHANNELS:
         # few input channels (a first layer): every tap adds (x - zp) times a row of output weights,
         # vectorized over the output channels; weights stored [KH, KW, C, O]
@@ -520,6 +532,9 @@ def conv_gather_amx(row, arena, weights, biases, mults, shifts, rounding, patch,
         count = min(TILE_PIXELS, pixels - first)
         if in_place and count == TILE_PIXELS:
             tile_sums(arena, x + first * c, c, column_words, at, groups, padded, acc)
+        elif in_place:  # the last windows, one run: copied, as the tiles read past them
+            copy_bytes(patch, 0, arena, x + first * c, count * c)
+            tile_sums(patch, 0, window, column_words, at, groups, padded, acc)
         else:
             for p in range(count):
                 oy, ox = (first + p) // ow, (first + p) % ow
@@ -769,46 +784,50 @@ def _pairs(values: Sequence[int], one_d: bool) -> tuple[int, int]:
     return (1, values[0]) if one_d else (values[0], values[1])
 
 
-DEPTHWISE_LANES = 512  # accumulators per block: a span of output pixels times all channels
+DEPTHWISE_LANES = 512  # sums per block of pair_sums: a span of output pixels times all channels
+DEPTHWISE_SUMS = 4096  # sums requantized together: whole output rows, where one row fits
+LONE, BY_ROW, BY_COLUMN = 0, 1, 2  # how the depthwise kernel pairs its taps
 
 
 @njit(cache=True, inline="always")
-def depthwise_layout(oc, ow, kh, kw, bh, bw, sw):  # type: ignore[no-untyped-def]
-    """Depthwise layout: pixels per block, the phase-split image's columns per phase, and the bytes
-    of the image (int16; scratch), of the tap weights tiled over a block (int16; the host table) and
-    of the taps' offsets (scratch)."""
+def depthwise_layout(oc, ow, kh, kw, bh, bw, sw, dh, dw):  # type: ignore[no-untyped-def]
+    """Depthwise layout: pixels per block; the phase-split image's columns per phase; output rows
+    per requantization (0: a row is more than DEPTHWISE_SUMS sums, so each block alone); how taps
+    pair (a tap with the one below it, or beside it when the column step keeps to one phase, else
+    alone), the image elements from a tap to its partner, and the tap pairs; then the scratch
+    bytes of the int16 image (zeros past it for the partners' reads), of the image in pairs (two
+    int16 per element: it and its partner) and of the pairs' offsets."""
     span = min(max(DEPTHWISE_LANES // oc, 1), ow)
     columns = -(-bw // sw)
-    return span, columns, 2 * bh * sw * columns * oc, 2 * kh * kw * span * oc, 4 * kh * kw
+    phase_size = columns * oc
+    rows = DEPTHWISE_SUMS // (ow * oc)
+    if kh > 1:
+        axis, partner, pair_taps = BY_ROW, dh * sw * phase_size, kw * -(-kh // 2)
+    elif kw > 1 and dw % sw == 0:
+        axis, partner, pair_taps = BY_COLUMN, dw // sw * oc, -(-kw // 2)
+    else:
+        axis, partner, pair_taps = LONE, 0, kh * kw
+    elements = bh * sw * phase_size
+    image_bytes = 2 * (elements + partner)
+    return span, columns, rows, axis, partner, pair_taps, image_bytes, 4 * elements, 4 * pair_taps
 
 
-@njit(cache=True)
-def conv_depthwise_int8(
-    row, arena, weights, biases, mults, shifts, rounding, patch, acc, depthwise_tiles
-):  # type: ignore[no-untyped-def]
-    """Depthwise (mode M > 0, the depth multiplier): output channel o reads input channel o // M.
+@njit(cache=True, inline="always")
+def pair_tap(q, kh, kw, axis):  # type: ignore[no-untyped-def]
+    """The first tap (index ky * KW + kx) of tap pair q, and whether it has a partner (the tap
+    below it for BY_ROW, beside it for BY_COLUMN)."""
+    if axis == BY_ROW:
+        ky = q // kw * 2
+        return ky * kw + q % kw, ky + 1 < kh
+    if axis == BY_COLUMN:
+        return 2 * q, 2 * q + 1 < kw
+    return q, False
 
-    Once per call, the input becomes int16 x - zp inside a border of zeros (the padding), its
-    channels repeated M times so channel o holds input channel o // M, and its columns split by
-    phase (column % stride) so that one tap of a run of output pixels reads one contiguous run.
-    Each tap's weights come tiled over a block of pixels (a host-only table); tap_sums then adds
-    every tap of a block lane by lane."""
-    f = CONV_ROW
-    x, y, h, width, c = row[f.x], row[f.y], row[f.h], row[f.width], row[f.c]
-    oh, ow, oc, kh, kw = row[f.oh], row[f.ow], row[f.oc], row[f.kh], row[f.kw]
-    sh, sw, dh, dw = row[f.sh], row[f.sw], row[f.dh], row[f.dw]
-    pt, pl, zp_in, mode = row[f.pad_top], row[f.pad_left], row[f.zp_in], row[f.mode]
-    bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
-    span, columns, image_bytes, tiled_bytes, offset_bytes = depthwise_layout(oc, ow, kh, kw, bh, bw, sw)  # fmt: skip
-    image = patch[:image_bytes].view(np.int16)
-    offsets = patch[image_bytes : image_bytes + offset_bytes].view(np.int32)
-    lanes, taps, phase_size = span * oc, kh * kw, columns * oc
-    at = row[f.host_table]
-    tiled = depthwise_tiles[at : at + taps * lanes]
-    for t in range(taps):
-        px = (t % kw) * dw  # the tap's padded column for the first output pixel
-        offsets[t] = ((t // kw) * dh * sw + px % sw) * phase_size + (px // sw) * oc
-    fill_bytes(patch, 0, image_bytes, 0)
+
+@njit(cache=True, inline="always")
+def depthwise_image(arena, x, h, width, c, pt, pl, bh, bw, sw, oc, mode, zp_in, phase_size, image):  # type: ignore[no-untyped-def]
+    """image = int16 x - zp inside a border of zeros (the padding), channel o holding input channel
+    o // M, columns split by phase (column % stride)."""
     cols = min(width, bw - pl)
     for iy in range(min(h, bh - pt)):
         if sw == 1 and mode == 1:  # the input row is one contiguous run of the image
@@ -829,21 +848,72 @@ def conv_depthwise_int8(
             else:
                 for o in range(oc):
                     dst[o] = np.int16(pixel[o // mode]) - zp_in
-    for oy in range(oh):
-        row_base = oy * sh * sw * phase_size
-        for first in range(0, ow, span):
-            count = min(span, ow - first)
-            n = count * oc
-            base = row_base + first * oc
-            whole = n - n % TAP_LANES
-            tap_sums(image, base, offsets, taps, tiled, lanes, acc, whole)
-            for i in range(whole, n):  # lanes past the last whole step
-                total = np.int32(0)
-                for t in range(taps):
-                    total += np.int32(image[base + offsets[t] + i]) * np.int32(tiled[t * lanes + i])
-                acc[i] = total
-            out = y + (oy * ow + first) * oc
-            requantize_span(acc, count, arena, out, biases, mults, shifts, row, rounding)
+
+
+@njit(cache=True)
+def conv_depthwise_int8(
+    row, arena, weights, biases, mults, shifts, rounding, patch, acc, depthwise_tiles
+):  # type: ignore[no-untyped-def]
+    """Depthwise (mode M > 0, the depth multiplier): output channel o reads input channel o // M.
+
+    Once per call, the input becomes an int16 image (depthwise_image: one tap of a run of output
+    pixels reads one contiguous run of it), and then an image in pairs: each element beside the
+    element its tap's partner reads (the tap below, or beside), so one PMADDWD step multiplies two
+    taps of 16 lanes. Each tap pair's weights come side by side, tiled over a block of pixels (a
+    host-only table); pair_sums adds every tap pair of a block lane by lane. Whole output rows are
+    requantized together, so each channel's parameters are prepared once per several rows."""
+    f = CONV_ROW
+    x, y, h, width, c = row[f.x], row[f.y], row[f.h], row[f.width], row[f.c]
+    oh, ow, oc, kh, kw = row[f.oh], row[f.ow], row[f.oc], row[f.kh], row[f.kw]
+    sh, sw, dh, dw = row[f.sh], row[f.sw], row[f.dh], row[f.dw]
+    pt, pl, zp_in, mode = row[f.pad_top], row[f.pad_left], row[f.zp_in], row[f.mode]
+    bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
+    span, columns, rows, axis, partner, pair_taps, image_bytes, pairs_bytes, offset_bytes = (
+        depthwise_layout(oc, ow, kh, kw, bh, bw, sw, dh, dw)
+    )
+    image = patch[:image_bytes].view(np.int16)
+    pairs = patch[image_bytes : image_bytes + pairs_bytes].view(np.int16)
+    offsets = patch[image_bytes + pairs_bytes : image_bytes + pairs_bytes + offset_bytes].view(np.int32)  # fmt: skip
+    lanes, phase_size = span * oc, columns * oc
+    at = row[f.host_table]
+    tiled = depthwise_tiles[at : at + 2 * pair_taps * lanes]
+    for q in range(pair_taps):
+        t = pair_tap(q, kh, kw, axis)[0]
+        px = (t % kw) * dw  # the tap's padded column for the first output pixel
+        offsets[q] = ((t // kw) * dh * sw + px % sw) * phase_size + (px // sw) * oc
+    fill_bytes(patch, 0, image_bytes, 0)
+    depthwise_image(arena, x, h, width, c, pt, pl, bh, bw, sw, oc, mode, zp_in, phase_size, image)
+    elements = pairs_bytes // 4
+    body = elements - elements % TAP_LANES
+    interleave_partners(pairs, image, partner, body)
+    for j in range(body, elements):
+        pairs[2 * j] = image[j]
+        pairs[2 * j + 1] = image[j + partner]
+    together = max(rows, 1)  # output rows per requantization
+    for oy0 in range(0, oh, together):
+        oy1 = min(oy0 + together, oh)
+        for oy in range(oy0, oy1):
+            row_base = oy * sh * sw * phase_size
+            for first in range(0, ow, span):
+                count = min(span, ow - first)
+                n = count * oc
+                base = row_base + first * oc
+                sums = acc[((oy - oy0) * ow + first) * oc :] if rows else acc
+                whole = n - n % TAP_LANES
+                pair_sums(pairs, base, offsets, pair_taps, tiled, lanes, sums, whole)
+                for i in range(whole, n):  # lanes past the last whole step
+                    total = np.int32(0)
+                    for q in range(pair_taps):
+                        p2, t2 = 2 * (base + offsets[q] + i), 2 * (q * lanes + i)
+                        total += np.int32(pairs[p2]) * np.int32(tiled[t2])
+                        total += np.int32(pairs[p2 + 1]) * np.int32(tiled[t2 + 1])
+                    sums[i] = total
+                if not rows:
+                    out = y + (oy * ow + first) * oc
+                    requantize_span(acc, count, arena, out, biases, mults, shifts, row, rounding)
+        if rows:
+            out = y + oy0 * ow * oc
+            requantize_span(acc, (oy1 - oy0) * ow, arena, out, biases, mults, shifts, row, rounding)  # fmt: skip
 
 
 CONV_SPEC = OpSpec(
@@ -866,7 +936,7 @@ VNNI = {"amx-int8": conv_gather_amx, "avx512vnni": conv_gather_vnni512, "avxvnni
 register_table(
     "depthwise_tiles",
     np.int16,
-    "depthwise weights [taps, pixels of a block, channels]: each tap's tiled over a block (host)",
+    "depthwise weights [tap pairs, pixels of a block, channels, 2]: each pair tiled over a block (host)",
     host_only=True,
 )
 CONV_GATHER, CONV_OUTER, CONV_DEPTHWISE = (

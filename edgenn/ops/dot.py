@@ -533,42 +533,50 @@ def pair_outer(typingctx, taps, pairs, weights, channels, out):  # type: ignore[
     return types.void(taps, pairs, weights, channels, out), _pair_outer_ir
 
 
-TAP_LANES = 16  # int16 lanes (int32 sums) per step of tap_sums
+TAP_LANES = 16  # int32 sums per step of pair_sums (each from a pair of int16 products)
 
 
-def _tap_sums_ir(context, builder, signature, args):  # type: ignore[no-untyped-def]
-    image = context.make_array(signature.args[0])(context, builder, args[0]).data
+def _pair_sums_ir(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    pairs = context.make_array(signature.args[0])(context, builder, args[0]).data
     offsets = context.make_array(signature.args[2])(context, builder, args[2]).data
     tiled = context.make_array(signature.args[4])(context, builder, args[4]).data
     out = context.make_array(signature.args[6])(context, builder, args[6]).data
     base, taps, lanes, count = args[1], args[3], args[5], args[7]
     i64, i32 = base.type, ir.IntType(32)
-    halves_t, sums_t = ir.VectorType(ir.IntType(16), TAP_LANES), ir.VectorType(i32, TAP_LANES)
+    halves_t = ir.VectorType(ir.IntType(16), 2 * TAP_LANES)
+    wide_t, sums_t = ir.VectorType(i32, 2 * TAP_LANES), ir.VectorType(i32, TAP_LANES)
+    even = ir.Constant(sums_t, [ir.Constant(i32, 2 * j) for j in range(TAP_LANES)])
+    odd = ir.Constant(sums_t, [ir.Constant(i32, 2 * j + 1) for j in range(TAP_LANES)])
+    two = ir.Constant(i64, 2)
     entry = builder.block
     block, step, store, done = _loop_blocks(
-        builder, "tap_sums", ("block", "step", "store", "done"), count, taps
+        builder, "pair_sums", ("block", "step", "store", "done"), count, taps
     )
 
     def load(pointer, index):  # type: ignore[no-untyped-def]
-        raw = builder.load(
-            builder.bitcast(builder.gep(pointer, [index]), halves_t.as_pointer()), align=2
-        )
-        return builder.sext(raw, sums_t)
+        at = builder.gep(pointer, [builder.mul(index, two)])
+        raw = builder.load(builder.bitcast(at, halves_t.as_pointer()), align=2)
+        return builder.sext(raw, wide_t)
 
     builder.position_at_end(block)
     i = builder.phi(i64)
     i.add_incoming(ir.Constant(i64, 0), entry)
     builder.branch(step)
 
-    builder.position_at_end(step)  # the sums stay in registers across the taps
+    builder.position_at_end(step)  # the sums stay in registers across the tap pairs
     t = builder.phi(i64)
     t.add_incoming(ir.Constant(i64, 0), block)
     total = builder.phi(sums_t)
     total.add_incoming(ir.Constant(sums_t, None), block)
     offset = builder.sext(builder.load(builder.gep(offsets, [t]), align=4), i64)
-    x = load(image, builder.add(builder.add(base, offset), i))
+    x = load(pairs, builder.add(builder.add(base, offset), i))
     w = load(tiled, builder.add(builder.mul(t, lanes), i))
-    updated = builder.add(total, builder.mul(x, w))
+    product = builder.mul(x, w)  # the two taps of each lane side by side, added: PMADDWD on x86
+    both = builder.add(
+        builder.shuffle_vector(product, product, even),
+        builder.shuffle_vector(product, product, odd),
+    )
+    updated = builder.add(total, both)
     next_t = builder.add(t, ir.Constant(i64, 1))
     t.add_incoming(next_t, step)
     total.add_incoming(updated, step)
@@ -584,12 +592,49 @@ def _tap_sums_ir(context, builder, signature, args):  # type: ignore[no-untyped-
 
 
 @intrinsic
-def tap_sums(typingctx, image, base, offsets, taps, tiled, lanes, out, count):  # type: ignore[no-untyped-def]
-    """out[i] = sum_{t < taps} image[base + offsets[t] + i] * tiled[t * lanes + i] for i below count
-    (a multiple of TAP_LANES), TAP_LANES at a time: int16 image and tiled weights, int32 offsets and
-    sums; each block's sums stay in registers over all taps (depthwise convolution). Products of
-    sign-extended int16 that fit 16 bits lower to PMADDWD on x86. No bounds checks."""
-    return types.void(image, base, offsets, taps, tiled, lanes, out, count), _tap_sums_ir
+def pair_sums(typingctx, pairs, base, offsets, taps, tiled, lanes, out, count):  # type: ignore[no-untyped-def]
+    """out[i] = sum over t < taps, h < 2 of pairs[2 (base + offsets[t] + i) + h] *
+    tiled[2 (t lanes + i) + h] for i below count (a multiple of TAP_LANES), TAP_LANES at a time: the
+    image and the tiled weights int16, two taps per lane side by side (depthwise convolution, taps
+    in pairs); int32 offsets and sums, each block's sums in registers over all tap pairs. No bounds
+    checks."""
+    return types.void(pairs, base, offsets, taps, tiled, lanes, out, count), _pair_sums_ir
+
+
+def _interleave_ir(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    dst = context.make_array(signature.args[0])(context, builder, args[0]).data
+    src = context.make_array(signature.args[1])(context, builder, args[1]).data
+    partner, count = args[2], args[3]
+    i64, i32 = partner.type, ir.IntType(32)
+    halves_t = ir.VectorType(ir.IntType(16), TAP_LANES)
+    both_t = ir.VectorType(ir.IntType(16), 2 * TAP_LANES)
+    zipped = [j // 2 + (j % 2) * TAP_LANES for j in range(2 * TAP_LANES)]
+    mask = ir.Constant(ir.VectorType(i32, 2 * TAP_LANES), [ir.Constant(i32, j) for j in zipped])
+    entry = builder.block
+    step, done = _loop_blocks(builder, "interleave", ("step", "done"), count)
+    builder.position_at_end(step)
+    j = builder.phi(i64)
+    j.add_incoming(ir.Constant(i64, 0), entry)
+
+    def load(index):  # type: ignore[no-untyped-def]
+        at = builder.bitcast(builder.gep(src, [index]), halves_t.as_pointer())
+        return builder.load(at, align=2)
+
+    pair = builder.shuffle_vector(load(j), load(builder.add(j, partner)), mask)
+    at = builder.gep(dst, [builder.mul(j, ir.Constant(i64, 2))])
+    builder.store(pair, builder.bitcast(at, both_t.as_pointer()), align=2)
+    next_j = builder.add(j, ir.Constant(i64, TAP_LANES))
+    j.add_incoming(next_j, step)
+    builder.cbranch(builder.icmp_signed("<", next_j, count), step, done)
+    builder.position_at_end(done)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def interleave_partners(typingctx, dst, src, partner, count):  # type: ignore[no-untyped-def]
+    """dst[2 j] = src[j] and dst[2 j + 1] = src[j + partner] for j below count (a multiple of
+    TAP_LANES), int16, TAP_LANES at a time. No bounds checks."""
+    return types.void(dst, src, partner, count), _interleave_ir
 
 
 def _bytes_at(context, builder, array_type, array, index):  # type: ignore[no-untyped-def]
