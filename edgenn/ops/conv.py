@@ -52,6 +52,7 @@ from edgenn.ops.dot import (
     column_groups,
     column_words,
     copy_bytes,
+    copy_runs,
     fill_bytes,
     flip_bytes,
     interleave_partners,
@@ -337,10 +338,13 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
             OUTER,
         )
         bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
-        spread, _, padded, column_bytes = outer_column_layout(c, oc, kh, kw, dw, bh, bw)
+        spread, groups, padded, column_bytes = outer_column_layout(c, oc, kh, kw, dw, bh, bw)
+        k = 4 * groups
+        # (AMX: the bordered copy, then TILE_PIXELS windows of whole tiles)
+        amx_bytes = (bh * bw * spread if dw == 1 else 0) + TILE_PIXELS * 4 * column_groups(k)
         b.scratch(
-            patch=max(outer_scratch(kh * kw * c, oc, bh, bw, c), column_bytes),  # or the variant's
-            accumulators=min(ow, SPAN) * padded,  # a span of output pixels
+            patch=max(outer_scratch(kh * kw * c, oc, bh, bw, c), column_bytes, amx_bytes),
+            accumulators=max(min(ow, SPAN), TILE_PIXELS) * padded,  # a span of output pixels
         )
     else:
         # padding taps are filled with the input zero point, so (x - zp) * w is folded into the bias:
@@ -502,18 +506,21 @@ def conv_gather_vnni(
 @njit(cache=True, inline="always")
 def gather_layout(stride, bh, bw, c, oc):  # type: ignore[no-untyped-def]
     """GATHER scratch: the bytes of the windows (COLUMN_PIXELS gathered windows, the bordered
-    input, or the AMX variant's TILE_PIXELS windows of whole tiles), and the channels padded to whole
-    column blocks (the AVX512-VNNI and AMX variants' sums)."""
-    windows = max(COLUMN_PIXELS * stride, bh * bw * c, TILE_PIXELS * 4 * column_groups(stride))
+    input, or the AMX variant's bordered input and TILE_PIXELS windows of whole tiles), and the
+    channels padded to whole column blocks (the AVX512-VNNI and AMX variants' sums)."""
+    tiles = bh * bw * c + TILE_PIXELS * 4 * column_groups(stride)
+    windows = max(COLUMN_PIXELS * stride, tiles)
     return windows, -(-oc // COLUMN_LANES) * COLUMN_LANES
 
 
 @njit(cache=True)
 def conv_gather_amx(row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words):  # type: ignore[no-untyped-def]
-    """The variant for AMX-INT8: TILE_PIXELS output pixels are the rows of two tiles (their windows
-    gathered into the patch, zero past K; a 1x1 convolution over every pixel whose windows are whole
-    tiles reads them in place), times the column words (TDPBSSD: signed int8 times signed int8, the
-    sums exact), two blocks of 16 channels per load. The same integers as conv_gather_int8."""
+    """The variant for AMX-INT8: TILE_PIXELS output pixels are the rows of two tiles, times the
+    column words (TDPBSSD: signed int8 times signed int8, the sums exact), two blocks of 16 channels
+    per load. A 1x1 convolution over every pixel whose windows are whole tiles reads them in place;
+    otherwise each window is gathered into the patch (zero past K): KH runs of words from a copy of
+    the input inside a border of its zero point where a window row is whole words, else tap by tap
+    from the input. The same integers as conv_gather_int8."""
     f = CONV_ROW
     x, y, h, width, c = row[f.x], row[f.y], row[f.h], row[f.width], row[f.c]
     oh, ow, oc, kh, kw = row[f.oh], row[f.ow], row[f.oc], row[f.kh], row[f.kw]
@@ -526,7 +533,12 @@ def conv_gather_amx(row, arena, weights, biases, mults, shifts, rounding, patch,
     pixels = oh * ow
     in_place = (kh, kw, sh, sw, pt, pl) == (1, 1, 1, 1, 0, 0) and oh == h and ow == width
     in_place = in_place and c == window
-    fill_bytes(patch, 0, TILE_PIXELS * window, 0)
+    bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
+    runs = not in_place and dw == 1 and (kw * c) % 4 == 0  # windows as runs of the bordered copy
+    image = bh * bw * c if runs else 0  # the bordered copy comes first in the patch
+    if runs:
+        bordered_copy(arena, x, h, width, c, pt, pl, bh, bw, zp_in, patch)
+    fill_bytes(patch, image, TILE_PIXELS * window, 0)
     tile_start(TILE_CONFIG)
     for first in range(0, pixels, TILE_PIXELS):
         count = min(TILE_PIXELS, pixels - first)
@@ -536,11 +548,19 @@ def conv_gather_amx(row, arena, weights, biases, mults, shifts, rounding, patch,
             copy_bytes(patch, 0, arena, x + first * c, count * c)
             tile_sums(patch, 0, window, column_words, at, groups, padded, acc)
         else:
+            oy, ox = first // ow, first % ow  # then counted, not divided out
             for p in range(count):
-                oy, ox = (first + p) // ow, (first + p) % ow
-                gathered = patch[p * window : p * window + kh * kw * c]
-                gather_window(arena, x, h, width, c, kh, kw, dh, dw, oy * sh - pt, ox * sw - pl, zp_in, gathered)  # fmt: skip
-            tile_sums(patch, 0, window, column_words, at, groups, padded, acc)
+                dst = image + p * window
+                if runs:
+                    corner = (oy * sh * bw + ox * sw) * c
+                    copy_runs(patch, dst, patch, corner, kw * c // 4, kh, dh * bw * c)
+                else:
+                    gathered = patch[dst : dst + kh * kw * c]
+                    gather_window(arena, x, h, width, c, kh, kw, dh, dw, oy * sh - pt, ox * sw - pl, zp_in, gathered)  # fmt: skip
+                ox += 1
+                if ox == ow:
+                    oy, ox = oy + 1, 0
+            tile_sums(patch, image, window, column_words, at, groups, padded, acc)
         requantize_span(acc, count, arena, y + first * oc, biases, mults, shifts, row, rounding, padded)  # fmt: skip
     tile_end()
 
@@ -612,6 +632,24 @@ def outer_column_layout(c, oc, kh, kw, dw, bh, bw):  # type: ignore[no-untyped-d
     return spread, kh * kw * spread // 4, padded, bh * bw * spread
 
 
+@njit(cache=True, inline="always")
+def spread_copy(arena, x, h, width, c, pt, pl, bh, bw, spread, zp_in, patch):  # type: ignore[no-untyped-def]
+    """patch[BH, BW, spread] = the input inside a border of its zero point, each pixel's C channels
+    at the start of `spread` bytes (the rest have zero weights), offset by 128 for the unsigned
+    products."""
+    fill_bytes(patch, 0, bh * bw * spread, zp_in)
+    end = x + h * width * c  # nothing past the input is read
+    for iy in range(min(h, bh - pt)):
+        for ix in range(min(width, bw - pl)):
+            pixel = ((iy + pt) * bw + ix + pl) * spread
+            source = x + (iy * width + ix) * c
+            if spread == 4 and source + 4 <= end:  # one word (a constant-size copy, no call)
+                copy_bytes(patch, pixel, arena, source, 4)
+            else:
+                copy_bytes(patch, pixel, arena, source, c)
+    flip_bytes(patch, 0, bh * bw * spread)
+
+
 @njit(cache=True)
 def conv_outer_vnni512(
     row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words
@@ -634,17 +672,7 @@ def conv_outer_vnni512(
     first_sums = column_words[at + rows * padded : at + (rows + 1) * padded]
     in_place = dw == 1
     if in_place:
-        fill_bytes(patch, 0, bh * bw * spread, zp_in)
-        end = x + h * width * c  # nothing past the input is read
-        for iy in range(min(h, bh - pt)):
-            for ix in range(min(width, bw - pl)):
-                pixel = ((iy + pt) * bw + ix + pl) * spread
-                source = x + (iy * width + ix) * c
-                if spread == 4 and source + 4 <= end:  # one word (a constant-size copy, no call);
-                    copy_bytes(patch, pixel, arena, source, 4)  # bytes past C have zero weights
-                else:
-                    copy_bytes(patch, pixel, arena, source, c)
-        flip_bytes(patch, 0, bh * bw * spread)  # offset by 128 for the unsigned products
+        spread_copy(arena, x, h, width, c, pt, pl, bh, bw, spread, zp_in, patch)
         window, step, rows_apart, run, runs = 0, sw * spread, dh * bw * spread, kw * spread, kh
     else:
         window = 4 * groups
@@ -670,6 +698,50 @@ def conv_outer_vnni512(
                         column_dot_single(patch, start + p * step, rows_apart, run, runs, words, padded, first_sums, acc, at + p * padded)  # fmt: skip
             out = y + (oy * ow + first) * oc  # the sums' channels padded to column blocks
             requantize_span(acc, count, arena, out, biases, mults, shifts, row, rounding, padded)
+
+
+@njit(cache=True)
+def conv_outer_amx(row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words):  # type: ignore[no-untyped-def]
+    """The variant for AMX-INT8 of OUTER mode: the input copied once as conv_outer_vnni512 copies it
+    (inside a border of its zero point, channels spread to whole words, offset by 128), then
+    TILE_PIXELS windows at a time gathered from that copy into rows of whole tiles, KH runs each (a
+    dilated width gathers from the input), times the column words (TDPBUSD: unsigned bytes times
+    signed), the sums starting from -(128 + zp) * sum(w). The same integers as conv_outer_int8."""
+    f = CONV_ROW
+    x, y, h, width, c = row[f.x], row[f.y], row[f.h], row[f.width], row[f.c]
+    oh, ow, oc, kh, kw = row[f.oh], row[f.ow], row[f.oc], row[f.kh], row[f.kw]
+    sh, sw, dh, dw = row[f.sh], row[f.sw], row[f.dh], row[f.dw]
+    pt, pl, zp_in = row[f.pad_top], row[f.pad_left], row[f.zp_in]
+    bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
+    spread, groups, padded, _ = outer_column_layout(c, oc, kh, kw, dw, bh, bw)
+    rows = column_groups(4 * groups)
+    at = row[f.host_table]
+    window = 4 * rows  # bytes of a gathered window: whole tiles, zero-weighted past K
+    image = bh * bw * spread if dw == 1 else 0  # the bordered copy comes first in the patch
+    run = kw * spread
+    if dw == 1:
+        spread_copy(arena, x, h, width, c, pt, pl, bh, bw, spread, zp_in, patch)
+    fill_bytes(patch, image, TILE_PIXELS * window, 0)
+    tile_start(TILE_CONFIG)
+    pixels = oh * ow
+    oy, ox = 0, 0  # the next window's output pixel (counted, not divided out)
+    for first in range(0, pixels, TILE_PIXELS):
+        count = min(TILE_PIXELS, pixels - first)
+        for p in range(count):
+            dst = image + p * window
+            if dw == 1:
+                corner = (oy * sh * bw + ox * sw) * spread  # KH runs of whole words
+                copy_runs(patch, dst, patch, corner, run // 4, kh, dh * bw * spread)
+            else:
+                gathered = patch[dst : dst + kh * kw * c]
+                gather_window(arena, x, h, width, c, kh, kw, dh, dw, oy * sh - pt, ox * sw - pl, zp_in, gathered)  # fmt: skip
+                flip_bytes(gathered, 0, kh * kw * c)
+            ox += 1
+            if ox == ow:
+                oy, ox = oy + 1, 0
+        tile_sums(patch, image, window, column_words, at, rows, padded, acc, column_words, at + rows * padded)  # fmt: skip
+        requantize_span(acc, count, arena, y + first * oc, biases, mults, shifts, row, rounding, padded)  # fmt: skip
+    tile_end()
 
 
 @njit(cache=True, inline="always")
@@ -951,7 +1023,12 @@ CONV_GATHER, CONV_OUTER, CONV_DEPTHWISE = (
     )
     for name, fn, tables, variants in (
         ("conv_gather", conv_gather_int8, ("column_words",), VNNI),
-        ("conv_outer", conv_outer_int8, ("column_words",), {"avx512vnni": conv_outer_vnni512}),
+        (
+            "conv_outer",
+            conv_outer_int8,
+            ("column_words",),
+            {"amx-int8": conv_outer_amx, "avx512vnni": conv_outer_vnni512},
+        ),
         ("conv_depthwise", conv_depthwise_int8, ("depthwise_tiles",), None),
     )
 )

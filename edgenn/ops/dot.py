@@ -637,6 +637,46 @@ def interleave_partners(typingctx, dst, src, partner, count):  # type: ignore[no
     return types.void(dst, src, partner, count), _interleave_ir
 
 
+def _copy_runs_ir(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    dst = _bytes_at(context, builder, signature.args[0], args[0], args[1])
+    src = _bytes_at(context, builder, signature.args[2], args[2], args[3])
+    words, runs, src_stride = args[4], args[5], args[6]
+    i64, word_t = words.type, ir.IntType(32).as_pointer()
+    entry = builder.block
+    run_block, step, next_run, done = _loop_blocks(
+        builder, "copy_runs", ("run", "step", "next_run", "done"), runs, words
+    )
+    builder.position_at_end(run_block)
+    r = builder.phi(i64)
+    r.add_incoming(ir.Constant(i64, 0), entry)
+    builder.branch(step)
+    builder.position_at_end(step)
+    j = builder.phi(i64)
+    j.add_incoming(ir.Constant(i64, 0), run_block)
+    four = ir.Constant(i64, 4)
+    to = builder.gep(dst, [builder.mul(builder.add(builder.mul(r, words), j), four)])
+    source = builder.gep(src, [builder.add(builder.mul(r, src_stride), builder.mul(j, four))])
+    value = builder.load(builder.bitcast(source, word_t), align=1)
+    builder.store(value, builder.bitcast(to, word_t), align=1)
+    next_j = builder.add(j, ir.Constant(i64, 1))
+    j.add_incoming(next_j, step)
+    builder.cbranch(builder.icmp_signed("<", next_j, words), step, next_run)
+    builder.position_at_end(next_run)
+    following = builder.add(r, ir.Constant(i64, 1))
+    r.add_incoming(following, next_run)
+    builder.cbranch(builder.icmp_signed("<", following, runs), run_block, done)
+    builder.position_at_end(done)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def copy_runs(typingctx, dst, dst_start, src, src_start, words, runs, src_stride):  # type: ignore[no-untyped-def]
+    """`runs` runs of `words` 4-byte words, run r from src[src_start + r * src_stride] (bytes), one
+    after another into dst from dst_start (int8 arrays that do not overlap there; no alignment
+    needed): a window of short runs without a call per run. No bounds checks."""
+    return types.void(dst, dst_start, src, src_start, words, runs, src_stride), _copy_runs_ir
+
+
 def _bytes_at(context, builder, array_type, array, index):  # type: ignore[no-untyped-def]
     return builder.gep(context.make_array(array_type)(context, builder, array).data, [index])
 

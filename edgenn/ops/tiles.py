@@ -110,32 +110,55 @@ def tile_zero_block(typingctx):  # type: ignore[no-untyped-def]
     return types.void(), codegen
 
 
+def _tile_dot_block(instruction: str):  # type: ignore[no-untyped-def]
+    def typer(typingctx, a, a_start, a_stride, a_apart, b, b_start, b_stride, b_apart):  # type: ignore[no-untyped-def]
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            a0 = _address(context, builder, signature.args[0], args[0], args[1])
+            b0 = _address(context, builder, signature.args[4], args[4], args[5])
+            a1, b1 = builder.gep(a0, [args[3]]), builder.gep(b0, [args[7]])
+            loads = (
+                "tileloadd ($0,$1,1), %tmm4\n\t"
+                "tileloadd ($2,$1,1), %tmm5\n\t"
+                "tileloadd ($3,$4,1), %tmm6\n\t"
+                "tileloadd ($5,$4,1), %tmm7\n\t"
+            )
+            dots = "\n\t".join(
+                f"{instruction} %tmm{6 + j}, %tmm{4 + i}, %tmm{2 * i + j}"
+                for i in range(2)
+                for j in range(2)
+            )
+            _asm(builder, loads + dots, [a0, args[2], a1, b0, args[6], b1])
+            return context.get_dummy_value()
+
+        signature = types.void(a, a_start, a_stride, a_apart, b, b_start, b_stride, b_apart)
+        return signature, codegen
+
+    return typer
+
+
+# The 2 x 2 block of sums += A_i . B_j: A0 the 16 rows of int8 at a[a_start], `a_stride` bytes apart,
+# A1 the same `a_apart` bytes further on; B0 the 16 rows of words at b[b_start], `b_stride` bytes
+# apart, B1 the same `b_apart` words further on. tmm0 += A0 B0, tmm1 += A0 B1, tmm2 += A1 B0,
+# tmm3 += A1 B1: four independent sums, so the dot products overlap (one chain would wait out each
+# one's latency). TDPBSSD: A signed bytes; TDPBUSD: A unsigned bytes (an input offset by 128).
+tile_dot_block = intrinsic(_tile_dot_block("tdpbssd"))
+tile_dot_block_unsigned = intrinsic(_tile_dot_block("tdpbusd"))
+
+
 @intrinsic
-def tile_dot_block(typingctx, a, a_start, a_stride, a_apart, b, b_start, b_stride, b_apart):  # type: ignore[no-untyped-def]
-    """The 2 x 2 block of sums += A_i . B_j: A0 the 16 rows of int8 at a[a_start], `a_stride` bytes
-    apart, A1 the same `a_apart` bytes further on; B0 the 16 rows of words at b[b_start], `b_stride`
-    bytes apart, B1 the same `b_apart` words further on. tmm0 += A0 B0, tmm1 += A0 B1, tmm2 += A1 B0,
-    tmm3 += A1 B1: four independent sums, so the TDPBSSDs overlap (one chain waits out each's
-    latency)."""
+def tile_start_block(typingctx, first, first_start, apart):  # type: ignore[no-untyped-def]
+    """The 2 x 2 block of sums starts from per-channel values: every row of tmm0 and tmm2 is the 16
+    int32 at first[first_start], of tmm1 and tmm3 the 16 `apart` elements further on (stride 0)."""
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        a0 = _address(context, builder, signature.args[0], args[0], args[1])
-        b0 = _address(context, builder, signature.args[4], args[4], args[5])
-        a1, b1 = builder.gep(a0, [args[3]]), builder.gep(b0, [args[7]])
-        text = (
-            "tileloadd ($0,$1,1), %tmm4\n\t"
-            "tileloadd ($2,$1,1), %tmm5\n\t"
-            "tileloadd ($3,$4,1), %tmm6\n\t"
-            "tileloadd ($5,$4,1), %tmm7\n\t"
-            "tdpbssd %tmm6, %tmm4, %tmm0\n\t"
-            "tdpbssd %tmm7, %tmm4, %tmm1\n\t"
-            "tdpbssd %tmm6, %tmm5, %tmm2\n\t"
-            "tdpbssd %tmm7, %tmm5, %tmm3"
-        )
-        _asm(builder, text, [a0, args[2], a1, b0, args[6], b1])
+        f0 = _address(context, builder, signature.args[0], args[0], args[1])
+        f1 = builder.gep(f0, [args[2]])
+        zero = ir.Constant(ir.IntType(64), 0)
+        text = "\n\t".join(f"tileloadd (${t % 2 * 2},$1,1), %tmm{t}" for t in range(4))
+        _asm(builder, text, [f0, zero, f1])
         return context.get_dummy_value()
 
-    return types.void(a, a_start, a_stride, a_apart, b, b_start, b_stride, b_apart), codegen
+    return types.void(first, first_start, apart), codegen
 
 
 @intrinsic
@@ -158,15 +181,24 @@ def tile_store_block(typingctx, c, c_start, c_stride, rows_apart, columns_apart)
 
 
 @njit(cache=True, inline="always")
-def tile_sums(a, a_start, a_stride, words, at, groups, padded, acc):  # type: ignore[no-untyped-def]
+def tile_sums(a, a_start, a_stride, words, at, groups, padded, acc, first=None, first_at=0):  # type: ignore[no-untyped-def]
     """acc[p * padded + o] = row p of A (TILE_PIXELS rows of 4 * groups int8 at a[a_start...],
     `a_stride` bytes apart) times channel o's column words (words[at...], `padded` channels), for
-    every p < TILE_PIXELS: blocks of 2 x 16 rows by 2 x 16 channels."""
+    every p < TILE_PIXELS: blocks of 2 x 16 rows by 2 x 16 channels. With `first` (per-channel
+    starting sums at first[first_at...]), A's bytes are unsigned (the input offset by 128)."""
     blocks = padded // COLUMN_LANES
     half = TILE_ROWS * a_stride  # A1: the second 16 rows
     for j in range(0, blocks, 2):
         apart = COLUMN_LANES if j + 1 < blocks else 0  # an odd last block: its pair is itself
-        tile_zero_block()
+        column = j * COLUMN_LANES
+        if first is None:
+            tile_zero_block()
+        else:
+            tile_start_block(first, first_at + column, apart)
         for g in range(0, groups, TILE_ROWS):
-            tile_dot_block(a, a_start + 4 * g, a_stride, half, words, at + g * padded + j * COLUMN_LANES, 4 * padded, apart)  # fmt: skip
-        tile_store_block(acc, j * COLUMN_LANES, 4 * padded, TILE_ROWS * padded, apart)
+            b_at = at + g * padded + column
+            if first is None:
+                tile_dot_block(a, a_start + 4 * g, a_stride, half, words, b_at, 4 * padded, apart)
+            else:
+                tile_dot_block_unsigned(a, a_start + 4 * g, a_stride, half, words, b_at, 4 * padded, apart)  # fmt: skip
+        tile_store_block(acc, column, 4 * padded, TILE_ROWS * padded, apart)
