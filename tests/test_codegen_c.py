@@ -280,6 +280,30 @@ def test_gather_scratch_overlaps_no_live_buffer() -> None:
                 assert offset >= start + b.size or start >= offset + size, (step, b.name)
 
 
+@needs_cc
+@pytest.mark.parametrize("kernel", [(2, 2), (3, 3)], ids=["K multiple of 4", "K padded"])
+def test_first_layers_run_as_gather_in_c(kernel: tuple[int, int], tmp_path: Path) -> None:
+    """A first layer (one input channel: the runtime's OUTER mode) runs in C as a GATHER conv: its
+    weights as rows of whole words (in place when K is whole words, else appended), -zp * sum(w) in
+    the bias; the outputs equal the runtime's."""
+    from edgenn.ops.conv import CONV_GATHER, CONV_OUTER
+
+    s = Stack((1, 1, 12, 10), seed=4)
+    y = s.op("Relu", [s.conv("input", 1, 24, kernel, pads=[1, 1, 1, 1])])
+    graph = optimize(import_model(s.model(s.op("Relu", [s.conv(y, 24, 8, (1, 1))]))))
+    x = np.random.default_rng(4).uniform(-1, 1, (6, 1, 12, 10)).astype(np.float32)
+    fixed, xq = quantized(graph, x)
+    runtime = Runtime(fixed)
+    assert CONV_OUTER.opcode in runtime.program.rows[:, 0]
+    sources = generate_c(fixed, "first")
+    rows = re.findall(r"step_\d+\[\d*\] = \{\s*(-?\d+),", sources.files["first_model.c"])
+    assert str(CONV_OUTER.opcode) not in rows and str(CONV_GATHER.opcode) in rows
+    k = kernel[0] * kernel[1]
+    grown = 0 if k % 4 == 0 else 24 * -(-k // 4) * 4
+    assert sources.program.weights.size == runtime.program.weights.size + grown
+    assert_same(c_outputs(fixed, xq, tmp_path), runtime_outputs(fixed, xq))
+
+
 def test_c_uses_the_runtime_arena_plan() -> None:
     fixed, _ = fixed_model("digits_mlp")
     sources = generate_c(fixed, "digits_mlp")

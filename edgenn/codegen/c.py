@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import numpy as np
 from edgenn.errors import FootprintError, InputError, UnsupportedOpError
 from edgenn.ir import DType, Graph, Node
 from edgenn.ops import KERNELS, TABLES, Table, kernel_for
-from edgenn.ops.conv import CONV_GATHER, CONV_ROW
+from edgenn.ops.conv import CONV_GATHER, CONV_OUTER, CONV_ROW
 from edgenn.runtime.plan import align, lowest_free_offset
 from edgenn.runtime.program import Program, build_program, runs_kernel
 from edgenn.sim.targets import Target
@@ -208,6 +208,7 @@ def generate_c(
     check_supported(graph, program)
     steps = kernel_steps(graph)
     rows = _int32_values(program.rows, "a program row")
+    program = _outer_as_gather(program, rows)
     lengths, arena_bytes = _with_scratch(program, rows)
     kernels = sorted({C_KERNELS[int(row[0])][1] for row in rows})
     if FIXED_POINT_USERS.intersection(kernels):
@@ -227,6 +228,43 @@ def generate_c(
         + 8 * _wide_blob(program).size
     )
     return CSources(prefix, files, program, arena_bytes, flash_data)
+
+
+def _outer_as_gather(program: Program, rows: np.ndarray) -> Program:
+    """The program the C runs: each OUTER convolution (few input channels; weights [K, O], the
+    input's zero point taken off each tap) as a GATHER one, whose kernel multiplies whole words of
+    a copied window with SMLAD: weights [O, K rounded up to words] (zero past K) in place of the old
+    where they are the same size (K a multiple of 4), else appended to the blob (the old K x O bytes
+    stay unread), and -zp * sum(w) folded into the bias (padding taps then read the zero point).
+    The same integers. `rows` are rewritten in place."""
+    weights, biases = program.weights, program.biases.copy()
+    appended: list[np.ndarray] = []
+    end = weights.size
+    f = CONV_ROW
+    for row in rows:
+        if row[0] != CONV_OUTER.opcode:
+            continue
+        k, oc = int(row[f.kh] * row[f.kw] * row[f.c]), int(row[f.oc])
+        taps = weights[row[f.w] : row[f.w] + k * oc].reshape(k, oc).astype(np.int64)
+        folded = biases[row[f.b] : row[f.b] + oc] - int(row[f.zp_in]) * taps.sum(axis=0)
+        if np.abs(folded).max(initial=0) > INT32.max:
+            continue  # the folded bias would not fit int32: this layer stays OUTER
+        stride = -(-k // 4) * 4
+        gathered = np.zeros((oc, stride), np.int8)
+        gathered[:, :k] = taps.T
+        if stride == k:
+            if weights is program.weights:
+                weights = weights.copy()
+            weights[row[f.w] : row[f.w] + k * oc] = gathered.reshape(-1)
+        else:
+            row[f.w] = end
+            appended.append(gathered.reshape(-1))
+            end += gathered.size
+        biases[row[f.b] : row[f.b] + oc] = folded
+        row[0], row[f.mode], row[f.stride] = CONV_GATHER.opcode, 0, stride
+    if appended:
+        weights = np.concatenate([weights, *appended])
+    return replace(program, weights=weights, biases=biases)
 
 
 def _with_scratch(program: Program, rows: np.ndarray) -> tuple[list[int], int]:

@@ -74,7 +74,7 @@ def format_footprint(report: dict[str, Any]) -> str:
     lines = [
         f"{report['model']} on {report['target']}:",
         f"  flash {report['flash_bytes']:,} B = weights {report['weights_bytes']:,} B "
-        f"+ {report['flash_over_weights_bytes']:,} B (code, multipliers, shifts, tap sums, rows)",
+        f"+ {report['flash_over_weights_bytes']:,} B (code, multipliers, shifts, rows)",
         f"  RAM {report['ram_bytes']:,} B = arena/static {report['static_ram_bytes']:,} B "
         f"+ stack {stack} B",
     ]
