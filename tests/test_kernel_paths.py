@@ -7,6 +7,7 @@ Also a binary op in place over its input, against the spec."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from builders import Stack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from edgenn.frontend.onnx import import_model
 from edgenn.passes import optimize
 from edgenn.runtime import Runtime
 from edgenn.runtime.interpreter import host_features
+from edgenn.runtime.plan import overlapping
 
 CHANNELS = [1, 2, 3, 4, 5, 8, 15, 16, 17, 24, 32, 33, 64, 72]
 
@@ -109,6 +111,47 @@ def test_add_in_place_over_its_input_matches_the_spec() -> None:
     b = s.op("Relu", [s.conv(a, 16, 16, (1, 1))])
     graph = optimize(import_model(s.model(s.op("Add", [a, b]))))
     assert_every_path_matches_spec(graph, 4, 3)
+
+
+@pytest.mark.parametrize(
+    "shape, kernel, group",
+    [
+        ((1, 16, 20, 20), (3, 3), 1),
+        ((1, 8, 17, 23), (5, 3), 1),
+        ((1, 32, 200), (5,), 1),
+        ((1, 32, 12, 9), (3, 3), 32),
+    ],
+    ids=["3x3", "5x3", "1-D", "depthwise"],
+)
+def test_conv_written_over_its_input_matches_the_spec(shape, kernel, group) -> None:  # type: ignore[no-untyped-def]
+    """A residual block: conv, conv, and the Add of the block's input. The second conv's input dies
+    there, so its output goes over it, starting below it by the bytes its kernels write ahead of
+    their reads: the plan is smaller than with the tensors apart, no live buffers share a byte, and
+    every path gives the spec's integers."""
+    c = shape[1]
+    s = Stack(shape, seed=5)
+    pads = [k // 2 for k in kernel] * 2
+    a = s.op("Relu", [s.conv("input", c, c, kernel, pads=pads)])
+    first = s.op("Relu", [s.conv(a, c, c, kernel, group=group, pads=pads)])
+    second = s.op("Relu", [s.conv(first, c, c, kernel, pads=pads)])
+    graph = optimize(import_model(s.model(s.op("Add", [a, second]))))
+    x = np.random.default_rng(5).uniform(-1, 1, (2, *shape[1:])).astype(np.float32)
+    fixed, _ = quantized(graph, x)
+    program = Runtime(fixed).program
+    over = [
+        n
+        for n in fixed.nodes
+        if n.op == "Conv"
+        and program.offsets[n.outputs[0]]
+        < program.offsets[n.inputs[0]]
+        < program.offsets[n.outputs[0]] + fixed.type_of(n.outputs[0]).nbytes
+    ]
+    assert over, "a conv writes over its dying input"
+    assert overlapping(program.plan) == []
+    conv = over[0]
+    apart = sum(fixed.type_of(n).nbytes for n in (conv.inputs[0], conv.outputs[0], a))
+    assert program.plan.size < apart
+    assert_every_path_matches_spec(graph, 2, 5)
 
 
 def test_dense_models_batch_layer_by_layer_with_the_same_integers() -> None:

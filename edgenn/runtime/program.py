@@ -12,7 +12,7 @@ from edgenn.ir import DType, Graph, Node, QParams
 from edgenn.limits import check_bytes
 from edgenn.ops import TABLES, kernel_for, spec_for
 from edgenn.quant.fixed_point import real_multiplier
-from edgenn.runtime.plan import ArenaPlan, Buffer, plan_arena
+from edgenn.runtime.plan import ArenaPlan, Buffer, align, plan_arena
 
 ROW_WIDTH = 64
 INT32_MAX = 2**31 - 1
@@ -302,8 +302,8 @@ def _lifetimes(graph: Graph, steps: list[Node], root: dict[str, str]) -> list[Bu
 def _in_place_input(
     graph: Graph, node: Node, index: int, root: dict[str, str], buffers: dict[str, Buffer]
 ) -> str | None:
-    """The buffer an elementwise step may write over: an input of its output's type whose last reader
-    is this step (and that is not a graph output)."""
+    """The input an elementwise step may write over: one of its output's type whose buffer's last
+    reader is this step (so not a graph output)."""
     rule = spec_for(node.op).int8
     if rule is None or not rule.in_place:
         return None
@@ -315,9 +315,121 @@ def _in_place_input(
         if (in_type.dtype, in_type.shape) != (out_type.dtype, out_type.shape):
             continue
         buffer = buffers.get(root.get(name, name))
-        if buffer is not None and buffer.last == index and buffer.size == out_type.nbytes:
-            return buffer.name
+        if buffer is not None and buffer.last == index:
+            return name
     return None
+
+
+WRITE_AHEAD = 32  # output pixels a conv kernel may write before it reads the next pixels' windows
+
+
+def _conv_write_lag(graph: Graph, node: Node) -> int | None:
+    """For an int8 convolution, how far below its input its output must start so that the kernels,
+    which go through the output pixels in order and write each block of up to WRITE_AHEAD pixels
+    after reading its windows, never overwrite an input byte a later window reads (None: not such a
+    convolution). A 1x1 convolution with unit steps and no padding is left out: the C kernel reads
+    those windows in place, output channel pairs outside."""
+    if node.op != "Conv" or not spec_for(node.op).attrs_of(node)["channels_last"]:
+        return None
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    xt, yt = graph.type_of(x), graph.type_of(y)
+    if xt.dtype != DType.INT8 or yt.dtype != DType.INT8 or len(xt.shape) not in (3, 4):
+        return None
+    attrs = spec_for(node.op).attrs_of(node)
+
+    def pair(values, one_d_first: int = 1) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+        return (one_d_first, values[0]) if len(xt.shape) == 3 else (values[0], values[1])
+
+    width, (oh, ow) = pair(xt.shape[1:-1])[1], pair(yt.shape[1:-1])
+    c, oc = xt.shape[-1], yt.shape[-1]
+    (kh, kw), (sh, sw), (pt, pl) = (
+        pair(graph.type_of(w).shape[1:-1]),
+        pair(attrs["strides"]),
+        pair(attrs["pads"], 0),
+    )
+    if (kh, kw, sh, sw, pt, pl) == (1, 1, 1, 1, 0, 0):
+        return None
+    pixel = np.arange(oh * ow)
+    iy0 = np.maximum(pixel // ow * sh - pt, 0)
+    ix0 = np.maximum(pixel % ow * sw - pl, 0)
+    lowest = (iy0 * width + ix0) * c  # the lowest input byte each window reads (or past it)
+    still_read = np.minimum.accumulate(lowest[::-1])[::-1]  # by the windows from that pixel on
+    written = np.minimum(pixel + WRITE_AHEAD, oh * ow) * oc
+    return align(max(int((written - still_read).max(initial=0)), 0))
+
+
+def _written_over(
+    graph: Graph,
+    node: Node,
+    index: int,
+    root: dict[str, str],
+    buffers: dict[str, Buffer],
+    convs: bool,
+) -> tuple[str, int] | None:
+    """(input, lag) when a step's output may go over that input's bytes, starting `lag` bytes
+    below it: an elementwise step's output exactly over an input (lag 0), or a convolution's over
+    its input as its kernels go (`_conv_write_lag`), where the input's last reader is this step and
+    the overlap saves bytes."""
+    if node.outputs[0] not in buffers:
+        return None
+    over = _in_place_input(graph, node, index, root, buffers)
+    if over is not None or not convs:
+        return (over, 0) if over is not None else None
+    lag = _conv_write_lag(graph, node)
+    source = buffers.get(root.get(node.inputs[0], node.inputs[0]))
+    if lag is None or source is None or source.last != index:
+        return None
+    return (node.inputs[0], lag) if lag < buffers[node.outputs[0]].size else None
+
+
+def _planned(
+    graph: Graph, steps: list[Node], convs: frozenset[int]
+) -> tuple[ArenaPlan, dict[str, str], dict[str, int]]:
+    """The arena plan with each step's output folded into an input's buffer where it may go over
+    it (elementwise steps, and the convolutions at the step indices `convs`), and the maps from each
+    value to its buffer and to its bytes from that buffer's start."""
+    root = _alias_roots(graph)
+    buffers = {b.name: b for b in _lifetimes(graph, steps, root)}
+    shift: dict[str, int] = {}  # bytes from a value's buffer's start (0 unless merged)
+    for index, node in enumerate(steps):  # in order: an earlier merge may enable a later one
+        found = _written_over(graph, node, index, root, buffers, index in convs)
+        if found is None:
+            continue
+        # the output's buffer (and its aliases) folds into the input's, `lag` bytes below the input
+        over, lag = found
+        shared, out = root.get(over, over), node.outputs[0]
+        at = shift.get(over, 0) - lag
+        bump = max(-at, 0)  # the output would start before the buffer: everything moves up
+        for name in [n for n in graph.values if root.get(n, n) == shared]:
+            shift[name] = shift.get(name, 0) + bump
+        for name in [n for n in graph.values if root.get(n, n) == out]:
+            root[name], shift[name] = shared, at + bump
+        merged, written = buffers[shared], buffers.pop(out)
+        buffers[shared] = replace(
+            merged,
+            size=max(merged.size + bump, at + bump + written.size),
+            last=max(merged.last, written.last),
+        )
+    return plan_arena(list(buffers.values())), root, shift
+
+
+def _smallest_plan(
+    graph: Graph, steps: list[Node]
+) -> tuple[ArenaPlan, dict[str, str], dict[str, int]]:
+    """_planned with the convolutions written over their inputs that make the arena smaller: from
+    all of them, each dropped in step order where the arena does not grow without it (a conv's lag
+    grows the buffer it joins, which can cost more than it saves), and none if that is no larger."""
+    candidates = [i for i, node in enumerate(steps) if _conv_write_lag(graph, node) is not None]
+    none = _planned(graph, steps, frozenset())
+    if not candidates:
+        return none
+    convs = frozenset(candidates)
+    best = _planned(graph, steps, convs)
+    for index in candidates:
+        trial = _planned(graph, steps, convs - {index})
+        if trial[0].size <= best[0].size:
+            convs, best = convs - {index}, trial
+    return none if none[0].size <= best[0].size else best
 
 
 def build_program(graph: Graph, block: int = 1) -> Program:
@@ -332,23 +444,11 @@ def build_program(graph: Graph, block: int = 1) -> Program:
         raise QuantizationError(
             "the runtime plans one sample at a time: import the model with batch size 1"
         )
-    root = _alias_roots(graph)
     steps = [n for n in graph.nodes if runs_kernel(n.op)]
-    buffers = {b.name: b for b in _lifetimes(graph, steps, root)}
-    for index, node in enumerate(steps):  # in order: an earlier merge may enable a later one
-        shared = _in_place_input(graph, node, index, root, buffers)
-        if shared is not None:  # the output's buffer (and its aliases) folds into the input's
-            out = node.outputs[0]
-            for name, r in list(root.items()):
-                if r == out:
-                    root[name] = shared
-            root[out] = shared
-            last = max(buffers[shared].last, buffers.pop(out).last)
-            buffers[shared] = replace(buffers[shared], last=last)
-    plan = plan_arena(list(buffers.values()))
+    plan, root, shift = _smallest_plan(graph, steps)
     check_bytes(plan.size, f"the arena of '{graph.name}'")
     offsets = {
-        name: plan.offsets[root.get(name, name)]
+        name: plan.offsets[root.get(name, name)] + shift.get(name, 0)
         for name in graph.values
         if root.get(name, name) in plan.offsets
     }
