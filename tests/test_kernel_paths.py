@@ -114,6 +114,39 @@ def test_add_in_place_over_its_input_matches_the_spec() -> None:
 
 
 @pytest.mark.parametrize(
+    "shape, out, kernel, pads",
+    [
+        ((1, 64, 9, 11), 64, (1, 1), 0),
+        ((1, 16, 10, 12), 48, (3, 3), 1),
+        ((1, 72, 70), 40, (3,), 1),
+        ((1, 3, 14, 13), 32, (5, 5), 2),
+    ],
+    ids=["1x1 in place", "3x3 gathered, odd blocks", "1-D", "first layer"],
+)
+def test_layers_the_tiles_take_match_the_spec(shape, out, kernel, pads) -> None:  # type: ignore[no-untyped-def]
+    """Layers big enough for the AMX variants' tiles (tiles_pay), each mode they serve: every path
+    (the AMX one where this CPU has it) gives the spec's integers."""
+    from edgenn.ops.conv import CONV_GATHER, CONV_OUTER, CONV_ROW, tiles_pay
+
+    s = Stack(shape, seed=6)
+    y = s.conv("input", shape[1], out, kernel, pads=[pads] * (2 * len(kernel)))
+    graph = optimize(import_model(s.model(s.op("Relu", [y]))))
+    fixed, _ = quantized(graph, np.zeros((1, *shape[1:]), np.float32) + 0.5)
+    f = CONV_ROW
+    rows = [
+        r for r in Runtime(fixed).program.rows if r[0] in (CONV_GATHER.opcode, CONV_OUTER.opcode)
+    ]
+
+    def window(r):  # type: ignore[no-untyped-def]  # the kernel's bytes of one window
+        if r[0] == CONV_GATHER.opcode:
+            return r[f.stride]
+        return -(-r[f.kh] * r[f.kw] * r[f.c] // 4) * 4
+
+    assert rows and all(tiles_pay(window(r), r[f.oc], r[f.oh] * r[f.ow]) for r in rows)
+    assert_every_path_matches_spec(graph, 2, 6)
+
+
+@pytest.mark.parametrize(
     "shape, kernel, group",
     [
         ((1, 16, 20, 20), (3, 3), 1),

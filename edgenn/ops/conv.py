@@ -513,6 +513,19 @@ def gather_layout(stride, bh, bw, c, oc):  # type: ignore[no-untyped-def]
     return windows, -(-oc // COLUMN_LANES) * COLUMN_LANES
 
 
+TILE_MIN_K = 64  # window bytes below which a tile row is mostly padding
+TILE_MIN_CHANNELS = 32  # output channels below which a block pair computes one block twice
+TILE_MIN_PIXELS = 64  # output pixels below which the tiles' fixed costs outweigh their speed
+
+
+@njit(cache=True, inline="always")
+def tiles_pay(k, oc, pixels):  # type: ignore[no-untyped-def]
+    """Whether the AMX tiles beat the AVX512-VNNI column cores on a layer: enough window bytes to
+    fill a tile row, enough channels for a pair of blocks and enough pixels for the tiles' rows
+    (else the VNNI variant runs)."""
+    return k >= TILE_MIN_K and oc >= TILE_MIN_CHANNELS and pixels >= TILE_MIN_PIXELS
+
+
 @njit(cache=True)
 def conv_gather_amx(row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words):  # type: ignore[no-untyped-def]
     """The variant for AMX-INT8: TILE_PIXELS output pixels are the rows of two tiles, times the
@@ -526,6 +539,9 @@ def conv_gather_amx(row, arena, weights, biases, mults, shifts, rounding, patch,
     oh, ow, oc, kh, kw = row[f.oh], row[f.ow], row[f.oc], row[f.kh], row[f.kw]
     sh, sw, dh, dw = row[f.sh], row[f.sw], row[f.dh], row[f.dw]
     pt, pl, zp_in, stride = row[f.pad_top], row[f.pad_left], row[f.zp_in], row[f.stride]
+    if not tiles_pay(stride, oc, oh * ow):
+        conv_gather_vnni512(row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words)  # fmt: skip
+        return
     groups = column_groups(stride)
     window = 4 * groups  # bytes of a gathered window: whole tiles, zero past K
     padded = -(-oc // COLUMN_LANES) * COLUMN_LANES
@@ -714,6 +730,9 @@ def conv_outer_amx(row, arena, weights, biases, mults, shifts, rounding, patch, 
     pt, pl, zp_in = row[f.pad_top], row[f.pad_left], row[f.zp_in]
     bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
     spread, groups, padded, _ = outer_column_layout(c, oc, kh, kw, dw, bh, bw)
+    if not tiles_pay(4 * groups, oc, oh * ow):
+        conv_outer_vnni512(row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words)  # fmt: skip
+        return
     rows = column_groups(4 * groups)
     at = row[f.host_table]
     window = 4 * rows  # bytes of a gathered window: whole tiles, zero-weighted past K
