@@ -515,7 +515,7 @@ def gather_layout(stride, bh, bw, c, oc):  # type: ignore[no-untyped-def]
 
 TILE_MIN_K = 64  # window bytes below which a tile row is mostly padding
 TILE_MIN_CHANNELS = 32  # output channels below which a block pair computes one block twice
-TILE_MIN_PIXELS = 64  # output pixels below which the tiles' fixed costs outweigh their speed
+TILE_MIN_PIXELS = 4  # output pixels below which the tiles' fixed costs outweigh their speed
 
 
 @njit(cache=True, inline="always")
