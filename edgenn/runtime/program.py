@@ -390,6 +390,9 @@ def _planned(
     value to its buffer and to its bytes from that buffer's start."""
     root = _alias_roots(graph)
     buffers = {b.name: b for b in _lifetimes(graph, steps, root)}
+    members: dict[str, list[str]] = {}  # the values each buffer holds
+    for name in graph.values:
+        members.setdefault(root.get(name, name), []).append(name)
     shift: dict[str, int] = {}  # bytes from a value's buffer's start (0 unless merged)
     for index, node in enumerate(steps):  # in order: an earlier merge may enable a later one
         found = _written_over(graph, node, index, root, buffers, index in convs)
@@ -400,10 +403,11 @@ def _planned(
         shared, out = root.get(over, over), node.outputs[0]
         at = shift.get(over, 0) - lag
         bump = max(-at, 0)  # the output would start before the buffer: everything moves up
-        for name in [n for n in graph.values if root.get(n, n) == shared]:
+        for name in members[shared]:
             shift[name] = shift.get(name, 0) + bump
-        for name in [n for n in graph.values if root.get(n, n) == out]:
+        for name in members[out]:
             root[name], shift[name] = shared, at + bump
+        members[shared] += members.pop(out)
         merged, written = buffers[shared], buffers.pop(out)
         buffers[shared] = replace(
             merged,
