@@ -1,5 +1,6 @@
-"""AMX tile cores (x86 AMX-INT8: TDPBSSD, signed int8 x signed int8 into int32, exact), as Numba
-intrinsics of inline assembly (LLVM's own AMX intrinsics need a tile type llvmlite cannot spell).
+"""AMX tile cores (x86 AMX-INT8: TDPBSSD and TDPBUSD, signed or unsigned int8 x signed int8 into
+int32, exact), as Numba intrinsics of inline assembly (LLVM's own AMX intrinsics need a tile type
+llvmlite cannot spell).
 
 A tile is TILE_ROWS rows of TILE_BYTES bytes. One TDPBSSD adds A [16 rows x 64 int8] times
 B [16 rows x 16 columns x 4 int8] into C [16 rows x 16 int32]: C[i][j] += sum over r < 16, q < 4 of

@@ -329,13 +329,15 @@ def _conv_write_lag(graph: Graph, node: Node) -> int | None:
     after reading its windows, never overwrite an input byte a later window reads (None: not such a
     convolution). A 1x1 convolution with unit steps and no padding is left out: the C kernel reads
     those windows in place, output channel pairs outside."""
-    if node.op != "Conv" or not spec_for(node.op).attrs_of(node)["channels_last"]:
-        return None
-    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    xt, yt = graph.type_of(x), graph.type_of(y)
-    if xt.dtype != DType.INT8 or yt.dtype != DType.INT8 or len(xt.shape) not in (3, 4):
+    if node.op != "Conv":
         return None
     attrs = spec_for(node.op).attrs_of(node)
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    xt, yt = graph.type_of(x), graph.type_of(y)
+    if not attrs["channels_last"] or len(xt.shape) not in (3, 4):
+        return None
+    if xt.dtype != DType.INT8 or yt.dtype != DType.INT8:
+        return None
 
     def pair(values, one_d_first: int = 1) -> tuple[int, int]:  # type: ignore[no-untyped-def]
         return (one_d_first, values[0]) if len(xt.shape) == 3 else (values[0], values[1])
@@ -364,30 +366,30 @@ def _written_over(
     index: int,
     root: dict[str, str],
     buffers: dict[str, Buffer],
-    convs: bool,
+    lag: int | None,
 ) -> tuple[str, int] | None:
     """(input, lag) when a step's output may go over that input's bytes, starting `lag` bytes
     below it: an elementwise step's output exactly over an input (lag 0), or a convolution's over
-    its input as its kernels go (`_conv_write_lag`), where the input's last reader is this step and
-    the overlap saves bytes."""
+    its input as its kernels go (`lag`: its `_conv_write_lag`, None where not to), where the input's
+    last reader is this step and the overlap saves bytes."""
     if node.outputs[0] not in buffers:
         return None
     over = _in_place_input(graph, node, index, root, buffers)
-    if over is not None or not convs:
+    if over is not None or lag is None:
         return (over, 0) if over is not None else None
-    lag = _conv_write_lag(graph, node)
     source = buffers.get(root.get(node.inputs[0], node.inputs[0]))
-    if lag is None or source is None or source.last != index:
+    if source is None or source.last != index:
         return None
     return (node.inputs[0], lag) if lag < buffers[node.outputs[0]].size else None
 
 
 def _planned(
-    graph: Graph, steps: list[Node], convs: frozenset[int]
+    graph: Graph, steps: list[Node], lags: dict[int, int]
 ) -> tuple[ArenaPlan, dict[str, str], dict[str, int]]:
     """The arena plan with each step's output folded into an input's buffer where it may go over
-    it (elementwise steps, and the convolutions at the step indices `convs`), and the maps from each
-    value to its buffer and to its bytes from that buffer's start."""
+    it (elementwise steps, and the convolutions at the step indices of `lags`, each that many bytes
+    below its input), and the maps from each value to its buffer and to its bytes from that
+    buffer's start."""
     root = _alias_roots(graph)
     buffers = {b.name: b for b in _lifetimes(graph, steps, root)}
     members: dict[str, list[str]] = {}  # the values each buffer holds
@@ -395,7 +397,7 @@ def _planned(
         members.setdefault(root.get(name, name), []).append(name)
     shift: dict[str, int] = {}  # bytes from a value's buffer's start (0 unless merged)
     for index, node in enumerate(steps):  # in order: an earlier merge may enable a later one
-        found = _written_over(graph, node, index, root, buffers, index in convs)
+        found = _written_over(graph, node, index, root, buffers, lags.get(index))
         if found is None:
             continue
         # the output's buffer (and its aliases) folds into the input's, `lag` bytes below the input
@@ -423,16 +425,20 @@ def _smallest_plan(
     """_planned with the convolutions written over their inputs that make the arena smaller: from
     all of them, each dropped in step order where the arena does not grow without it (a conv's lag
     grows the buffer it joins, which can cost more than it saves), and none if that is no larger."""
-    candidates = [i for i, node in enumerate(steps) if _conv_write_lag(graph, node) is not None]
-    none = _planned(graph, steps, frozenset())
-    if not candidates:
+    every = {}
+    for index, node in enumerate(steps):
+        lag = _conv_write_lag(graph, node)
+        if lag is not None:
+            every[index] = lag
+    none = _planned(graph, steps, {})
+    if not every:
         return none
-    convs = frozenset(candidates)
-    best = _planned(graph, steps, convs)
-    for index in candidates:
-        trial = _planned(graph, steps, convs - {index})
+    lags, best = dict(every), _planned(graph, steps, every)
+    for index in every:
+        fewer = {i: lag for i, lag in lags.items() if i != index}
+        trial = _planned(graph, steps, fewer)
         if trial[0].size <= best[0].size:
-            convs, best = convs - {index}, trial
+            lags, best = fewer, trial
     return none if none[0].size <= best[0].size else best
 
 
