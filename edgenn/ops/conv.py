@@ -41,6 +41,7 @@ from edgenn.ops.dot import (
     COLUMN_PIXELS,
     LANES,
     OUTER_LANES,
+    PAIR_LANES,
     ROWS,
     TAP_LANES,
     block_dot_1x4,
@@ -50,15 +51,19 @@ from edgenn.ops.dot import (
     column_dot_4,
     column_dot_single,
     column_groups,
+    column_size,
     column_words,
     copy_bytes,
     copy_runs,
     fill_bytes,
     flip_bytes,
     interleave_partners,
+    pair_dots,
     pair_outer,
     pair_sums,
+    pair_words,
     requantize_rows,
+    widen_bytes,
 )
 from edgenn.ops.spatial import (
     auto_pads,
@@ -343,7 +348,12 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         # (AMX: the bordered copy, then TILE_PIXELS windows of whole tiles)
         amx_bytes = (bh * bw * spread if dw == 1 else 0) + TILE_PIXELS * 4 * column_groups(k)
         b.scratch(
-            patch=max(outer_scratch(kh * kw * c, oc, bh, bw, c), column_bytes, amx_bytes),
+            patch=max(
+                outer_scratch(kh * kw * c, oc, bh, bw, c),
+                column_bytes,
+                amx_bytes,
+                pair_scratch(OUTER, c, kh, kw, dw, bh, bw, 0),
+            ),
             accumulators=max(min(ow, SPAN), TILE_PIXELS) * padded,  # a span of output pixels
         )
     else:
@@ -358,19 +368,26 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         # gathered windows or the input inside its border, then (AVX512-VNNI) the weight words;
         # a span of pixels' sums, their channels padded to whole column blocks
         windows, padded = gather_layout(stride, bh, bw, c, oc)
-        b.scratch(patch=windows, accumulators=max(min(ow, SPAN), TILE_PIXELS) * padded)
+        b.scratch(
+            patch=max(windows, pair_scratch(GATHER, c, kh, kw, dw, bh, bw, stride)),
+            accumulators=max(min(ow, SPAN), TILE_PIXELS) * padded,
+        )
     kernel = {GATHER: CONV_GATHER, OUTER: CONV_OUTER}.get(mode, CONV_DEPTHWISE)
     table = b.table("depthwise_tiles", tiled) if depthwise else 0  # in its host-only table
-    if mode == GATHER:
-        table = b.table("column_words", column_words(weights))
+    if mode == GATHER:  # the column words, then the AVX2 variant's pair words
+        pairs = pair_words(_pair_rows(w.reshape(oc, kh, -1), dw))
+        table = b.table("column_words", np.concatenate([column_words(weights), pairs]))
     elif mode == OUTER:
         taps = weights.reshape(kh * kw, c, oc).transpose(2, 0, 1)  # [O, taps, C]
+        # (AVX2) raw x times the weights: zp * sum(w) comes off the starting sums
+        pairs = pair_words(_pair_rows(taps.reshape(oc, kh, -1), dw), fold=zp_in)
         if dw == 1:  # a window row of the bordered copy: KW pixels of `spread` channels each
             spread_taps = np.zeros((oc, kh * kw, spread), taps.dtype)
             spread_taps[..., :c] = taps
             taps = spread_taps
         # the kernel multiplies raw x (+ 128): zp * sum(w) comes off with the offset's
-        table = b.table("column_words", column_words(taps.reshape(oc, -1), fold=zp_in))
+        words = column_words(taps.reshape(oc, -1), fold=zp_in)
+        table = b.table("column_words", np.concatenate([words, pairs]))
     return kernel.row(
         x=b.arena(x),
         y=b.arena(y),
@@ -764,6 +781,102 @@ def conv_outer_amx(row, arena, weights, biases, mults, shifts, rounding, patch, 
 
 
 @njit(cache=True, inline="always")
+def pair_layout(mode, c, kh, kw, dw, bh, bw, stride):  # type: ignore[no-untyped-def]
+    """The AVX2 variant's layout (both modes): the int16 elements of a window run (KW * C, rounded
+    up to even: the element past an odd run has weight 0), the runs per window (KH in the bordered
+    copy; one where a dilated width gathers each window), the int16 elements of scratch (the
+    bordered copy and one element of slack, or a span of TILE_PIXELS windows gathered) and the column words'
+    length (where the pair words follow them in the column_words table)."""
+    k = kh * kw * c
+    vnni_k = stride if mode == GATHER else 4 * outer_column_layout(c, 0, kh, kw, dw, bh, bw)[1]
+    if dw == 1:
+        run = kw * c + (kw * c) % 2
+        return run, kh, bh * bw * c + 1, vnni_k
+    return k + k % 2, 1, TILE_PIXELS * (k + k % 2), vnni_k
+
+
+@njit(cache=True, inline="always")
+def bordered_wide(arena, x, h, width, c, pt, pl, bh, bw, fill, image):  # type: ignore[no-untyped-def]
+    """image[BH, BW, C] (int16) = the input [H, W, C] at (pt, pl) inside a border of `fill`."""
+    if pt or pl or bh > h or bw > width:
+        image[: bh * bw * c] = fill
+    cols = max(min(width, bw - pl), 0) * c
+    if cols == width * c == bw * c and not pt:  # whole rows, one after another: one run
+        widen_bytes(image, 0, arena, x, min(h, bh) * cols)
+        return
+    for iy in range(min(h, bh - pt)):
+        widen_bytes(image, ((iy + pt) * bw + pl) * c, arena, x + iy * width * c, cols)
+
+
+def pair_scratch(
+    mode: int, c: int, kh: int, kw: int, dw: int, bh: int, bw: int, stride: int
+) -> int:
+    """Patch bytes of the AVX2 variant: its int16 elements, then one int8 window gathered."""
+    return 2 * pair_layout(mode, c, kh, kw, dw, bh, bw, stride)[2] + kh * kw * c
+
+
+def _pair_rows(taps: np.ndarray, dw: int) -> np.ndarray:
+    """Weights [O, KH, KW * C] as the AVX2 variant's windows: each row of taps padded to even where
+    the windows are read in place from the bordered copy (dw 1), else one run (gathered)."""
+    oc, kh, run = taps.shape
+    if dw != 1:
+        return taps.reshape(oc, -1)
+    padded = np.zeros((oc, kh, run + run % 2), np.int64)
+    padded[..., :run] = taps
+    return padded.reshape(oc, -1)
+
+
+@njit(cache=True)
+def conv_pairs_avx2(row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words):  # type: ignore[no-untyped-def]
+    """The variant for AVX2 (GATHER and OUTER modes): the input widened to int16 once, inside a
+    border of its zero point, so every window is KH runs read in place (a dilated width gathers
+    each window instead); output channels across the 8 lanes of 256-bit PMADDWD, PAIR_PIXELS pixels
+    per weight load (pair_dots), no sums added across lanes. The weights are int16 pairs from the
+    column_words table, the sums starting from -zp * sum(w) in OUTER mode (GATHER's bias carries
+    it). A 1x1 convolution with unit steps runs its pixels as one row. The same integers as
+    conv_gather_int8 and conv_outer_int8."""
+    f = CONV_ROW
+    x, y, h, width, c = row[f.x], row[f.y], row[f.h], row[f.width], row[f.c]
+    oh, ow, oc, kh, kw = row[f.oh], row[f.ow], row[f.oc], row[f.kh], row[f.kw]
+    sh, sw, dh, dw = row[f.sh], row[f.sw], row[f.dh], row[f.dw]
+    pt, pl, zp_in = row[f.pad_top], row[f.pad_left], row[f.zp_in]
+    bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
+    run, runs, elements, vnni_k = pair_layout(row[f.mode], c, kh, kw, dw, bh, bw, row[f.stride])
+    padded = -(-oc // PAIR_LANES) * PAIR_LANES
+    at = row[f.host_table] + column_size(vnni_k, oc)
+    groups = runs * run // 2
+    words = column_words[at : at + groups * padded]
+    first_sums = column_words[at + groups * padded : at + (groups + 1) * padded]
+    image = patch[: 2 * elements].view(np.int16)
+    k = kh * kw * c
+    gathered = patch[2 * elements : 2 * elements + k]  # a dilated window, before widening
+    if dw == 1:
+        bordered_wide(arena, x, h, width, c, pt, pl, bh, bw, zp_in, image)
+        image[elements - 1] = 0  # the slack an odd last run reads (times a zero weight)
+    else:
+        for i in range(elements):
+            image[i] = 0  # the tails past K stay zero
+    rows, cols = oh, ow
+    if (kh, kw, sh, sw, pt, pl) == (1, 1, 1, 1, 0, 0) and ow == width:
+        rows, cols = 1, oh * ow  # consecutive windows: one row of pixels
+    step, rows_apart = sw * c, dh * bw * c
+    for oy in range(rows):
+        for first in range(0, cols, TILE_PIXELS):  # spans of pixels in a row (the acc holds them)
+            count = min(TILE_PIXELS, cols - first)
+            if dw == 1:
+                start = (oy * sh * bw + first * sw) * c
+                pair_dots(image, start, step, rows_apart, run, runs, count, words, padded, first_sums, acc, 0)  # fmt: skip
+            else:
+                for p in range(count):
+                    iy0, ix0 = oy * sh - pt, (first + p) * sw - pl
+                    gather_window(arena, x, h, width, c, kh, kw, dh, dw, iy0, ix0, zp_in, gathered)  # fmt: skip
+                    widen_bytes(image, p * run, gathered, 0, k)
+                pair_dots(image, 0, run, 0, run, 1, count, words, padded, first_sums, acc, 0)
+            out = y + (oy * cols + first) * oc  # the sums' channels padded to pair blocks
+            requantize_span(acc, count, arena, out, biases, mults, shifts, row, rounding, padded)
+
+
+@njit(cache=True, inline="always")
 def conv_gather_with(row, arena, weights, biases, mults, shifts, rounding, patch, acc, two, one):  # type: ignore[no-untyped-def]
     """GATHER mode, two output pixels at a time. When a row of window taps (KW * C) is whole vector
     steps, the input is copied once inside a border of its zero point and every window is read in
@@ -1023,7 +1136,12 @@ CONV_SPEC = OpSpec(
 )
 register(CONV_SPEC)
 # one kernel per mode, so a model compiles only the modes it uses; the C conv switches on the mode
-VNNI = {"amx-int8": conv_gather_amx, "avx512vnni": conv_gather_vnni512, "avxvnni": conv_gather_vnni}
+VNNI = {
+    "amx-int8": conv_gather_amx,
+    "avx512vnni": conv_gather_vnni512,
+    "avxvnni": conv_gather_vnni,
+    "avx2": conv_pairs_avx2,
+}
 register_table(
     "depthwise_tiles",
     np.int16,
@@ -1046,7 +1164,11 @@ CONV_GATHER, CONV_OUTER, CONV_DEPTHWISE = (
             "conv_outer",
             conv_outer_int8,
             ("column_words",),
-            {"amx-int8": conv_outer_amx, "avx512vnni": conv_outer_vnni512},
+            {
+                "amx-int8": conv_outer_amx,
+                "avx512vnni": conv_outer_vnni512,
+                "avx2": conv_pairs_avx2,
+            },
         ),
         ("conv_depthwise", conv_depthwise_int8, ("depthwise_tiles",), None),
     )

@@ -249,16 +249,19 @@ block_dot_2x4_vnni = intrinsic(_block_dot_signature(2, 4, vnni=True))
 COLUMN_LANES = 16  # output channels per 512-bit VPDPBUSD of the column cores
 COLUMN_PIXELS = 4  # pixels (or samples) per weight load of column_dot_4
 COLUMN_BLOCKS = 4  # channel blocks at a time of column_dot_1x4
+PAIR_LANES = 8  # output channels per 256-bit PMADDWD of the pair cores (AVX2)
 
 
-def _column_dot_ir(pixels: int, blocks: int = 1):  # type: ignore[no-untyped-def]
+def _column_dot_ir(pixels: int, blocks: int = 1, pairs: bool = False):  # type: ignore[no-untyped-def]
     """The column core's LLVM IR: for each block of COLUMN_LANES output channels, the window's
     bytes four at a time, each group broadcast to every lane and multiplied by the weight words of
     those channels with one 512-bit VPDPBUSD per pixel. VPDPBUSD takes unsigned times signed bytes,
     so the callers offset the input by 128 (x ^ 0x80) and each sum starts from its channel's
     -128 * sum(w) (or more: any per-channel constant the caller folds in). No horizontal sums.
     `blocks` channel blocks at a time: independent accumulator chains (one pixel would otherwise
-    wait on each VPDPBUSD's latency)."""
+    wait on each VPDPBUSD's latency).
+    pairs: the same over an int16 window, two elements per word and PAIR_LANES channels per block,
+    each word's pair of products added in its int32 lane (generic IR; x86 lowers it to PMADDWD)."""
 
     def generate(context, builder, signature, args):  # type: ignore[no-untyped-def]
         x = context.make_array(signature.args[0])(context, builder, args[0]).data
@@ -268,12 +271,42 @@ def _column_dot_ir(pixels: int, blocks: int = 1):  # type: ignore[no-untyped-def
         x_start, pixel_step, run_stride, run_len, runs = args[1:6]
         channels, count, out_start = args[7], args[8], args[11]
         i64, i32 = x_start.type, ir.IntType(32)
-        lanes_t = ir.VectorType(i32, COLUMN_LANES)
-        splat = ir.Constant(lanes_t, [ir.Constant(i32, 0)] * COLUMN_LANES)
-        kind = ir.FunctionType(lanes_t, [lanes_t, lanes_t, lanes_t])
-        vnni = cgutils.get_or_insert_function(builder.module, kind, "llvm.x86.avx512.vpdpbusd.512")
+        # pairs: `sets` sets of `pixels` windows, set_step apart, each set's sums after the last's
+        sets, set_step = (
+            (args[12], args[13]) if pairs else (ir.Constant(i64, 1), ir.Constant(i64, 0))
+        )
+        lanes = PAIR_LANES if pairs else COLUMN_LANES
+        lanes_t = ir.VectorType(i32, lanes)
+        splat = ir.Constant(lanes_t, [ir.Constant(i32, 0)] * lanes)
         w_words = builder.bitcast(words, i32.as_pointer())
-        groups = builder.sdiv(run_len, ir.Constant(i64, 4))
+        per_word = 2 if pairs else 4  # window elements per word
+        groups = builder.sdiv(run_len, ir.Constant(i64, per_word))
+        if pairs:
+            halves_t, wide_t = (
+                ir.VectorType(ir.IntType(16), 2 * lanes),
+                ir.VectorType(i32, 2 * lanes),
+            )
+            even = ir.Constant(lanes_t, [ir.Constant(i32, 2 * j) for j in range(lanes)])
+            odd = ir.Constant(lanes_t, [ir.Constant(i32, 2 * j + 1) for j in range(lanes)])
+
+            def dot(acc, u, w):  # type: ignore[no-untyped-def]
+                product = builder.mul(
+                    builder.sext(builder.bitcast(u, halves_t), wide_t),
+                    builder.sext(builder.bitcast(w, halves_t), wide_t),
+                )
+                both = builder.add(
+                    builder.shuffle_vector(product, product, even),
+                    builder.shuffle_vector(product, product, odd),
+                )
+                return builder.add(acc, both)
+        else:
+            kind = ir.FunctionType(lanes_t, [lanes_t, lanes_t, lanes_t])
+            vnni = cgutils.get_or_insert_function(
+                builder.module, kind, "llvm.x86.avx512.vpdpbusd.512"
+            )
+
+            def dot(acc, u, w):  # type: ignore[no-untyped-def]
+                return builder.call(vnni, [acc, u, w])
 
         def broadcast(word):  # type: ignore[no-untyped-def]
             one = builder.insert_element(ir.Constant(lanes_t, None), word, ir.Constant(i32, 0))
@@ -285,21 +318,33 @@ def _column_dot_ir(pixels: int, blocks: int = 1):  # type: ignore[no-untyped-def
             )
 
         entry = builder.block
-        block, start, step, next_run, store, done = _loop_blocks(
+        block, pixel_set, start, step, next_run, store, next_block, done = _loop_blocks(
             builder,
             "column_dot",
-            ("block", "run", "step", "next_run", "store", "done"),
+            ("block", "set", "run", "step", "next_run", "store", "next_block", "done"),
             count,
+            sets,
             runs,
             groups,
         )
-        width = ir.Constant(i64, COLUMN_LANES * blocks)
+        width = ir.Constant(i64, lanes * blocks)
 
         builder.position_at_end(block)
         o = builder.phi(i64)
         o.add_incoming(ir.Constant(i64, 0), entry)
+        builder.branch(pixel_set)
+
+        builder.position_at_end(
+            pixel_set
+        )  # the channel block's weights stay in cache over the sets
+        q = builder.phi(i64)
+        q.add_incoming(ir.Constant(i64, 0), block)
+        set_start = builder.add(x_start, builder.mul(q, set_step))
+        set_out = builder.add(
+            out_start, builder.mul(q, builder.mul(channels, ir.Constant(i64, pixels)))
+        )
         initial = [
-            vector_at(first, builder.add(o, ir.Constant(i64, COLUMN_LANES * k)))
+            vector_at(first, builder.add(o, ir.Constant(i64, lanes * k)))
             for k in range(blocks)
             for _ in range(pixels)
         ]
@@ -307,11 +352,11 @@ def _column_dot_ir(pixels: int, blocks: int = 1):  # type: ignore[no-untyped-def
 
         builder.position_at_end(start)
         run = builder.phi(i64)
-        run.add_incoming(ir.Constant(i64, 0), block)
+        run.add_incoming(ir.Constant(i64, 0), pixel_set)
         run_sums = [builder.phi(lanes_t) for _ in initial]
         for v, value in zip(run_sums, initial):
-            v.add_incoming(value, block)
-        x_base = builder.add(x_start, builder.mul(run, run_stride))
+            v.add_incoming(value, pixel_set)
+        x_base = builder.add(set_start, builder.mul(run, run_stride))
         g_base = builder.mul(run, groups)
         builder.branch(step)
 
@@ -321,18 +366,18 @@ def _column_dot_ir(pixels: int, blocks: int = 1):  # type: ignore[no-untyped-def
         sums = [builder.phi(lanes_t) for _ in initial]
         for v, r in zip(sums, run_sums):
             v.add_incoming(r, start)
-        byte = builder.add(x_base, builder.mul(g, ir.Constant(i64, 4)))
+        byte = builder.add(x_base, builder.mul(g, ir.Constant(i64, per_word)))
         inputs = []
-        for p in range(pixels):  # a window's four bytes: an unaligned word, broadcast
+        for p in range(pixels):  # a window's word (four bytes, or two int16): unaligned, broadcast
             at = builder.add(byte, builder.mul(pixel_step, ir.Constant(i64, p)))
             pointer = builder.bitcast(builder.gep(x, [at]), i32.as_pointer())
             inputs.append(broadcast(builder.load(pointer, align=1)))
         w_at = builder.add(builder.mul(builder.add(g_base, g), channels), o)
         updated = []
         for k in range(blocks):
-            w_vec = vector_at(w_words, builder.add(w_at, ir.Constant(i64, COLUMN_LANES * k)))
+            w_vec = vector_at(w_words, builder.add(w_at, ir.Constant(i64, lanes * k)))
             mine = sums[k * pixels : (k + 1) * pixels]
-            updated += [builder.call(vnni, [a, u, w_vec]) for a, u in zip(mine, inputs)]
+            updated += [dot(a, u, w_vec) for a, u in zip(mine, inputs)]
         next_g = builder.add(g, ir.Constant(i64, 1))
         g.add_incoming(next_g, step)
         for v, u in zip(sums, updated):
@@ -350,14 +395,19 @@ def _column_dot_ir(pixels: int, blocks: int = 1):  # type: ignore[no-untyped-def
         for k in range(blocks):
             for p in range(pixels):
                 at = builder.add(builder.mul(channels, ir.Constant(i64, p)), o)
-                at = builder.add(out_start, builder.add(at, ir.Constant(i64, COLUMN_LANES * k)))
+                at = builder.add(set_out, builder.add(at, ir.Constant(i64, lanes * k)))
                 builder.store(
                     updated[k * pixels + p],
                     builder.bitcast(builder.gep(out, [at]), lanes_t.as_pointer()),
                     align=4,
                 )
+        next_q = builder.add(q, ir.Constant(i64, 1))
+        q.add_incoming(next_q, store)
+        builder.cbranch(builder.icmp_signed("<", next_q, sets), pixel_set, next_block)
+
+        builder.position_at_end(next_block)
         next_o = builder.add(o, width)
-        o.add_incoming(next_o, store)
+        o.add_incoming(next_o, next_block)
         builder.cbranch(builder.icmp_signed("<", next_o, count), block, done)
         builder.position_at_end(done)
         return context.get_dummy_value()
@@ -369,6 +419,14 @@ def _column_dot_signature(pixels: int, blocks: int = 1):  # type: ignore[no-unty
     def typer(typingctx, x, x_start, pixel_step, run_stride, run_len, runs, words, channels, count, first, out, out_start):  # type: ignore[no-untyped-def]  # fmt: skip
         signature = types.void(x, x_start, pixel_step, run_stride, run_len, runs, words, channels, count, first, out, out_start)  # fmt: skip
         return signature, _column_dot_ir(pixels, blocks)
+
+    return typer
+
+
+def _pair_dot_signature(pixels: int, blocks: int):  # type: ignore[no-untyped-def]
+    def typer(typingctx, x, x_start, pixel_step, run_stride, run_len, runs, words, channels, count, first, out, out_start, sets, set_step):  # type: ignore[no-untyped-def]  # fmt: skip
+        signature = types.void(x, x_start, pixel_step, run_stride, run_len, runs, words, channels, count, first, out, out_start, sets, set_step)  # fmt: skip
+        return signature, _column_dot_ir(pixels, blocks, pairs=True)
 
     return typer
 
@@ -400,7 +458,8 @@ def column_words(rows: np.ndarray, fold: np.ndarray | int = 0) -> np.ndarray:
 register_table(
     "column_words",
     np.int32,
-    "weights as words [K / 4, channels], then starting sums, for the AVX512-VNNI column cores",
+    "weights as words [K / 4, channels], then starting sums, for the AVX512-VNNI column cores; "
+    "then as int16 pairs [K / 2, channels] and starting sums, for the AVX2 pair cores",
     host_only=True,
 )
 
@@ -416,6 +475,68 @@ column_dot_4 = intrinsic(_column_dot_signature(4))
 column_dot_1 = intrinsic(_column_dot_signature(1))
 # one pixel, COLUMN_BLOCKS channel blocks at a time: channels a multiple of COLUMN_LANES * COLUMN_BLOCKS
 column_dot_1x4 = intrinsic(_column_dot_signature(1, COLUMN_BLOCKS))
+
+
+# the same over int16 windows, two elements per word and PAIR_LANES channels per block (the AVX2
+# cores: PMADDWD, 16 products per instruction). Words [K / 2, channels] from pair_words; `first` the
+# per-channel starting sums; channels a multiple of PAIR_LANES times the blocks. `sets` sets of
+# `pixels` windows, set_step elements apart, the sums of set q from out[out_start + q * pixels *
+# channels]: each block of channels runs over every set while its weights are in cache.
+pair_dot_4x2 = intrinsic(_pair_dot_signature(4, 2))
+pair_dot_4 = intrinsic(_pair_dot_signature(4, 1))
+pair_dot_1x4 = intrinsic(_pair_dot_signature(1, 4))
+pair_dot_1 = intrinsic(_pair_dot_signature(1, 1))
+PAIR_PIXELS = 4  # windows per weight load of pair_dot_4x2
+
+
+@njit(cache=True, inline="always")
+def pair_dots(x, x_start, pixel_step, run_stride, run_len, runs, pixels, words, channels, first, out, out_start):  # type: ignore[no-untyped-def]  # fmt: skip
+    """The sums of `pixels` windows (int16, from x[x_start + p * pixel_step], `runs` runs of
+    `run_len` elements, an even count, run_stride apart) over all `channels` (a multiple of
+    PAIR_LANES), pixel p's at out[out_start + p * channels]: sets of PAIR_PIXELS windows per weight
+    load, two blocks at a time; the windows left over each on its own, four blocks at a time
+    (independent chains); the rest block by block."""
+    sets = pixels // PAIR_PIXELS
+    step = PAIR_PIXELS * pixel_step
+    if sets:
+        wide = channels - channels % (2 * PAIR_LANES)
+        if wide:
+            pair_dot_4x2(x, x_start, pixel_step, run_stride, run_len, runs, words, channels, wide, first, out, out_start, sets, step)  # fmt: skip
+        if wide < channels:
+            pair_dot_4(x, x_start, pixel_step, run_stride, run_len, runs, words[wide:], channels, channels - wide, first[wide:], out, out_start + wide, sets, step)  # fmt: skip
+    done = sets * PAIR_PIXELS
+    if done == pixels:
+        return
+    wide = channels - channels % (4 * PAIR_LANES)
+    start, at = x_start + done * pixel_step, out_start + done * channels
+    left = pixels - done
+    if wide:
+        pair_dot_1x4(x, start, 0, run_stride, run_len, runs, words, channels, wide, first, out, at, left, pixel_step)  # fmt: skip
+    if wide < channels:
+        pair_dot_1(x, start, 0, run_stride, run_len, runs, words[wide:], channels, channels - wide, first[wide:], out, at + wide, left, pixel_step)  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def column_size(k, channels):  # type: ignore[no-untyped-def]
+    """Words column_words holds for K elements and `channels` outputs: where a layer's pair_words
+    follow in the column_words table."""
+    return (column_groups(k) + 1) * -(-channels // COLUMN_LANES) * COLUMN_LANES
+
+
+def pair_words(rows: np.ndarray, fold: np.ndarray | int = 0) -> np.ndarray:
+    """Weight rows [O, K] as the pair cores' int32 words [K / 2 rounded up, O padded to PAIR_LANES]
+    (word (g, o) holds row o's elements 2g and 2g + 1 as int16, the first in the low half; zeros
+    past K and past O), then each channel's starting sum: -fold * sum(w) (fold: a zero point the
+    kernel leaves in)."""
+    oc, k = rows.shape
+    padded = -(-oc // PAIR_LANES) * PAIR_LANES
+    grid = np.zeros((padded, k + k % 2), np.int64)
+    grid[:oc, :k] = rows
+    halves = grid.reshape(padded, -1, 2) & 0xFFFF
+    packed = halves[..., 0] | halves[..., 1] << 16
+    first = np.zeros(padded, np.int64)
+    first[:oc] = -np.asarray(fold, np.int64) * rows.astype(np.int64).sum(axis=1)
+    return np.concatenate([packed.T.astype(np.uint32).view(np.int32).reshape(-1), first])
 
 
 @njit(cache=True, inline="always")
@@ -700,6 +821,47 @@ def copy_bytes(typingctx, dst, dst_start, src, src_start, count):  # type: ignor
     return types.void(dst, dst_start, src, src_start, count), codegen
 
 
+def _widen_ir(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    dst = context.make_array(signature.args[0])(context, builder, args[0]).data
+    dst = builder.gep(dst, [args[1]])
+    src = _bytes_at(context, builder, signature.args[2], args[2], args[3])
+    count = args[4]
+    i64 = count.type
+    bytes_t, halves_t = ir.VectorType(ir.IntType(8), LANES), ir.VectorType(ir.IntType(16), LANES)
+    body = builder.mul(builder.sdiv(count, ir.Constant(i64, LANES)), ir.Constant(i64, LANES))
+    entry = builder.block
+    step, tail_check = _loop_blocks(builder, "widen", ("step", "tail_check"), body)
+    builder.position_at_end(step)
+    j = builder.phi(i64)
+    j.add_incoming(ir.Constant(i64, 0), entry)
+    raw = builder.load(builder.bitcast(builder.gep(src, [j]), bytes_t.as_pointer()), align=1)
+    target = builder.bitcast(builder.gep(dst, [j]), halves_t.as_pointer())
+    builder.store(builder.sext(raw, halves_t), target, align=2)
+    next_j = builder.add(j, ir.Constant(i64, LANES))
+    j.add_incoming(next_j, step)
+    builder.cbranch(builder.icmp_signed("<", next_j, body), step, tail_check)
+    builder.position_at_end(tail_check)  # the last count % LANES elements one at a time
+    tail, done = (builder.append_basic_block(f"widen.{n}") for n in ("tail", "done"))
+    builder.cbranch(builder.icmp_signed("<", body, count), tail, done)
+    builder.position_at_end(tail)
+    t = builder.phi(i64)
+    t.add_incoming(body, tail_check)
+    value = builder.sext(builder.load(builder.gep(src, [t])), ir.IntType(16))
+    builder.store(value, builder.gep(dst, [t]))
+    next_t = builder.add(t, ir.Constant(i64, 1))
+    t.add_incoming(next_t, tail)
+    builder.cbranch(builder.icmp_signed("<", next_t, count), tail, done)
+    builder.position_at_end(done)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def widen_bytes(typingctx, dst, dst_start, src, src_start, count):  # type: ignore[no-untyped-def]
+    """dst[dst_start + i] = src[src_start + i] for i below count: int8 sign-extended into an int16
+    array, LANES at a time (the arrays do not overlap there). No bounds checks."""
+    return types.void(dst, dst_start, src, src_start, count), _widen_ir
+
+
 @intrinsic
 def fill_bytes(typingctx, dst, dst_start, count, value):  # type: ignore[no-untyped-def]
     """dst[dst_start : dst_start + count] = value for an int8 array (llvm.memset)."""
@@ -748,13 +910,20 @@ def _requantize_ir_for(lanes: int):  # type: ignore[no-untyped-def]
 
         pairs = ir.VectorType(i64, lanes // 2)
 
+        odd_down = ir.Constant(v32, [ir.Constant(i32, j | 1) for j in range(lanes)])
+
         def in_pairs(vector):  # type: ignore[no-untyped-def]
-            """An int32 vector's even and odd lanes, each sign-extended in place in an i64 lane."""
-            wide = builder.bitcast(vector, pairs)
+            """An int32 vector's even and odd lanes, each sign-extended in an i64 lane from the low
+            half (the odd lanes moved down first): the form PMULDQ reads, with no 64-bit
+            arithmetic shift (which AVX2 lacks)."""
             thirty_two = splat(pairs, 32)
-            return builder.ashr(builder.shl(wide, thirty_two), thirty_two), builder.ashr(
-                wide, thirty_two
-            )
+
+            def low_extended(v):  # type: ignore[no-untyped-def]
+                wide = builder.bitcast(v, pairs)
+                return builder.ashr(builder.shl(wide, thirty_two), thirty_two)
+
+            odd = builder.shuffle_vector(vector, ir.Constant(v32, None), odd_down)
+            return low_extended(vector), low_extended(odd)
 
         def select_max(a, b):  # type: ignore[no-untyped-def]
             return builder.select(builder.icmp_signed(">", a, b), a, b)

@@ -35,6 +35,8 @@ from edgenn.ops import (
 from edgenn.ops.dot import (
     COLUMN_LANES,
     COLUMN_PIXELS,
+    PAIR_LANES,
+    PAIR_PIXELS,
     block_dot_1x4,
     block_dot_1x4_vnni,
     block_dot_1x8,
@@ -42,12 +44,16 @@ from edgenn.ops.dot import (
     column_dot_4,
     column_dot_single,
     column_groups,
+    column_size,
     column_words,
     copy_bytes,
     dot_rows,
     fill_bytes,
     flip_bytes,
+    pair_dots,
+    pair_words,
     requantize_rows,
+    widen_bytes,
 )
 from edgenn.ops.tiles import TILE_CONFIG, TILE_PIXELS, tile_end, tile_start, tile_sums
 from edgenn.ops.wide import prepare_fc16
@@ -216,7 +222,11 @@ def prepare_fc_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
     padded = -(-w.shape[0] // COLUMN_LANES) * COLUMN_LANES
     # (AMX: TILE_PIXELS samples, each of whole tiles)
     b.scratch(
-        patch=max(COLUMN_PIXELS * -(-k // 4) * 4, TILE_PIXELS * 4 * column_groups(k)),
+        patch=max(
+            COLUMN_PIXELS * -(-k // 4) * 4,
+            TILE_PIXELS * 4 * column_groups(k),
+            2 * PAIR_PIXELS * (k + k % 2),  # (AVX2) the samples widened to int16
+        ),
         accumulators=TILE_PIXELS * padded,
     )
     return FULLY_CONNECTED.row(
@@ -231,7 +241,9 @@ def prepare_fc_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         zp_out=zp_out,
         lo=lo,
         hi=hi,
-        words=b.table("column_words", column_words(b.const(w_name))),
+        words=b.table(  # the column words, then the AVX2 variant's pair words
+            "column_words", np.concatenate([column_words(b.const(w_name)), pair_words(w)])
+        ),
     )
 
 
@@ -299,6 +311,32 @@ def fully_connected_vnni512(
         else:
             for p in range(count):
                 column_dot_single(patch, p * k4, 0, k4, 1, words, padded, first_sums, acc, p * padded)  # fmt: skip
+        requantize_samples(acc, padded, count, s, row, arena, biases, mults, shifts, rounding)
+
+
+@njit(cache=True)
+def fully_connected_avx2(
+    row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words
+):  # type: ignore[no-untyped-def]
+    """The variant for AVX2: the outputs across the 8 lanes of 256-bit PMADDWD (the pair cores,
+    weights as int16 pairs from a host-only table; the bias carries -zp * sum(w)), up to
+    PAIR_PIXELS samples per weight load, each widened to int16 and padded to an even length. The
+    same integers."""
+    f = FULLY_CONNECTED_ROW
+    x, n, k, outs = row[f.x], row[f.n], row[f.k], row[f.outs]
+    padded = -(-outs // PAIR_LANES) * PAIR_LANES
+    k2 = k + k % 2
+    at = row[f.words] + column_size(k, outs)
+    words = column_words[at : at + k2 // 2 * padded]
+    first_sums = column_words[at + k2 // 2 * padded : at + (k2 // 2 + 1) * padded]
+    samples = patch[: 2 * PAIR_PIXELS * k2].view(np.int16)
+    for s in range(0, n, PAIR_PIXELS):
+        count = min(PAIR_PIXELS, n - s)
+        for p in range(count):
+            widen_bytes(samples, p * k2, arena, x + (s + p) * k, k)
+            if k2 > k:
+                samples[p * k2 + k] = 0  # an odd K's last pair: times a zero weight
+        pair_dots(samples, 0, k2, 0, k2, 1, count, words, padded, first_sums, acc, 0)
         requantize_samples(acc, padded, count, s, row, arena, biases, mults, shifts, rounding)
 
 
@@ -392,6 +430,7 @@ FULLY_CONNECTED = register_kernel(
         "amx-int8": fully_connected_amx,
         "avx512vnni": fully_connected_vnni512,
         "avxvnni": fully_connected_vnni,
+        "avx2": fully_connected_avx2,
     },
 )
 
