@@ -63,6 +63,7 @@ from edgenn.ops.dot import (
     pair_sums,
     pair_words,
     requantize_rows,
+    tap_rows,
     widen_bytes,
 )
 from edgenn.ops.spatial import (
@@ -322,9 +323,10 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         span, _, rows, axis, _, pair_taps, image_bytes, pairs_bytes, offset_bytes = (
             depthwise_layout(oc, ow, kh, kw, bh, bw, sw, dh, dw)
         )
+        padded, taps_bytes = tap_rows_layout(oc, kh, kw, bh, bw)
         b.scratch(
-            patch=image_bytes + pairs_bytes + offset_bytes,
-            accumulators=max(span, rows * ow) * oc,
+            patch=max(image_bytes + pairs_bytes + offset_bytes, taps_bytes),
+            accumulators=max(span * oc, rows * ow * oc, DEPTHWISE_SPAN * padded),
         )
         # each tap pair's weights side by side (a lone tap's partner 0), tiled over a block of
         # pixels, once, for the host kernel
@@ -334,7 +336,15 @@ def prepare_conv_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
             pairs[q, :, 0] = weights[first]
             if partnered:
                 pairs[q, :, 1] = weights[first + (kw if axis == BY_ROW else 1)]
-        tiled = np.tile(pairs[:, None], (1, span, 1, 1))
+        tiled = np.tile(pairs[:, None], (1, span, 1, 1)).reshape(-1)
+        # then (AVX2) the weights [taps, channels padded to PAIR_LANES] and the starting sums
+        # -zp * sum(w) as int16 halves, low first
+        direct = np.zeros((kh * kw, padded), np.int64)
+        direct[:, :oc] = weights
+        start = np.zeros(padded, np.int64)
+        start[:oc] = -zp_in * weights.astype(np.int64).sum(axis=0)
+        halves = np.stack([start & 0xFFFF, start >> 16 & 0xFFFF], axis=1).reshape(-1)
+        tiled = np.concatenate([tiled, direct.reshape(-1), halves.astype(np.uint16).view(np.int16)])
     elif c <= FEW_CHANNELS:
         # few input channels (a first layer): every tap adds (x - zp) times a row of output weights,
         # vectorized over the output channels; weights stored [KH, KW, C, O]
@@ -1054,6 +1064,75 @@ def depthwise_image(arena, x, h, width, c, pt, pl, bh, bw, sw, oc, mode, zp_in, 
                     dst[o] = np.int16(pixel[o // mode]) - zp_in
 
 
+DEPTHWISE_SPAN = 64  # output pixels per tap_rows call of the AVX2 depthwise variant
+
+
+@njit(cache=True, inline="always")
+def tap_rows_layout(oc, kh, kw, bh, bw):  # type: ignore[no-untyped-def]
+    """The AVX2 depthwise variant's layout: channels padded to PAIR_LANES, and its scratch bytes:
+    the bordered int8 image (and PAIR_LANES bytes past it, which the last pixel's lanes past the
+    channels read, times zero weights), the taps' offsets and the starting sums."""
+    padded = -(-oc // PAIR_LANES) * PAIR_LANES
+    image = -(-(bh * bw * oc + PAIR_LANES) // 4) * 4
+    return padded, image + 4 * kh * kw + 4 * padded
+
+
+@njit(cache=True)
+def conv_depthwise_avx2(
+    row, arena, weights, biases, mults, shifts, rounding, patch, acc, depthwise_tiles
+):  # type: ignore[no-untyped-def]
+    """The variant for AVX2: the input copied once inside a border of its zero point (int8, each
+    output channel's input channel in its place), then every tap of a span of output pixels read
+    straight from that copy, PAIR_LANES channels at a time (tap_rows: int8 times int16 weights into
+    int32, PMADDWD on x86), the sums starting from -zp * sum(w). No int16 image and no pairing:
+    those cost more than they save on 256-bit vectors. The same integers as conv_depthwise_int8."""
+    f = CONV_ROW
+    x, y, h, width, c = row[f.x], row[f.y], row[f.h], row[f.width], row[f.c]
+    oh, ow, oc, kh, kw = row[f.oh], row[f.ow], row[f.oc], row[f.kh], row[f.kw]
+    sh, sw, dh, dw = row[f.sh], row[f.sw], row[f.dh], row[f.dw]
+    pt, pl, zp_in, mode = row[f.pad_top], row[f.pad_left], row[f.zp_in], row[f.mode]
+    bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
+    span, _, _, _, _, pair_taps, _, _, _ = depthwise_layout(oc, ow, kh, kw, bh, bw, sw, dh, dw)
+    padded, scratch = tap_rows_layout(oc, kh, kw, bh, bw)
+    taps = kh * kw
+    at = row[f.host_table] + 2 * pair_taps * span * oc  # past the generic kernel's tiles
+    tap_weights = depthwise_tiles[at : at + taps * padded]
+    halves = depthwise_tiles[at + taps * padded : at + (taps + 2) * padded]
+    image_end = scratch - 4 * taps - 4 * padded
+    offsets = patch[image_end : image_end + 4 * taps].view(np.int32)
+    first = patch[image_end + 4 * taps : scratch].view(np.int32)
+    for o in range(padded):
+        first[o] = (np.int32(halves[2 * o + 1]) << 16) | (np.int32(halves[2 * o]) & 0xFFFF)
+    for t in range(taps):
+        offsets[t] = ((t // kw) * dh * bw + (t % kw) * dw) * oc
+    if mode == 1:
+        bordered_copy(arena, x, h, width, c, pt, pl, bh, bw, zp_in, patch)
+    else:  # a depth multiplier: output channel o reads input channel o // M
+        fill_bytes(patch, 0, bh * bw * oc, zp_in)
+        for iy in range(min(h, bh - pt)):
+            for ix in range(min(width, bw - pl)):
+                dst, src = ((iy + pt) * bw + ix + pl) * oc, x + (iy * width + ix) * c
+                for o in range(oc):
+                    patch[dst + o] = arena[src + o // mode]
+    fill_bytes(patch, bh * bw * oc, PAIR_LANES, 0)
+    together = max(DEPTHWISE_SPAN // ow, 1)  # short rows: several per requantization
+    for oy0 in range(0, oh, together):
+        oy1 = min(oy0 + together, oh)
+        for oy in range(oy0, oy1):
+            row_base = oy * sh * bw * oc
+            for start in range(0, ow, DEPTHWISE_SPAN):
+                count = min(DEPTHWISE_SPAN, ow - start)
+                base = row_base + start * sw * oc
+                sums = acc[((oy - oy0) * ow + start) * padded :]
+                tap_rows(patch, base, sw * oc, offsets, taps, tap_weights, padded, first, sums, count)  # fmt: skip
+                if together == 1:
+                    out = y + (oy * ow + start) * oc
+                    requantize_span(acc, count, arena, out, biases, mults, shifts, row, rounding, padded)  # fmt: skip
+        if together > 1:
+            out, count = y + oy0 * ow * oc, (oy1 - oy0) * ow
+            requantize_span(acc, count, arena, out, biases, mults, shifts, row, rounding, padded)
+
+
 @njit(cache=True)
 def conv_depthwise_int8(
     row, arena, weights, biases, mults, shifts, rounding, patch, acc, depthwise_tiles
@@ -1145,7 +1224,8 @@ VNNI = {
 register_table(
     "depthwise_tiles",
     np.int16,
-    "depthwise weights [tap pairs, pixels of a block, channels, 2]: each pair tiled over a block (host)",
+    "depthwise weights [tap pairs, pixels of a block, channels, 2]: each pair tiled over a block; "
+    "then [taps, channels] and starting sums as int16 halves (the AVX2 variant) (host)",
     host_only=True,
 )
 CONV_GATHER, CONV_OUTER, CONV_DEPTHWISE = (
@@ -1170,7 +1250,12 @@ CONV_GATHER, CONV_OUTER, CONV_DEPTHWISE = (
                 "avx2": conv_pairs_avx2,
             },
         ),
-        ("conv_depthwise", conv_depthwise_int8, ("depthwise_tiles",), None),
+        (
+            "conv_depthwise",
+            conv_depthwise_int8,
+            ("depthwise_tiles",),
+            {"avx2": conv_depthwise_avx2},
+        ),
     )
 )
 

@@ -722,6 +722,114 @@ def pair_sums(typingctx, pairs, base, offsets, taps, tiled, lanes, out, count): 
     return types.void(pairs, base, offsets, taps, tiled, lanes, out, count), _pair_sums_ir
 
 
+def _tap_rows_ir(unroll: int):  # type: ignore[no-untyped-def]
+    """tap_rows' IR, `unroll` pixels per weight load (pixels a multiple of it)."""
+
+    def generate(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        image = context.make_array(signature.args[0])(context, builder, args[0]).data
+        offsets = context.make_array(signature.args[3])(context, builder, args[3]).data
+        weights = context.make_array(signature.args[5])(context, builder, args[5]).data
+        first = context.make_array(signature.args[7])(context, builder, args[7]).data
+        out = context.make_array(signature.args[8])(context, builder, args[8]).data
+        base, pixel_step, taps, channels, pixels = args[1], args[2], args[4], args[6], args[9]
+        i64, i32 = base.type, ir.IntType(32)
+        bytes_t = ir.VectorType(ir.IntType(8), PAIR_LANES)
+        halves_t = ir.VectorType(ir.IntType(16), PAIR_LANES)
+        sums_t = ir.VectorType(i32, PAIR_LANES)
+        entry = builder.block
+        block, pixel, tap, store, next_block, done = _loop_blocks(
+            builder,
+            "tap_rows",
+            ("block", "pixel", "tap", "store", "next_block", "done"),
+            channels,
+            pixels,
+            taps,
+        )
+
+        def vector(pointer, index, kind, align):  # type: ignore[no-untyped-def]
+            at = builder.bitcast(builder.gep(pointer, [index]), kind.as_pointer())
+            return builder.load(at, align=align)
+
+        builder.position_at_end(block)
+        o = builder.phi(i64)
+        o.add_incoming(ir.Constant(i64, 0), entry)
+        start = vector(first, o, sums_t, 4)
+        builder.branch(pixel)
+
+        builder.position_at_end(pixel)
+        p = builder.phi(i64)
+        p.add_incoming(ir.Constant(i64, 0), block)
+        corner = builder.add(builder.add(base, builder.mul(p, pixel_step)), o)
+        builder.branch(tap)
+
+        builder.position_at_end(tap)
+        t = builder.phi(i64)
+        t.add_incoming(ir.Constant(i64, 0), pixel)
+        totals = [builder.phi(sums_t) for _ in range(unroll)]
+        for total in totals:
+            total.add_incoming(start, pixel)
+        offset = builder.sext(builder.load(builder.gep(offsets, [t]), align=4), i64)
+        at = builder.add(corner, offset)
+        w_at = builder.add(builder.mul(t, channels), o)
+        w = builder.sext(vector(weights, w_at, halves_t, 2), sums_t)
+        updated = []
+        for u, total in enumerate(totals):
+            here = builder.add(at, builder.mul(pixel_step, ir.Constant(i64, u)))
+            x = builder.sext(vector(image, here, bytes_t, 1), sums_t)
+            updated.append(builder.add(total, builder.mul(x, w)))
+        next_t = builder.add(t, ir.Constant(i64, 1))
+        t.add_incoming(next_t, tap)
+        for total, value in zip(totals, updated):
+            total.add_incoming(value, tap)
+        builder.cbranch(builder.icmp_signed("<", next_t, taps), tap, store)
+
+        builder.position_at_end(store)
+        for u, value in enumerate(updated):
+            at = builder.add(builder.mul(builder.add(p, ir.Constant(i64, u)), channels), o)
+            target = builder.bitcast(builder.gep(out, [at]), sums_t.as_pointer())
+            builder.store(value, target, align=4)
+        next_p = builder.add(p, ir.Constant(i64, unroll))
+        p.add_incoming(next_p, store)
+        builder.cbranch(builder.icmp_signed("<", next_p, pixels), pixel, next_block)
+
+        builder.position_at_end(next_block)
+        next_o = builder.add(o, ir.Constant(i64, PAIR_LANES))
+        o.add_incoming(next_o, next_block)
+        builder.cbranch(builder.icmp_signed("<", next_o, channels), block, done)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+
+    return generate
+
+
+def _tap_rows_signature(unroll: int):  # type: ignore[no-untyped-def]
+    def typer(typingctx, image, base, pixel_step, offsets, taps, weights, channels, first, out, pixels):  # type: ignore[no-untyped-def]  # fmt: skip
+        signature = types.void(image, base, pixel_step, offsets, taps, weights, channels, first, out, pixels)  # fmt: skip
+        return signature, _tap_rows_ir(unroll)
+
+    return typer
+
+
+# out[p * channels + o] = first[o] + sum over t < taps of image[base + p * pixel_step + offsets[t] +
+# o] * weights[t * channels + o] for p < pixels and o < channels (a multiple of PAIR_LANES),
+# PAIR_LANES channels at a time: int8 image, int16 weights, int32 offsets and sums (depthwise
+# convolution straight from int8: one tap's channels are contiguous). tap_rows_4: four pixels per
+# weight load (pixels a multiple of 4). No bounds checks.
+tap_rows_4 = intrinsic(_tap_rows_signature(4))
+tap_rows_1 = intrinsic(_tap_rows_signature(1))
+
+
+@njit(cache=True, inline="always")
+def tap_rows(image, base, pixel_step, offsets, taps, weights, channels, first, out, pixels):  # type: ignore[no-untyped-def]
+    """tap_rows_4 over the whole sets of four pixels, tap_rows_1 over the rest."""
+    body = pixels - pixels % 4
+    if body:
+        tap_rows_4(image, base, pixel_step, offsets, taps, weights, channels, first, out, body)
+    if body < pixels:
+        rest = out[body * channels :]
+        tap_rows_1(image, base + body * pixel_step, pixel_step, offsets, taps, weights, channels, first, rest, pixels - body)  # fmt: skip
+
+
 def _interleave_ir(context, builder, signature, args):  # type: ignore[no-untyped-def]
     dst = context.make_array(signature.args[0])(context, builder, args[0]).data
     src = context.make_array(signature.args[1])(context, builder, args[1]).data
