@@ -60,6 +60,7 @@ from edgenn.ops.dot import (
     interleave_partners,
     pair_dots,
     pair_outer,
+    pair_sizes,
     pair_sums,
     pair_words,
     requantize_rows,
@@ -852,11 +853,10 @@ def conv_pairs_avx2(row, arena, weights, biases, mults, shifts, rounding, patch,
     pt, pl, zp_in = row[f.pad_top], row[f.pad_left], row[f.zp_in]
     bh, bw = bordered_size(oh, ow, kh, kw, sh, sw, dh, dw)
     run, runs, elements, vnni_k = pair_layout(row[f.mode], c, kh, kw, dw, bh, bw, row[f.stride])
-    padded = -(-oc // PAIR_LANES) * PAIR_LANES
+    padded, size = pair_sizes(runs * run, oc)
     at = row[f.host_table] + column_size(vnni_k, oc)
-    groups = runs * run // 2
-    words = column_words[at : at + groups * padded]
-    first_sums = column_words[at + groups * padded : at + (groups + 1) * padded]
+    words = column_words[at : at + size]
+    first_sums = column_words[at + size : at + size + padded]
     image = patch[: 2 * elements].view(np.int16)
     k = kh * kw * c
     gathered = patch[2 * elements : 2 * elements + k]  # a dilated window, before widening

@@ -291,8 +291,7 @@ def _column_dot_ir(pixels: int, blocks: int = 1, pairs: bool = False):  # type: 
 
             def dot(acc, u, w):  # type: ignore[no-untyped-def]
                 product = builder.mul(
-                    builder.sext(builder.bitcast(u, halves_t), wide_t),
-                    builder.sext(builder.bitcast(w, halves_t), wide_t),
+                    builder.sext(builder.bitcast(u, halves_t), wide_t), builder.sext(w, wide_t)
                 )
                 both = builder.add(
                     builder.shuffle_vector(product, product, even),
@@ -316,6 +315,15 @@ def _column_dot_ir(pixels: int, blocks: int = 1, pairs: bool = False):  # type: 
             return builder.load(
                 builder.bitcast(builder.gep(pointer, [index]), lanes_t.as_pointer()), align=4
             )
+
+        def weight_at(index):  # type: ignore[no-untyped-def]
+            """The weights of `lanes` channels from channel index (of a row of words): VNNI's words,
+            or the pair cores' int8 pairs (two bytes per channel, sign-extended when multiplied)."""
+            if not pairs:
+                return vector_at(w_words, index)
+            pair_bytes = ir.VectorType(ir.IntType(8), 2 * lanes)
+            byte = builder.gep(builder.bitcast(words, ir.IntType(8).as_pointer()), [builder.mul(index, ir.Constant(i64, 2))])  # fmt: skip
+            return builder.load(builder.bitcast(byte, pair_bytes.as_pointer()), align=2)
 
         entry = builder.block
         block, pixel_set, start, step, next_run, store, next_block, done = _loop_blocks(
@@ -375,7 +383,7 @@ def _column_dot_ir(pixels: int, blocks: int = 1, pairs: bool = False):  # type: 
         w_at = builder.add(builder.mul(builder.add(g_base, g), channels), o)
         updated = []
         for k in range(blocks):
-            w_vec = vector_at(w_words, builder.add(w_at, ir.Constant(i64, lanes * k)))
+            w_vec = weight_at(builder.add(w_at, ir.Constant(i64, lanes * k)))
             mine = sums[k * pixels : (k + 1) * pixels]
             updated += [dot(a, u, w_vec) for a, u in zip(mine, inputs)]
         next_g = builder.add(g, ir.Constant(i64, 1))
@@ -459,7 +467,7 @@ register_table(
     "column_words",
     np.int32,
     "weights as words [K / 4, channels], then starting sums, for the AVX512-VNNI column cores; "
-    "then as int16 pairs [K / 2, channels] and starting sums, for the AVX2 pair cores",
+    "then as int8 pairs [K / 2, channels, 2] and starting sums, for the AVX2 pair cores",
     host_only=True,
 )
 
@@ -478,7 +486,9 @@ column_dot_1x4 = intrinsic(_column_dot_signature(1, COLUMN_BLOCKS))
 
 
 # the same over int16 windows, two elements per word and PAIR_LANES channels per block (the AVX2
-# cores: PMADDWD, 16 products per instruction). Words [K / 2, channels] from pair_words; `first` the
+# cores: PMADDWD, 16 products per instruction). Int8 pairs [K / 2, channels, 2] packed in words,
+# from pair_words (the word index counts pairs here: channel o of pair row g is pair g * channels
+# + o); `first` the
 # per-channel starting sums; channels a multiple of PAIR_LANES times the blocks. `sets` sets of
 # `pixels` windows, set_step elements apart, the sums of set q from out[out_start + q * pixels *
 # channels]: each block of channels runs over every set while its weights are in cache.
@@ -503,7 +513,7 @@ def pair_dots(x, x_start, pixel_step, run_stride, run_len, runs, pixels, words, 
         if wide:
             pair_dot_4x2(x, x_start, pixel_step, run_stride, run_len, runs, words, channels, wide, first, out, out_start, sets, step)  # fmt: skip
         if wide < channels:
-            pair_dot_4(x, x_start, pixel_step, run_stride, run_len, runs, words[wide:], channels, channels - wide, first[wide:], out, out_start + wide, sets, step)  # fmt: skip
+            pair_dot_4(x, x_start, pixel_step, run_stride, run_len, runs, words[wide // 2 :], channels, channels - wide, first[wide:], out, out_start + wide, sets, step)  # fmt: skip
     done = sets * PAIR_PIXELS
     if done == pixels:
         return
@@ -513,7 +523,7 @@ def pair_dots(x, x_start, pixel_step, run_stride, run_len, runs, pixels, words, 
     if wide:
         pair_dot_1x4(x, start, 0, run_stride, run_len, runs, words, channels, wide, first, out, at, left, pixel_step)  # fmt: skip
     if wide < channels:
-        pair_dot_1(x, start, 0, run_stride, run_len, runs, words[wide:], channels, channels - wide, first[wide:], out, at + wide, left, pixel_step)  # fmt: skip
+        pair_dot_1(x, start, 0, run_stride, run_len, runs, words[wide // 2 :], channels, channels - wide, first[wide:], out, at + wide, left, pixel_step)  # fmt: skip
 
 
 @njit(cache=True, inline="always")
@@ -524,19 +534,26 @@ def column_size(k, channels):  # type: ignore[no-untyped-def]
 
 
 def pair_words(rows: np.ndarray, fold: np.ndarray | int = 0) -> np.ndarray:
-    """Weight rows [O, K] as the pair cores' int32 words [K / 2 rounded up, O padded to PAIR_LANES]
-    (word (g, o) holds row o's elements 2g and 2g + 1 as int16, the first in the low half; zeros
-    past K and past O), then each channel's starting sum: -fold * sum(w) (fold: a zero point the
-    kernel leaves in)."""
+    """Weight rows [O, K] as the pair cores' int8 pairs [K / 2 rounded up, O padded to PAIR_LANES,
+    2] (pair (g, o) holds row o's elements 2g and 2g + 1; zeros past K and past O), packed in int32
+    words (two channels' pairs each, lowest byte first), then each channel's starting sum:
+    -fold * sum(w) (fold: a zero point the kernel leaves in)."""
     oc, k = rows.shape
     padded = -(-oc // PAIR_LANES) * PAIR_LANES
-    grid = np.zeros((padded, k + k % 2), np.int64)
+    grid = np.zeros((padded, k + k % 2), np.int8)
     grid[:oc, :k] = rows
-    halves = grid.reshape(padded, -1, 2) & 0xFFFF
-    packed = halves[..., 0] | halves[..., 1] << 16
+    pairs = np.ascontiguousarray(grid.reshape(padded, -1, 2).transpose(1, 0, 2))
     first = np.zeros(padded, np.int64)
     first[:oc] = -np.asarray(fold, np.int64) * rows.astype(np.int64).sum(axis=1)
-    return np.concatenate([packed.T.astype(np.uint32).view(np.int32).reshape(-1), first])
+    return np.concatenate([pairs.reshape(-1).view(np.int32).astype(np.int64), first])
+
+
+@njit(cache=True, inline="always")
+def pair_sizes(k, channels):  # type: ignore[no-untyped-def]
+    """The pair words' channels (padded to PAIR_LANES) and their count in words (int8 pairs,
+    two channels per word) for K elements."""
+    padded = -(-channels // PAIR_LANES) * PAIR_LANES
+    return padded, (k + k % 2) // 2 * padded // 2
 
 
 @njit(cache=True, inline="always")
@@ -557,7 +574,7 @@ def column_dot_single(
     if wide:
         column_dot_1x4(x, x_start, 0, run_stride, run_len, runs, words, channels, wide, first, out, out_start)  # fmt: skip
     if wide < channels:
-        column_dot_1(x, x_start, 0, run_stride, run_len, runs, words[wide:], channels, channels - wide, first[wide:], out, out_start + wide)  # fmt: skip
+        column_dot_1(x, x_start, 0, run_stride, run_len, runs, words[wide // 2 :], channels, channels - wide, first[wide:], out, out_start + wide)  # fmt: skip
 
 
 @njit(cache=True, inline="always")

@@ -35,7 +35,6 @@ from edgenn.ops import (
 from edgenn.ops.dot import (
     COLUMN_LANES,
     COLUMN_PIXELS,
-    PAIR_LANES,
     PAIR_PIXELS,
     block_dot_1x4,
     block_dot_1x4_vnni,
@@ -51,6 +50,7 @@ from edgenn.ops.dot import (
     fill_bytes,
     flip_bytes,
     pair_dots,
+    pair_sizes,
     pair_words,
     requantize_rows,
     widen_bytes,
@@ -324,11 +324,11 @@ def fully_connected_avx2(
     same integers."""
     f = FULLY_CONNECTED_ROW
     x, n, k, outs = row[f.x], row[f.n], row[f.k], row[f.outs]
-    padded = -(-outs // PAIR_LANES) * PAIR_LANES
+    padded, size = pair_sizes(k, outs)
     k2 = k + k % 2
     at = row[f.words] + column_size(k, outs)
-    words = column_words[at : at + k2 // 2 * padded]
-    first_sums = column_words[at + k2 // 2 * padded : at + (k2 // 2 + 1) * padded]
+    words = column_words[at : at + size]
+    first_sums = column_words[at + size : at + size + padded]
     samples = patch[: 2 * PAIR_PIXELS * k2].view(np.int16)
     for s in range(0, n, PAIR_PIXELS):
         count = min(PAIR_PIXELS, n - s)
