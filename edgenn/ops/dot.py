@@ -495,6 +495,7 @@ column_dot_1x4 = intrinsic(_column_dot_signature(1, COLUMN_BLOCKS))
 pair_dot_4x2 = intrinsic(_pair_dot_signature(4, 2))
 pair_dot_4 = intrinsic(_pair_dot_signature(4, 1))
 pair_dot_1x4 = intrinsic(_pair_dot_signature(1, 4))
+pair_dot_1x8 = intrinsic(_pair_dot_signature(1, 8))  # eight chains: PMADDWD's latency hidden
 pair_dot_1 = intrinsic(_pair_dot_signature(1, 1))
 PAIR_PIXELS = 4  # windows per weight load of pair_dot_4x2
 
@@ -504,8 +505,8 @@ def pair_dots(x, x_start, pixel_step, run_stride, run_len, runs, pixels, words, 
     """The sums of `pixels` windows (int16, from x[x_start + p * pixel_step], `runs` runs of
     `run_len` elements, an even count, run_stride apart) over all `channels` (a multiple of
     PAIR_LANES), pixel p's at out[out_start + p * channels]: sets of PAIR_PIXELS windows per weight
-    load, two blocks at a time; the windows left over each on its own, four blocks at a time
-    (independent chains); the rest block by block."""
+    load, two blocks at a time; the windows left over each on its own, eight or four blocks at a
+    time (independent chains); the rest block by block."""
     sets = pixels // PAIR_PIXELS
     step = PAIR_PIXELS * pixel_step
     if sets:
@@ -517,11 +518,14 @@ def pair_dots(x, x_start, pixel_step, run_stride, run_len, runs, pixels, words, 
     done = sets * PAIR_PIXELS
     if done == pixels:
         return
-    wide = channels - channels % (4 * PAIR_LANES)
     start, at = x_start + done * pixel_step, out_start + done * channels
     left = pixels - done
-    if wide:
-        pair_dot_1x4(x, start, 0, run_stride, run_len, runs, words, channels, wide, first, out, at, left, pixel_step)  # fmt: skip
+    widest = channels - channels % (8 * PAIR_LANES)
+    if widest:
+        pair_dot_1x8(x, start, 0, run_stride, run_len, runs, words, channels, widest, first, out, at, left, pixel_step)  # fmt: skip
+    wide = widest + (channels - widest) // (4 * PAIR_LANES) * 4 * PAIR_LANES
+    if wide > widest:
+        pair_dot_1x4(x, start, 0, run_stride, run_len, runs, words[widest // 2 :], channels, wide - widest, first[widest:], out, at + widest, left, pixel_step)  # fmt: skip
     if wide < channels:
         pair_dot_1(x, start, 0, run_stride, run_len, runs, words[wide // 2 :], channels, channels - wide, first[wide:], out, at + wide, left, pixel_step)  # fmt: skip
 

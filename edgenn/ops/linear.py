@@ -35,6 +35,8 @@ from edgenn.ops import (
 from edgenn.ops.dot import (
     COLUMN_LANES,
     COLUMN_PIXELS,
+    LANES,
+    PAIR_LANES,
     PAIR_PIXELS,
     block_dot_1x4,
     block_dot_1x4_vnni,
@@ -225,7 +227,7 @@ def prepare_fc_int8(node: Node, graph: Graph, b: ProgramBuilder) -> list[int]:
         patch=max(
             COLUMN_PIXELS * -(-k // 4) * 4,
             TILE_PIXELS * 4 * column_groups(k),
-            2 * PAIR_PIXELS * (k + k % 2),  # (AVX2) the samples widened to int16
+            2 * TILE_PIXELS * (k + k % 2),  # (AVX2) a block of samples widened to int16
         ),
         accumulators=TILE_PIXELS * padded,
     )
@@ -319,23 +321,29 @@ def fully_connected_avx2(
     row, arena, weights, biases, mults, shifts, rounding, patch, acc, column_words
 ):  # type: ignore[no-untyped-def]
     """The variant for AVX2: the outputs across the 8 lanes of 256-bit PMADDWD (the pair cores,
-    weights as int16 pairs from a host-only table; the bias carries -zp * sum(w)), up to
-    PAIR_PIXELS samples per weight load, each widened to int16 and padded to an even length. The
-    same integers."""
+    weights as int8 pairs from a host-only table; the bias carries -zp * sum(w)), PAIR_PIXELS
+    samples per weight load, blocks of TILE_PIXELS samples widened to int16 (each padded to an even
+    length) so that each block of weights runs over all of them. The same integers."""
     f = FULLY_CONNECTED_ROW
     x, n, k, outs = row[f.x], row[f.n], row[f.k], row[f.outs]
     padded, size = pair_sizes(k, outs)
+    if n < PAIR_PIXELS and padded < 4 * PAIR_LANES and k >= LANES:
+        # a few samples of a few outputs: each block of sums would be one chain of dependent
+        # PMADDWD steps over all of K; the generic rows run four at a time
+        fully_connected_with(row, arena, weights, biases, mults, shifts, rounding, acc, block_dot_1x8, block_dot_1x4)  # fmt: skip
+        return
     k2 = k + k % 2
     at = row[f.words] + column_size(k, outs)
     words = column_words[at : at + size]
     first_sums = column_words[at + size : at + size + padded]
-    samples = patch[: 2 * PAIR_PIXELS * k2].view(np.int16)
-    for s in range(0, n, PAIR_PIXELS):
-        count = min(PAIR_PIXELS, n - s)
-        for p in range(count):
+    samples = patch[: 2 * TILE_PIXELS * k2].view(np.int16)
+    for s in range(0, n, TILE_PIXELS):  # a block of samples: each weight block over all of them
+        count = min(TILE_PIXELS, n - s)
+        if k2 == k:  # consecutive samples are one run
+            widen_bytes(samples, 0, arena, x + s * k, count * k)
+        for p in range(count if k2 > k else 0):
             widen_bytes(samples, p * k2, arena, x + (s + p) * k, k)
-            if k2 > k:
-                samples[p * k2 + k] = 0  # an odd K's last pair: times a zero weight
+            samples[p * k2 + k] = 0  # an odd K's last pair: times a zero weight
         pair_dots(samples, 0, k2, 0, k2, 1, count, words, padded, first_sums, acc, 0)
         requantize_samples(acc, padded, count, s, row, arena, biases, mults, shifts, rounding)
 
