@@ -147,6 +147,43 @@ def test_layers_the_tiles_take_match_the_spec(shape, out, kernel, pads) -> None:
 
 
 @pytest.mark.parametrize(
+    "shape, out, kernel, attrs",
+    [
+        ((1, 8, 7, 9), 8, (1, 1), {}),
+        ((1, 16, 9, 10), 24, (3, 3), {"pads": [1, 1, 1, 1]}),
+        ((1, 3, 12, 13), 8, (3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1]}),
+        ((1, 5, 11, 12), 24, (2, 3), {"dilations": [1, 2]}),
+        ((1, 8, 9, 23), 8, (3, 3), {"group": 8, "pads": [1, 1, 1, 1]}),
+        ((1, 24, 30), 24, (5,), {"group": 24, "strides": [2], "pads": [2, 2]}),
+    ],
+    ids=[
+        "1x1 eight channels",
+        "a last single block",
+        "odd first layer",
+        "dilated width",
+        "depthwise eights",
+        "1-D depthwise strided",
+    ],  # fmt: skip
+)
+def test_layers_the_pair_cores_split_match_the_spec(shape, out, kernel, attrs) -> None:  # type: ignore[no-untyped-def]
+    """Layers that take each split of the AVX2 pair and tap cores (eight windows of one channel
+    block, two blocks then a single one, runs padded to even, gathered dilated windows, depthwise
+    sets of eight pixels then four then one): every path gives the spec's integers."""
+    s = Stack(shape, seed=9)
+    y = s.conv("input", shape[1], out, kernel, **attrs)
+    graph = optimize(import_model(s.model(s.op("Relu", [y]))))
+    assert_every_path_matches_spec(graph, 2, 9)
+
+
+def test_dense_blocks_of_many_samples_match_the_spec() -> None:
+    """A batch of more samples than one block of the AVX2 dense variant, with an odd K: every path
+    gives the spec's integers."""
+    s = Stack((1, 37), seed=4)
+    graph = optimize(import_model(s.model(s.gemm("input", 37, 24))))
+    assert_every_path_matches_spec(graph, 70, 4)
+
+
+@pytest.mark.parametrize(
     "shape, kernel, group",
     [
         ((1, 16, 20, 20), (3, 3), 1),

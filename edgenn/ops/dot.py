@@ -494,6 +494,7 @@ column_dot_1x4 = intrinsic(_column_dot_signature(1, COLUMN_BLOCKS))
 # channels]: each block of channels runs over every set while its weights are in cache.
 pair_dot_4x2 = intrinsic(_pair_dot_signature(4, 2))
 pair_dot_4 = intrinsic(_pair_dot_signature(4, 1))
+pair_dot_8 = intrinsic(_pair_dot_signature(8, 1))  # one block of channels: eight chains
 pair_dot_1x4 = intrinsic(_pair_dot_signature(1, 4))
 pair_dot_1x8 = intrinsic(_pair_dot_signature(1, 8))  # eight chains: PMADDWD's latency hidden
 pair_dot_1 = intrinsic(_pair_dot_signature(1, 1))
@@ -505,16 +506,22 @@ def pair_dots(x, x_start, pixel_step, run_stride, run_len, runs, pixels, words, 
     """The sums of `pixels` windows (int16, from x[x_start + p * pixel_step], `runs` runs of
     `run_len` elements, an even count, run_stride apart) over all `channels` (a multiple of
     PAIR_LANES), pixel p's at out[out_start + p * channels]: sets of PAIR_PIXELS windows per weight
-    load, two blocks at a time; the windows left over each on its own, eight or four blocks at a
-    time (independent chains); the rest block by block."""
+    load, two blocks at a time (a last single block eight windows at a time); the windows left
+    over each on its own, eight or four blocks at a time (independent chains); the rest block by
+    block."""
     sets = pixels // PAIR_PIXELS
     step = PAIR_PIXELS * pixel_step
-    if sets:
-        wide = channels - channels % (2 * PAIR_LANES)
-        if wide:
-            pair_dot_4x2(x, x_start, pixel_step, run_stride, run_len, runs, words, channels, wide, first, out, out_start, sets, step)  # fmt: skip
-        if wide < channels:
-            pair_dot_4(x, x_start, pixel_step, run_stride, run_len, runs, words[wide // 2 :], channels, channels - wide, first[wide:], out, out_start + wide, sets, step)  # fmt: skip
+    wide = channels - channels % (2 * PAIR_LANES)
+    if sets and wide:
+        pair_dot_4x2(x, x_start, pixel_step, run_stride, run_len, runs, words, channels, wide, first, out, out_start, sets, step)  # fmt: skip
+    if sets and wide < channels:  # one block left: eight windows at a time, then four
+        tail_words, tail_first, tail_out = words[wide // 2 :], first[wide:], out_start + wide
+        eights = pixels // (2 * PAIR_PIXELS)
+        if eights:
+            pair_dot_8(x, x_start, pixel_step, run_stride, run_len, runs, tail_words, channels, PAIR_LANES, tail_first, out, tail_out, eights, 2 * step)  # fmt: skip
+        if sets % 2:
+            at, o_at = x_start + 2 * eights * step, tail_out + 2 * eights * PAIR_PIXELS * channels
+            pair_dot_4(x, at, pixel_step, run_stride, run_len, runs, tail_words, channels, PAIR_LANES, tail_first, out, o_at, 1, step)  # fmt: skip
     done = sets * PAIR_PIXELS
     if done == pixels:
         return
@@ -834,18 +841,24 @@ def _tap_rows_signature(unroll: int):  # type: ignore[no-untyped-def]
 # out[p * channels + o] = first[o] + sum over t < taps of image[base + p * pixel_step + offsets[t] +
 # o] * weights[t * channels + o] for p < pixels and o < channels (a multiple of PAIR_LANES),
 # PAIR_LANES channels at a time: int8 image, int16 weights, int32 offsets and sums (depthwise
-# convolution straight from int8: one tap's channels are contiguous). tap_rows_4: four pixels per
-# weight load (pixels a multiple of 4). No bounds checks.
+# convolution straight from int8: one tap's channels are contiguous). tap_rows_8 and tap_rows_4:
+# eight or four pixels per weight load (pixels a multiple of that). No bounds checks.
+tap_rows_8 = intrinsic(_tap_rows_signature(8))
 tap_rows_4 = intrinsic(_tap_rows_signature(4))
 tap_rows_1 = intrinsic(_tap_rows_signature(1))
 
 
 @njit(cache=True, inline="always")
 def tap_rows(image, base, pixel_step, offsets, taps, weights, channels, first, out, pixels):  # type: ignore[no-untyped-def]
-    """tap_rows_4 over the whole sets of four pixels, tap_rows_1 over the rest."""
+    """tap_rows_8 over the whole sets of eight pixels (eight independent chains), tap_rows_4 over
+    a set of four left, tap_rows_1 over the rest."""
+    eights = pixels - pixels % 8
+    if eights:
+        tap_rows_8(image, base, pixel_step, offsets, taps, weights, channels, first, out, eights)
     body = pixels - pixels % 4
-    if body:
-        tap_rows_4(image, base, pixel_step, offsets, taps, weights, channels, first, out, body)
+    if body > eights:
+        rest = out[eights * channels :]
+        tap_rows_4(image, base + eights * pixel_step, pixel_step, offsets, taps, weights, channels, first, rest, 4)  # fmt: skip
     if body < pixels:
         rest = out[body * channels :]
         tap_rows_1(image, base + body * pixel_step, pixel_step, offsets, taps, weights, channels, first, rest, pixels - body)  # fmt: skip
