@@ -1254,7 +1254,7 @@ CONV_GATHER, CONV_OUTER, CONV_DEPTHWISE = (
             "conv_depthwise",
             conv_depthwise_int8,
             ("depthwise_tiles",),
-            {"avx2": conv_depthwise_avx2},
+            None,  # conv_depthwise_avx2 crashed on a fuzzed depthwise mutant: off until fixed
         ),
     )
 )
