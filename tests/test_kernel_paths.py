@@ -155,6 +155,9 @@ def test_layers_the_tiles_take_match_the_spec(shape, out, kernel, pads) -> None:
         ((1, 5, 11, 12), 24, (2, 3), {"dilations": [1, 2]}),
         ((1, 8, 9, 23), 8, (3, 3), {"group": 8, "pads": [1, 1, 1, 1]}),
         ((1, 24, 30), 24, (5,), {"group": 24, "strides": [2], "pads": [2, 2]}),
+        ((1, 8, 3, 150), 8, (3, 3), {"group": 8, "pads": [1, 1, 1, 1]}),
+        ((1, 4, 2, 140), 8, (1, 3), {"group": 4, "strides": [1, 2]}),
+        ((1, 16, 300), 16, (3,), {"group": 16, "pads": [1, 1]}),
     ],
     ids=[
         "1x1 eight channels",
@@ -163,12 +166,15 @@ def test_layers_the_tiles_take_match_the_spec(shape, out, kernel, pads) -> None:
         "dilated width",
         "depthwise eights",
         "1-D depthwise strided",
+        "depthwise rows of several spans",
+        "depthwise multiplier, strided long rows",
+        "1-D depthwise, several spans",
     ],  # fmt: skip
 )
 def test_layers_the_pair_cores_split_match_the_spec(shape, out, kernel, attrs) -> None:  # type: ignore[no-untyped-def]
     """Layers that take each split of the AVX2 pair and tap cores (eight windows of one channel
     block, two blocks then a single one, runs padded to even, gathered dilated windows, depthwise
-    sets of eight pixels then four then one): every path gives the spec's integers."""
+    sets of eight pixels then four then one, output rows longer than one span): every path gives the spec's integers."""
     s = Stack(shape, seed=9)
     y = s.conv("input", shape[1], out, kernel, **attrs)
     graph = optimize(import_model(s.model(s.op("Relu", [y]))))

@@ -1123,7 +1123,9 @@ def conv_depthwise_avx2(
             for start in range(0, ow, DEPTHWISE_SPAN):
                 count = min(DEPTHWISE_SPAN, ow - start)
                 base = row_base + start * sw * oc
-                sums = acc[((oy - oy0) * ow + start) * padded :]
+                # a span requantized at once starts the accumulators; rows requantized together
+                # sit side by side (at most DEPTHWISE_SPAN pixels)
+                sums = acc[(oy - oy0) * ow * padded :] if together > 1 else acc
                 tap_rows(patch, base, sw * oc, offsets, taps, tap_weights, padded, first, sums, count)  # fmt: skip
                 if together == 1:
                     out = y + (oy * ow + start) * oc
@@ -1254,7 +1256,7 @@ CONV_GATHER, CONV_OUTER, CONV_DEPTHWISE = (
             "conv_depthwise",
             conv_depthwise_int8,
             ("depthwise_tiles",),
-            None,  # conv_depthwise_avx2 crashed on a fuzzed depthwise mutant: off until fixed
+            {"avx2": conv_depthwise_avx2},
         ),
     )
 )
